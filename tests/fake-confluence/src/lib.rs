@@ -1,1 +1,320 @@
+//! A loopback HTTP server that behaves like Confluence Cloud for the endpoints the connector uses:
+//! REST v2 spaces/pages/blog posts with cursor pagination, `user/current`, `/_edge/tenant_info`,
+//! the `api.atlassian.com`-style gateway for scoped tokens, 410 for removed v1 content endpoints
+//! (or a simple legacy v1 mode), and a small CQL search.
+//!
+//! ```no_run
+//! let site = fake_confluence::demo_site().unwrap();
+//! println!("{} {} {}", site.origin(), fake_confluence::DEMO_EMAIL, fake_confluence::DEMO_TOKEN);
+//! ```
 
+#![warn(missing_docs)]
+
+mod auth;
+mod cql;
+mod demo;
+mod routes;
+mod state;
+mod v1;
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+pub use auth::{GATEWAY_401_BODY, SITE_401_BODY};
+pub use demo::{
+    DEMO_EMAIL, DEMO_SCOPED_TOKEN, DEMO_SPACE_KEY, DEMO_SPACE_NAME, DEMO_TOKEN, demo_pages,
+    demo_site, populate_demo, sample_bodies,
+};
+pub use state::{RequestRecord, TokenKind};
+
+use routes::Shared;
+use state::{Failure, State, Status};
+
+/// Every granular scope the fake checks; handy for a scoped token that may do everything.
+pub const ALL_SCOPES: &[&str] = &[
+    "read:content-details:confluence",
+    "read:space:confluence",
+    "read:page:confluence",
+    "read:content.metadata:confluence",
+    "search:confluence",
+];
+
+/// A running fake Confluence Cloud site. Dropping it shuts the server down.
+pub struct FakeConfluence {
+    shared: Arc<Shared>,
+    port: u16,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for FakeConfluence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeConfluence")
+            .field("origin", &self.origin())
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_id(id: &str) -> u64 {
+    id.parse()
+        .unwrap_or_else(|_| panic!("fake-confluence: content ids are numeric, got {id:?}"))
+}
+
+impl FakeConfluence {
+    /// Starts the server on 127.0.0.1 with an ephemeral port, on its own thread with its own tokio
+    /// runtime (so it works from sync tests and from inside another runtime). Returns once the
+    /// socket is listening.
+    pub fn start() -> anyhow::Result<FakeConfluence> {
+        Self::start_on(0)
+    }
+
+    /// Like [`FakeConfluence::start`], on a given port (0 = ephemeral).
+    pub fn start_on(port: u16) -> anyhow::Result<FakeConfluence> {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let origin = format!("http://127.0.0.1:{port}");
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new(u64::from(port))),
+            origin,
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+        let app_state = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("fake-confluence-{port}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.into()));
+                            return;
+                        }
+                    };
+                    let app = axum::Router::new()
+                        .fallback(routes::handle)
+                        .with_state(app_state);
+                    let _ = ready_tx.send(Ok(()));
+                    tokio::select! {
+                        _ = axum::serve(listener, app) => {}
+                        _ = rx => {}
+                    }
+                });
+                rt.shutdown_timeout(Duration::from_millis(200));
+            })?;
+        ready_rx
+            .recv()
+            .context("fake-confluence server thread died during start-up")??;
+        Ok(FakeConfluence {
+            shared,
+            port,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The site origin, `http://127.0.0.1:PORT` (classic tokens; REST base is `{origin}/wiki`).
+    pub fn origin(&self) -> String {
+        self.shared.origin.clone()
+    }
+
+    /// The gateway origin: the same server. Gateway paths are `/ex/confluence/{cloudId}/wiki/...`.
+    pub fn gateway_origin(&self) -> String {
+        self.shared.origin.clone()
+    }
+
+    /// The full gateway API base for scoped tokens: `{gateway_origin}/ex/confluence/{cloudId}`.
+    pub fn gateway_base(&self) -> String {
+        format!(
+            "{}/ex/confluence/{}",
+            self.gateway_origin(),
+            self.cloud_id()
+        )
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// This site's cloud id (uuid-like, fixed for the lifetime of the server).
+    pub fn cloud_id(&self) -> String {
+        self.state().cloud_id.clone()
+    }
+
+    /// Registers a user with an API token (replacing any user that had the same token).
+    pub fn add_user(&self, email: &str, token: &str, kind: TokenKind) {
+        self.state().add_user(email, token, kind);
+    }
+
+    /// Revokes a token: further requests with it get 401.
+    pub fn revoke_token(&self, token: &str) {
+        for u in self.state().users.iter_mut().filter(|u| u.token == token) {
+            u.revoked = true;
+        }
+    }
+
+    /// The account id of the user owning `token`, if any.
+    pub fn account_id(&self, token: &str) -> Option<String> {
+        self.state()
+            .users
+            .iter()
+            .find(|u| u.token == token)
+            .map(|u| u.account_id.clone())
+    }
+
+    /// Creates a space (returns its numeric id) and its homepage titled `name`.
+    pub fn add_space(&self, key: &str, name: &str) -> String {
+        let body = format!("<p>Welcome to the {name} space.</p>");
+        self.add_space_with_homepage(key, name, &body)
+    }
+
+    /// Like [`FakeConfluence::add_space`] with a given homepage body (storage format).
+    pub fn add_space_with_homepage(&self, key: &str, name: &str, homepage_storage: &str) -> String {
+        self.state()
+            .add_space(key, name, homepage_storage)
+            .to_string()
+    }
+
+    /// The homepage id of a space, by key.
+    pub fn homepage_id(&self, space_key: &str) -> Option<String> {
+        self.state()
+            .space_by_key(space_key)
+            .map(|s| s.homepage_id.to_string())
+    }
+
+    /// Adds a page (version 1); `parent_id` None = child of the homepage. Returns the page id.
+    /// Panics on an unknown space key.
+    pub fn add_page(
+        &self,
+        space_key: &str,
+        parent_id: Option<&str>,
+        title: &str,
+        storage: &str,
+    ) -> String {
+        self.state()
+            .add_page(space_key, parent_id.map(parse_id), title, storage)
+            .to_string()
+    }
+
+    /// Adds a blog post. Returns its id. Panics on an unknown space key.
+    pub fn add_blogpost(&self, space_key: &str, title: &str, storage: &str) -> String {
+        self.state()
+            .add_blogpost(space_key, title, storage)
+            .to_string()
+    }
+
+    /// Publishes a new version of a page or blog post: bumps `version.number` and `version.createdAt`.
+    pub fn edit_page(&self, id: &str, title: Option<&str>, storage: Option<&str>) {
+        self.state().edit(parse_id(id), title, storage);
+    }
+
+    /// Moves a page under a new parent (does not bump the version, like Cloud).
+    pub fn move_page(&self, id: &str, new_parent_id: &str) {
+        let parent = parse_id(new_parent_id);
+        let mut st = self.state();
+        let position = st
+            .contents
+            .values()
+            .filter(|c| c.parent_id == Some(parent))
+            .count() as i64
+            * 256
+            + 1;
+        let c = st.content_mut(parse_id(id));
+        c.parent_id = Some(parent);
+        c.position = position;
+    }
+
+    /// Moves a page or blog post to the trash: it vanishes from default listings and single GETs
+    /// answer 404 unless `status=trashed` is asked for.
+    pub fn trash_page(&self, id: &str) {
+        self.state().content_mut(parse_id(id)).status = Status::Trashed;
+    }
+
+    /// Restores a trashed page or blog post to `current`.
+    pub fn restore_page(&self, id: &str) {
+        self.state().content_mut(parse_id(id)).status = Status::Current;
+    }
+
+    /// Archives (or un-archives) a page: archived pages are still listed by default.
+    pub fn archive_page(&self, id: &str, archived: bool) {
+        self.state().content_mut(parse_id(id)).status = if archived {
+            Status::Archived
+        } else {
+            Status::Current
+        };
+    }
+
+    /// Removes a page or blog post entirely.
+    pub fn purge_page(&self, id: &str) {
+        self.state().contents.remove(&parse_id(id));
+    }
+
+    /// Restricts a page so no user can see it (omitted from lists, 404 on GET), or lifts that.
+    pub fn restrict_page(&self, id: &str, restricted: bool) {
+        self.state().content_mut(parse_id(id)).restricted = restricted;
+    }
+
+    /// Every request served so far: method, path (incl. gateway prefix), query and status.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.state().requests.clone()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn reset_requests(&self) {
+        self.state().requests.clear();
+    }
+
+    /// Serves the legacy v1 content/space endpoints (default false: they answer 410 Gone).
+    pub fn set_legacy_v1(&self, enabled: bool) {
+        self.state().legacy_v1 = enabled;
+    }
+
+    /// Adds a delay before every response (benchmarks).
+    pub fn set_latency(&self, per_request: Duration) {
+        self.state().latency = per_request;
+    }
+
+    /// Makes the next `count` requests fail with `status` (e.g. 429 or 503), with an optional
+    /// `Retry-After` (seconds). Failed requests are recorded like any other.
+    pub fn fail_next(&self, count: usize, status: u16, retry_after_secs: Option<u64>) {
+        let mut st = self.state();
+        for _ in 0..count {
+            st.failures.push(Failure {
+                status,
+                retry_after: retry_after_secs,
+            });
+        }
+    }
+}
+
+impl Drop for FakeConfluence {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The reference host for knowledge-connector components.
+//!
+//! It loads a connector component (by default the Confluence connector built from
+//! `plugin/`), grants it exactly three capabilities — outbound HTTP to the origins of
+//! its connections, key-value storage and search, each scoped to one connector
+//! instance — plus encrypted secrets, and drives its long-running work step by step.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use connector_host::runtime::{ConnectorHost, HostConfig};
+//! let host = ConnectorHost::open(HostConfig::new("/tmp/connector-data"))?;
+//! let mut instance = host.instance("default").await?;
+//! println!("{}", instance.describe().await?.name);
+//! # Ok(()) }
+//! ```
+
+pub mod bindings;
+pub mod capabilities;
+pub mod driver;
+pub mod runtime;
+pub mod state;

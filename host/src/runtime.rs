@@ -1,0 +1,383 @@
+//! The wasmtime side of the host: one engine, the component compiled once and cached
+//! on disk, one `InstancePre`, and guarded calls into connector instances.
+//!
+//! Every call into the guest runs under a memory cap, an epoch deadline (CPU) and a
+//! wall-clock timeout. A call that traps or times out discards its store; the next
+//! call gets a fresh instance from the same `InstancePre` (about half a millisecond),
+//! so a misbehaving guest never takes the host down.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use crate::bindings::{self, Connector, ConnectorPre, types};
+use crate::capabilities::http::{OutboundPolicy, canonical_origin, is_loopback_origin};
+use crate::state::{Grants, HostState};
+
+/// The connector component built with this host (`plugin/`, for wasm32-wasip2).
+pub const BUNDLED_COMPONENT: &[u8] = include_bytes!(env!("CONNECTOR_COMPONENT_PATH"));
+
+/// Epoch tick: the granularity of CPU deadlines.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Host limits and locations.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where the store, search indexes and operator key live.
+    pub data_dir: PathBuf,
+    /// Where compiled components are cached (`None`: `<data_dir>/cache`).
+    pub cache_dir: Option<PathBuf>,
+    /// A component to run instead of the bundled one.
+    pub component: Option<PathBuf>,
+    /// Guest linear-memory cap in bytes.
+    pub memory_limit: usize,
+    /// Wall-clock and CPU limit of one call into the guest.
+    pub call_timeout: Duration,
+}
+
+impl HostConfig {
+    /// Defaults for a data directory: 512 MiB of guest memory, 5 minutes per call.
+    pub fn new(data_dir: impl Into<PathBuf>) -> HostConfig {
+        HostConfig {
+            data_dir: data_dir.into(),
+            cache_dir: None,
+            component: None,
+            memory_limit: 512 << 20,
+            call_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A loaded host: engine, compiled component and storage, shared by its instances.
+pub struct ConnectorHost {
+    engine: Engine,
+    pre: ConnectorPre<HostState>,
+    store: connector_store::Store,
+    key: connector_store::OperatorKey,
+    config: HostConfig,
+    indexes: Mutex<HashMap<String, Arc<connector_search::TantivySearch>>>,
+}
+
+/// Environment variable with an operator-supplied key for secrets at rest.
+pub const OPERATOR_KEY_VAR: &str = "CONNECTOR_HOST_KEY";
+
+impl ConnectorHost {
+    /// Opens the data directory and loads the component (from the compile cache when
+    /// possible).
+    pub fn open(config: HostConfig) -> Result<ConnectorHost> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+        let mut wasm_config = Config::new();
+        wasm_config.epoch_interruption(true);
+        let engine = Engine::new(&wasm_config).map_err(|e| anyhow!("{e}"))?;
+        spawn_epoch_ticker(&engine);
+
+        let bytes = match &config.component {
+            Some(path) => std::fs::read(path).with_context(|| format!("cannot read the component {}", path.display()))?,
+            None => BUNDLED_COMPONENT.to_vec(),
+        };
+        let cache_dir = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("cache"));
+        let component = load_component(&engine, &bytes, &cache_dir)?;
+        let pre = ConnectorPre::new(linker(&engine)?.instantiate_pre(&component).map_err(|e| anyhow!("{e}"))?)
+            .map_err(|e| anyhow!("the component does not implement knowledge:connector/connector: {e}"))?;
+
+        let db_path = config.data_dir.join("store.redb");
+        let store = connector_store::Store::open(&db_path).map_err(|e| {
+            anyhow!(
+                "cannot open {}: {e} (is another connector-host process using this data directory?)",
+                db_path.display()
+            )
+        })?;
+        let key = connector_store::OperatorKey::from_env_or_file(OPERATOR_KEY_VAR, &config.data_dir.join("operator.key"))
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(ConnectorHost { engine, pre, store, key, config, indexes: Mutex::new(HashMap::new()) })
+    }
+
+    /// The host's configuration.
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// The embedded store (host metadata lives in its private table).
+    pub fn store(&self) -> &connector_store::Store {
+        &self.store
+    }
+
+    /// Starts an instance (one tenant's connector) with its grants.
+    pub async fn instance(&self, namespace: &str) -> Result<Instance<'_>> {
+        if namespace.is_empty() || !namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(anyhow!("instance name '{namespace}' must be letters, digits, - or _"));
+        }
+        let search = self.index(namespace)?;
+        let grants = Grants {
+            namespace: namespace.to_string(),
+            store: self.store.clone(),
+            search,
+            secrets: self.store.secrets(namespace, self.key.clone()).map_err(|e| anyhow!("{e}"))?,
+            outbound: OutboundPolicy::new(self.granted_origins(namespace)?),
+        };
+        let (store, connector) = self.instantiate(grants.clone()).await?;
+        Ok(Instance { host: self, grants, store, connector })
+    }
+
+    fn index(&self, namespace: &str) -> Result<Arc<connector_search::TantivySearch>> {
+        let mut indexes = self.indexes.lock().expect("index map lock");
+        if let Some(index) = indexes.get(namespace) {
+            return Ok(index.clone());
+        }
+        let dir = self.config.data_dir.join("search").join(namespace);
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let index = Arc::new(
+            connector_search::TantivySearch::open(&dir).map_err(|e| anyhow!("cannot open the search index {}: {e}", dir.display()))?,
+        );
+        indexes.insert(namespace.to_string(), index.clone());
+        Ok(index)
+    }
+
+    fn grants_key(namespace: &str) -> String {
+        format!("grants/{namespace}/origins")
+    }
+
+    /// Origins granted to an instance.
+    pub fn granted_origins(&self, namespace: &str) -> Result<Vec<String>> {
+        match self.store.meta().get(&Self::grants_key(namespace)).map_err(|e| anyhow!("{e}"))? {
+            Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn save_granted_origins(&self, namespace: &str, origins: &[String]) -> Result<()> {
+        self.store.meta().set(&Self::grants_key(namespace), &serde_json::to_vec(origins)?).map_err(|e| anyhow!("{e}"))
+    }
+
+    async fn instantiate(&self, grants: Grants) -> Result<(Store<HostState>, Connector)> {
+        let state = HostState {
+            wasi: WasiCtx::builder().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.config.memory_limit)
+                .instances(16)
+                .tables(32)
+                .table_elements(1 << 20)
+                .build(),
+            grants,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(u64::MAX / 2);
+        let connector = self.pre.instantiate_async(&mut store).await.map_err(|e| anyhow!("cannot instantiate the connector: {e}"))?;
+        Ok((store, connector))
+    }
+}
+
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })
+        .expect("spawn the epoch ticker");
+}
+
+fn linker(engine: &Engine) -> Result<Linker<HostState>> {
+    let mut linker = Linker::<HostState>::new(engine);
+    let e = |e: wasmtime::Error| anyhow!("{e}");
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(e)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(e)?;
+    bindings::wasi::keyvalue::store::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(e)?;
+    bindings::wasi::keyvalue::batch::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(e)?;
+    bindings::knowledge::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(e)?;
+    bindings::knowledge::connector::search::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(e)?;
+    bindings::knowledge::connector::secrets::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(e)?;
+    Ok(linker)
+}
+
+/// Loads a component, compiling it only when no cached compilation for this exact
+/// component and engine exists. The cache holds only files this host wrote.
+pub fn load_component(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> Result<Component> {
+    let digest = Sha256::digest(bytes);
+    let mut compat = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut compat);
+    let name = format!("{}-{:016x}.cwasm", hex(&digest[..16]), compat.finish());
+    let path = cache_dir.join(name);
+    if path.exists() {
+        // SAFETY: the file was written by `precompile_component` of a compatible engine
+        // (the name carries the component hash and the engine's compatibility hash).
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => return Ok(component),
+            Err(error) => tracing::warn!("ignoring unusable compile cache {}: {error}", path.display()),
+        }
+    }
+    let compiled = engine.precompile_component(bytes).map_err(|e| anyhow!("the component does not compile: {e}"))?;
+    if std::fs::create_dir_all(cache_dir).is_ok() {
+        let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&temporary, &compiled).is_ok() {
+            let _ = std::fs::rename(&temporary, &path);
+        }
+    }
+    // SAFETY: `compiled` was just produced by this engine.
+    unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| anyhow!("{e}"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A running connector instance.
+pub struct Instance<'h> {
+    host: &'h ConnectorHost,
+    grants: Grants,
+    store: Store<HostState>,
+    connector: Connector,
+}
+
+/// Calls one export under the limits, recovering from traps and timeouts.
+macro_rules! guarded {
+    ($self:ident, $call:ident ( $($arg:expr),* )) => {{
+        let ticks = ($self.host.config.call_timeout.as_millis() / TICK.as_millis()).max(1) as u64;
+        $self.store.set_epoch_deadline(ticks);
+        let outcome = tokio::time::timeout(
+            $self.host.config.call_timeout,
+            $self.connector.knowledge_connector_knowledge_connector().$call(&mut $self.store, $($arg),*),
+        )
+        .await;
+        $self.store.set_epoch_deadline(u64::MAX / 2);
+        $self.settle(outcome, stringify!($call)).await
+    }};
+}
+
+impl Instance<'_> {
+    async fn settle<T>(&mut self, outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>, call: &str) -> Result<T> {
+        let failure = match outcome {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(trap)) => {
+                let detail = match trap.downcast_ref::<wasmtime::Trap>() {
+                    Some(wasmtime::Trap::Interrupt) => "it ran out of CPU time".to_string(),
+                    _ => format!("{trap:#}"),
+                };
+                anyhow!("the connector failed in {call} and was restarted: {detail}")
+            }
+            Err(_) => anyhow!(
+                "the connector did not finish {call} within {:?} and was restarted",
+                self.host.config.call_timeout
+            ),
+        };
+        let (store, connector) = self.host.instantiate(self.grants.clone()).await?;
+        self.store = store;
+        self.connector = connector;
+        Err(failure)
+    }
+
+    /// The instance's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.grants.namespace
+    }
+
+    /// Describes the connector.
+    pub async fn describe(&mut self) -> Result<types::ConnectorInfo> {
+        guarded!(self, call_describe())
+    }
+
+    /// Grants the origins the configuration needs, then connects. Loopback `http`
+    /// origins are granted only when the configuration says `allow-loopback=true`.
+    pub async fn connect(&mut self, config: Vec<(String, String)>) -> Result<Result<types::Connection, types::ConnectorError>> {
+        let origins = match guarded!(self, call_required_origins(&config))? {
+            Ok(origins) => origins,
+            Err(error) => return Ok(Err(error)),
+        };
+        let loopback_allowed = config.iter().any(|(k, v)| k == "allow-loopback" && v.trim() == "true");
+        let mut wanted = Vec::new();
+        for origin in &origins {
+            let canonical = canonical_origin(origin).ok_or_else(|| anyhow!("the connector asked for an invalid origin '{origin}'"))?;
+            let insecure = canonical.starts_with("http://");
+            if (insecure || is_loopback_origin(&canonical)) && !(loopback_allowed && is_loopback_origin(&canonical)) {
+                return Ok(Err(types::ConnectorError::Denied(format!(
+                    "{origin} is not an https site; loopback http sites need --allow-loopback"
+                ))));
+            }
+            wanted.push(canonical);
+        }
+        let namespace = self.grants.namespace.clone();
+        let before = self.host.granted_origins(&namespace)?;
+        for origin in &wanted {
+            self.grants.outbound.allow(origin);
+        }
+        let result = guarded!(self, call_connect(&config))?;
+        if result.is_ok() {
+            let mut all = before;
+            for origin in wanted {
+                if !all.contains(&origin) {
+                    all.push(origin);
+                }
+            }
+            self.host.save_granted_origins(&namespace, &all)?;
+        } else {
+            // Nothing connected: the grants stay as they were.
+            self.grants.outbound = OutboundPolicy::new(before);
+            let (store, connector) = self.host.instantiate(self.grants.clone()).await?;
+            self.store = store;
+            self.connector = connector;
+        }
+        Ok(result)
+    }
+
+    /// Disconnects an account.
+    pub async fn disconnect(&mut self, connection_id: &str) -> Result<Result<types::Connection, types::ConnectorError>> {
+        guarded!(self, call_disconnect(connection_id))
+    }
+
+    /// Registers memories.
+    pub async fn ingest(
+        &mut self,
+        connection_id: &str,
+        sources: &[String],
+    ) -> Result<Result<Vec<types::IngestOutcome>, types::ConnectorError>> {
+        guarded!(self, call_ingest(connection_id, sources))
+    }
+
+    /// Starts a sync.
+    pub async fn sync(&mut self, memory_id: &str, allow_mass_delete: bool) -> Result<Result<types::Memory, types::ConnectorError>> {
+        let options = types::SyncOptions { allow_mass_delete };
+        guarded!(self, call_sync(memory_id, options))
+    }
+
+    /// One step of work.
+    pub async fn step(&mut self, memory_id: &str) -> Result<Result<types::StepReport, types::ConnectorError>> {
+        guarded!(self, call_step(memory_id))
+    }
+
+    /// Memories with unfinished work.
+    pub async fn pending(&mut self) -> Result<Vec<String>> {
+        guarded!(self, call_pending())
+    }
+
+    /// Passages for a question.
+    pub async fn retrieve(
+        &mut self,
+        question: &str,
+        memory_ids: &[String],
+        limit: u32,
+    ) -> Result<Result<Vec<types::Passage>, types::ConnectorError>> {
+        guarded!(self, call_retrieve(question, memory_ids, limit))
+    }
+
+    /// Connections and memories.
+    pub async fn status(&mut self) -> Result<types::InstanceStatus> {
+        guarded!(self, call_status())
+    }
+}

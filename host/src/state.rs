@@ -1,0 +1,48 @@
+//! Per-store state: what one connector instance is granted.
+
+use std::sync::Arc;
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::capabilities::http::OutboundPolicy;
+
+/// The capabilities of one connector instance (cheap to clone: handles only).
+#[derive(Clone)]
+pub struct Grants {
+    /// The instance's namespace in storage (its id).
+    pub namespace: String,
+    /// Embedded key-value store.
+    pub store: connector_store::Store,
+    /// The instance's own search index.
+    pub search: Arc<dyn connector_search::SearchBackend>,
+    /// The instance's secrets.
+    pub secrets: connector_store::Secrets,
+    /// Where its HTTP may go.
+    pub outbound: OutboundPolicy,
+}
+
+/// Data of one wasmtime store.
+pub struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    pub(crate) grants: Grants,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.grants.outbound }
+    }
+}
+
+impl crate::bindings::knowledge::connector::types::Host for HostState {}

@@ -1,0 +1,537 @@
+//! Section-aware chunking of a [`Converted`] page.
+//!
+//! Every heading starts a new section; a chunk never spans two sections, so each chunk can be
+//! cited with its own heading path (e.g. `["Install", "Linux"]`, usable for a `#heading` deep
+//! link). A heading whose section has no text produces no chunk, but its title stays in the path
+//! of the headings below it. Text before the first heading gets an empty path.
+//!
+//! Within a section, blocks are packed greedily up to [`ChunkConfig::target_chars`] (joined by
+//! blank lines). A section that is too long is split at block boundaries first, then a block that
+//! is itself too long at line boundaries, then at sentence boundaries, and as a last resort at
+//! [`ChunkConfig::max_chars`] (preferring a space, always on a character boundary). No chunk
+//! exceeds `max_chars` characters; text is neither duplicated nor lost — only the whitespace at
+//! a split point is dropped. Heading titles are *not* repeated in [`Chunk::text`]; they are in
+//! [`Chunk::headings`].
+//!
+//! Lengths are counted in Unicode scalar values (`char`s), not bytes.
+//!
+//! ```ignore
+//! let doc = convert("<h1>Install</h1><h2>Linux</h2><p>Run make.</p>");
+//! let chunks = chunk(&doc, &ChunkConfig::default());
+//! assert_eq!(chunks[0].headings, ["Install", "Linux"]);
+//! assert_eq!(chunks[0].text, "Run make.");
+//! ```
+
+use crate::storage::{Block, Converted};
+
+/// One retrievable piece of a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// Heading path of the section the chunk belongs to, outermost first
+    /// (e.g. `["Install", "Linux"]`); empty for content before the first heading.
+    pub headings: Vec<String>,
+    /// The chunk text (blocks separated by blank lines); never empty, at most
+    /// [`ChunkConfig::max_chars`] characters.
+    pub text: String,
+}
+
+/// Size limits for [`chunk`], in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkConfig {
+    /// Preferred chunk size: blocks are packed into a chunk while it stays within this size
+    /// (clamped to `1..=max_chars`).
+    pub target_chars: usize,
+    /// Hard upper bound for a chunk (at least 1).
+    pub max_chars: usize,
+}
+
+impl Default for ChunkConfig {
+    /// `target_chars: 1200`, `max_chars: 2000`.
+    fn default() -> Self {
+        ChunkConfig {
+            target_chars: 1200,
+            max_chars: 2000,
+        }
+    }
+}
+
+/// Splits a converted page into section-aware chunks; see the [module documentation](self).
+pub fn chunk(doc: &Converted, cfg: &ChunkConfig) -> Vec<Chunk> {
+    let max = cfg.max_chars.max(1);
+    let limits = Limits {
+        target: cfg.target_chars.clamp(1, max),
+        max,
+    };
+    let mut chunks = Vec::new();
+    let mut path: Vec<(u8, &str)> = Vec::new();
+    let mut section: Vec<&str> = Vec::new();
+    for block in &doc.blocks {
+        match block {
+            Block::Heading { level, text } => {
+                emit_section(&path, &section, limits, &mut chunks);
+                section.clear();
+                while path.last().is_some_and(|(l, _)| *l >= *level) {
+                    path.pop();
+                }
+                path.push((*level, text));
+            }
+            Block::Text(text) => section.push(text),
+        }
+    }
+    emit_section(&path, &section, limits, &mut chunks);
+    chunks
+}
+
+#[derive(Clone, Copy)]
+struct Limits {
+    target: usize,
+    max: usize,
+}
+
+/// A piece of text that is never split further, with the separator that preceded it in the
+/// original text (dropped when the atom starts a chunk).
+struct Atom<'a> {
+    sep: &'a str,
+    text: &'a str,
+    len: usize,
+}
+
+fn emit_section(path: &[(u8, &str)], blocks: &[&str], limits: Limits, out: &mut Vec<Chunk>) {
+    let mut atoms = Vec::new();
+    for block in blocks {
+        split_block(block, limits, &mut atoms);
+    }
+    if atoms.is_empty() {
+        return;
+    }
+    let headings: Vec<String> = path.iter().map(|(_, t)| (*t).to_owned()).collect();
+    let mut cur = String::new();
+    let mut cur_len = 0usize;
+    for atom in atoms {
+        let sep_len = atom.sep.chars().count();
+        if cur_len > 0 && cur_len + sep_len + atom.len > limits.target {
+            push_chunk(&headings, &mut cur, out);
+            cur_len = 0;
+        }
+        if cur_len > 0 {
+            cur.push_str(atom.sep);
+            cur_len += sep_len;
+        }
+        cur.push_str(atom.text);
+        cur_len += atom.len;
+    }
+    push_chunk(&headings, &mut cur, out);
+}
+
+fn push_chunk(headings: &[String], cur: &mut String, out: &mut Vec<Chunk>) {
+    let text = cur.trim_end().trim_start_matches(['\n', '\r']);
+    if !text.is_empty() {
+        out.push(Chunk {
+            headings: headings.to_vec(),
+            text: text.to_owned(),
+        });
+    }
+    cur.clear();
+}
+
+/// Splits one block into atoms: whole if it fits the target, else by lines, then sentences,
+/// then hard at `max`.
+fn split_block<'a>(block: &'a str, limits: Limits, atoms: &mut Vec<Atom<'a>>) {
+    let len = block.chars().count();
+    if len == 0 {
+        return;
+    }
+    if len <= limits.target {
+        atoms.push(Atom {
+            sep: "\n\n",
+            text: block,
+            len,
+        });
+        return;
+    }
+    for (i, line) in block.split('\n').enumerate() {
+        let sep = if i == 0 { "\n\n" } else { "\n" };
+        let line_len = line.chars().count();
+        if line_len <= limits.target {
+            atoms.push(Atom {
+                sep,
+                text: line,
+                len: line_len,
+            });
+            continue;
+        }
+        let mut sep = sep;
+        for (sentence_sep, sentence) in sentences(line) {
+            // The separator before the first sentence is the line separator.
+            let s_sep = if sentence_sep.is_empty() {
+                sep
+            } else {
+                sentence_sep
+            };
+            sep = "";
+            hard_split(s_sep, sentence, limits.max, atoms);
+        }
+    }
+}
+
+/// Sentences of `line` with the whitespace that preceded each (empty for the first).
+fn sentences(line: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut start = 0usize;
+    let mut sep: &str = "";
+    let mut iter = line.char_indices().peekable();
+    while let Some((i, ch)) = iter.next() {
+        if !matches!(ch, '.' | '!' | '?' | '…' | '。' | '！' | '？' | ';') {
+            continue;
+        }
+        let end = i + ch.len_utf8();
+        let Some(&(_, next)) = iter.peek() else { break };
+        if !next.is_whitespace() {
+            continue;
+        }
+        // Consume the whitespace run.
+        let mut ws_end = end;
+        while let Some(&(j, c)) = iter.peek() {
+            if !c.is_whitespace() {
+                break;
+            }
+            ws_end = j + c.len_utf8();
+            iter.next();
+        }
+        out.push((sep, &line[start..end]));
+        sep = &line[end..ws_end];
+        start = ws_end;
+    }
+    if start < line.len() {
+        out.push((sep, &line[start..]));
+    }
+    out
+}
+
+/// Pushes `piece` as atoms of at most `max` chars, preferring to cut at whitespace in the
+/// second half of the window.
+fn hard_split<'a>(sep: &'a str, piece: &'a str, max: usize, atoms: &mut Vec<Atom<'a>>) {
+    let mut sep = sep;
+    let mut rest = piece;
+    loop {
+        let Some((cut, _)) = rest.char_indices().nth(max) else {
+            let len = rest.chars().count();
+            if len > 0 {
+                atoms.push(Atom {
+                    sep,
+                    text: rest,
+                    len,
+                });
+            }
+            return;
+        };
+        let window = &rest[..cut];
+        let ws = window
+            .char_indices()
+            .rev()
+            .find(|(_, c)| c.is_whitespace())
+            .map(|(i, _)| i)
+            .filter(|&i| window[..i].chars().count() >= max / 2 && i > 0);
+        match ws {
+            Some(i) => {
+                let head = &rest[..i];
+                let ws_end = rest[i..]
+                    .char_indices()
+                    .find(|(_, c)| !c.is_whitespace())
+                    .map(|(j, _)| i + j)
+                    .unwrap_or(rest.len());
+                atoms.push(Atom {
+                    sep,
+                    text: head,
+                    len: head.chars().count(),
+                });
+                sep = &rest[i..ws_end];
+                rest = &rest[ws_end..];
+            }
+            None => {
+                atoms.push(Atom {
+                    sep,
+                    text: window,
+                    len: max,
+                });
+                sep = "";
+                rest = &rest[cut..];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::convert;
+
+    fn fixture(name: &str) -> String {
+        let path = format!(
+            "{}/tests/fixtures/storage/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn doc(blocks: Vec<Block>) -> Converted {
+        Converted { blocks }
+    }
+
+    fn h(level: u8, t: &str) -> Block {
+        Block::Heading {
+            level,
+            text: t.to_owned(),
+        }
+    }
+
+    fn t(s: &str) -> Block {
+        Block::Text(s.to_owned())
+    }
+
+    fn paths(chunks: &[Chunk]) -> Vec<(Vec<&str>, &str)> {
+        chunks
+            .iter()
+            .map(|c| {
+                (
+                    c.headings.iter().map(String::as_str).collect(),
+                    c.text.as_str(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every word of every text block appears in the chunk texts, the same number of times
+    /// (nothing lost, nothing duplicated), and no chunk exceeds `max_chars`.
+    fn assert_lossless(d: &Converted, chunks: &[Chunk], cfg: &ChunkConfig) {
+        for c in chunks {
+            assert!(
+                c.text.chars().count() <= cfg.max_chars,
+                "chunk too long: {}",
+                c.text.len()
+            );
+            assert!(!c.text.trim().is_empty());
+        }
+        let mut want: Vec<&str> = d
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Text(s) => Some(s.split_whitespace()),
+                Block::Heading { .. } => None,
+            })
+            .flatten()
+            .collect();
+        let mut got: Vec<&str> = chunks
+            .iter()
+            .flat_map(|c| c.text.split_whitespace())
+            .collect();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn heading_path_pops_back_and_sections_stay_separate() {
+        let d = doc(vec![
+            t("preamble"),
+            h(1, "Install"),
+            h(2, "Linux"),
+            t("apt install"),
+            h(3, "Debian"),
+            t("deb notes"),
+            h(2, "Windows"),
+            t("run setup.exe"),
+            h(1, "Usage"),
+            t("just use it"),
+        ]);
+        let chunks = chunk(&d, &ChunkConfig::default());
+        assert_eq!(
+            paths(&chunks),
+            [
+                (vec![], "preamble"),
+                // "Install" has no text of its own: no chunk, but it stays in the path.
+                (vec!["Install", "Linux"], "apt install"),
+                (vec!["Install", "Linux", "Debian"], "deb notes"),
+                (vec!["Install", "Windows"], "run setup.exe"),
+                (vec!["Usage"], "just use it"),
+            ]
+        );
+    }
+
+    #[test]
+    fn skipped_levels_and_trailing_empty_heading() {
+        let d = doc(vec![
+            h(3, "Deep first"),
+            t("a"),
+            h(1, "Top"),
+            h(4, "Four"),
+            t("b"),
+            h(2, "Empty end"),
+        ]);
+        assert_eq!(
+            paths(&chunk(&d, &ChunkConfig::default())),
+            [(vec!["Deep first"], "a"), (vec!["Top", "Four"], "b")]
+        );
+    }
+
+    #[test]
+    fn small_blocks_pack_up_to_target_and_split_at_block_boundaries() {
+        let cfg = ChunkConfig {
+            target_chars: 25,
+            max_chars: 40,
+        };
+        let d = doc(vec![
+            h(1, "S"),
+            t("aaaa aaaa"),
+            t("bbbb bbbb"),
+            t("cccc cccc"),
+            t("dddd"),
+        ]);
+        let chunks = chunk(&d, &cfg);
+        assert_eq!(
+            paths(&chunks),
+            [
+                (vec!["S"], "aaaa aaaa\n\nbbbb bbbb"),
+                (vec!["S"], "cccc cccc\n\ndddd")
+            ]
+        );
+        assert_lossless(&d, &chunks, &cfg);
+    }
+
+    #[test]
+    fn long_blocks_split_by_lines_then_sentences_then_spaces() {
+        let cfg = ChunkConfig {
+            target_chars: 30,
+            max_chars: 40,
+        };
+        let list = "- first item here\n- second item here\n- third item here";
+        let para = "One short sentence. Another short sentence! A third one? Yes.";
+        let salad = "word ".repeat(30);
+        let d = doc(vec![t(list), t(para), t(salad.trim())]);
+        let chunks = chunk(&d, &cfg);
+        assert_lossless(&d, &chunks, &cfg);
+        let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(
+            texts[..5],
+            [
+                "- first item here",
+                "- second item here",
+                "- third item here",
+                "One short sentence.",
+                "Another short sentence!",
+            ]
+        );
+        assert_eq!(texts[5], "A third one? Yes.");
+        // No punctuation: cut at a space, never inside a word.
+        let words = &texts[6..];
+        assert!(words.len() >= 4);
+        assert!(words.iter().all(|c| c.split(' ').all(|w| w == "word")));
+    }
+
+    #[test]
+    fn unbreakable_token_is_hard_split_on_char_boundaries() {
+        let cfg = ChunkConfig {
+            target_chars: 30,
+            max_chars: 40,
+        };
+        let token = "ä€😀".repeat(30);
+        let chunks = chunk(&doc(vec![t(&token)]), &cfg);
+        assert_eq!(chunks.len(), 3);
+        assert!(chunks.iter().all(|c| c.text.chars().count() <= 40));
+        assert_eq!(
+            chunks.iter().map(|c| c.text.as_str()).collect::<String>(),
+            token
+        );
+    }
+
+    #[test]
+    fn config_is_clamped() {
+        let d = doc(vec![t("abc def")]);
+        let tiny = chunk(
+            &d,
+            &ChunkConfig {
+                target_chars: 0,
+                max_chars: 0,
+            },
+        );
+        assert!(tiny.iter().all(|c| c.text.chars().count() == 1));
+        assert_eq!(
+            tiny.iter().map(|c| c.text.as_str()).collect::<String>(),
+            "abcdef"
+        );
+        let inverted = chunk(
+            &d,
+            &ChunkConfig {
+                target_chars: 100,
+                max_chars: 4,
+            },
+        );
+        assert!(inverted.iter().all(|c| c.text.chars().count() <= 4));
+        assert_eq!(
+            ChunkConfig::default(),
+            ChunkConfig {
+                target_chars: 1200,
+                max_chars: 2000
+            }
+        );
+        assert!(chunk(&Converted::default(), &ChunkConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn real_pages_chunk_losslessly() {
+        for name in [
+            "constructs.xml",
+            "airbyte-cloud-personal-overview-98487.xml",
+            "md2conf-images.xml",
+            "md2conf-panel.xml",
+            "md2conf-tasklist.xml",
+        ] {
+            let d = convert(&fixture(name));
+            for cfg in [
+                ChunkConfig::default(),
+                ChunkConfig {
+                    target_chars: 60,
+                    max_chars: 90,
+                },
+            ] {
+                let chunks = chunk(&d, &cfg);
+                assert_lossless(&d, &chunks, &cfg);
+            }
+        }
+        let d = convert(&fixture("constructs.xml"));
+        let chunks = chunk(&d, &ChunkConfig::default());
+        let cited: Vec<Vec<&str>> = chunks
+            .iter()
+            .map(|c| c.headings.iter().map(String::as_str).collect())
+            .collect();
+        assert_eq!(
+            cited,
+            [
+                vec![],
+                vec!["Install", "Linux"],
+                vec!["Install", "Linux", "Notes"],
+                vec!["Install", "Windows"],
+                vec!["Reference"],
+                vec!["Reference", "Empty heading section", "Child of empty"],
+            ]
+        );
+        assert!(chunks[3].text.starts_with("Version | Status | Owner"));
+    }
+
+    #[test]
+    fn large_section_respects_limits() {
+        let mut body = String::new();
+        for i in 0..2000 {
+            body.push_str(&format!(
+                "<p>Paragraph {i} has a few words. And a second sentence {i}.</p>"
+            ));
+        }
+        body.push_str(&format!("<pre>{}</pre>", "let x = 1;\n".repeat(500)));
+        let d = convert(&format!("<h1>Big</h1>{body}"));
+        let cfg = ChunkConfig::default();
+        let chunks = chunk(&d, &cfg);
+        assert!(chunks.len() > 50);
+        assert!(chunks.iter().all(|c| c.headings == ["Big"]));
+        assert_lossless(&d, &chunks, &cfg);
+    }
+}

@@ -1,0 +1,381 @@
+//! The WebAssembly boundary: WIT bindings, capability adapters and type conversions.
+//! No product logic lives here; every export forwards to [`crate::engine::Engine`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
+use wasip2::io::streams::StreamError;
+
+use crate::caps::{HostError, IndexChunk, IndexHit, KeyValue, SearchIndex, SecretStore};
+use crate::engine::{self, ConnectorError, Engine};
+use crate::http::{Request, Response, Transport, TransportError};
+use crate::records;
+
+wit_bindgen::generate!({
+    world: "connector",
+    path: "../wit",
+    with: {
+        "wasi:http/types@0.2.12": wasip2::http::types,
+        "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
+        "wasi:io/poll@0.2.12": wasip2::io::poll,
+        "wasi:io/error@0.2.12": wasip2::io::error,
+        "wasi:io/streams@0.2.12": wasip2::io::streams,
+        "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
+        "wasi:keyvalue/store@0.2.0-draft": generate,
+        "wasi:keyvalue/batch@0.2.0-draft": generate,
+    },
+});
+
+use exports::knowledge::connector::knowledge_connector as wit;
+use knowledge::connector::{search, secrets, types};
+use wasi::keyvalue::{batch, store};
+
+/// Largest response body accepted (a 250-page listing of large pages fits easily).
+const MAX_BODY_BYTES: usize = 256 << 20;
+
+// ----- capabilities ------------------------------------------------------------------
+
+/// `wasi:keyvalue` buckets, opened once per call.
+#[derive(Default)]
+struct WasiKeyValue {
+    buckets: RefCell<HashMap<String, std::rc::Rc<store::Bucket>>>,
+}
+
+impl WasiKeyValue {
+    fn bucket(&self, name: &str) -> Result<std::rc::Rc<store::Bucket>, HostError> {
+        if let Some(bucket) = self.buckets.borrow().get(name) {
+            return Ok(bucket.clone());
+        }
+        let bucket = std::rc::Rc::new(store::open(name).map_err(kv_error)?);
+        self.buckets.borrow_mut().insert(name.to_string(), bucket.clone());
+        Ok(bucket)
+    }
+}
+
+fn kv_error(error: store::Error) -> HostError {
+    HostError(match error {
+        store::Error::NoSuchStore => "no such key-value store".into(),
+        store::Error::AccessDenied => "key-value access denied".into(),
+        store::Error::Other(message) => message,
+    })
+}
+
+impl KeyValue for WasiKeyValue {
+    fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, HostError> {
+        self.bucket(bucket)?.get(key).map_err(kv_error)
+    }
+    fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), HostError> {
+        self.bucket(bucket)?.set(key, value).map_err(kv_error)
+    }
+    fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, HostError> {
+        let found = batch::get_many(&*self.bucket(bucket)?, keys).map_err(kv_error)?;
+        Ok(found.into_iter().map(|entry| entry.map(|(_, value)| value)).collect())
+    }
+    fn set_many(&self, bucket: &str, items: Vec<(String, Vec<u8>)>) -> Result<(), HostError> {
+        batch::set_many(&*self.bucket(bucket)?, &items).map_err(kv_error)
+    }
+    fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<(), HostError> {
+        batch::delete_many(&*self.bucket(bucket)?, keys).map_err(kv_error)
+    }
+    fn list_keys(&self, bucket: &str, cursor: Option<u64>) -> Result<(Vec<String>, Option<u64>), HostError> {
+        let page = self.bucket(bucket)?.list_keys(cursor).map_err(kv_error)?;
+        Ok((page.keys, page.cursor))
+    }
+}
+
+/// The host's `search` interface.
+struct HostSearch;
+
+impl SearchIndex for HostSearch {
+    fn replace_document(&self, memory_id: &str, document_id: &str, chunks: Vec<IndexChunk>) -> Result<(), HostError> {
+        let chunks: Vec<search::Chunk> = chunks
+            .into_iter()
+            .map(|c| search::Chunk { ordinal: c.ordinal, title: c.title, heading: c.heading, text: c.text })
+            .collect();
+        search::replace_document(memory_id, document_id, &chunks).map_err(HostError)
+    }
+    fn remove_documents(&self, memory_id: &str, document_ids: &[String]) -> Result<(), HostError> {
+        search::remove_documents(memory_id, document_ids).map_err(HostError)
+    }
+    fn commit(&self) -> Result<(), HostError> {
+        search::commit().map_err(HostError)
+    }
+    fn query(&self, text: &str, memory_ids: &[String], limit: u32) -> Result<Vec<IndexHit>, HostError> {
+        let hits = search::query(text, memory_ids, limit).map_err(HostError)?;
+        Ok(hits
+            .into_iter()
+            .map(|h| IndexHit {
+                memory_id: h.memory_id,
+                document_id: h.document_id,
+                ordinal: h.ordinal,
+                title: h.title,
+                heading: h.heading,
+                text: h.text,
+                score: h.score,
+            })
+            .collect())
+    }
+}
+
+/// The host's `secrets` interface.
+struct HostSecrets;
+
+impl SecretStore for HostSecrets {
+    fn put(&self, name: &str, value: &str) -> Result<(), HostError> {
+        secrets::put(name, value).map_err(HostError)
+    }
+    fn get(&self, name: &str) -> Result<Option<String>, HostError> {
+        secrets::get(name).map_err(HostError)
+    }
+    fn remove(&self, name: &str) -> Result<(), HostError> {
+        secrets::remove(name).map_err(HostError)
+    }
+}
+
+/// `wasi:http/outgoing-handler`: every request of a batch is started before any
+/// response is awaited, so they are in flight concurrently.
+struct WasiTransport;
+
+impl WasiTransport {
+    fn start(request: &Request) -> Result<outgoing_handler::FutureIncomingResponse, TransportError> {
+        let invalid = |detail: &str| TransportError::Connection { url: request.url.clone(), detail: detail.into() };
+        let url = url::Url::parse(&request.url).map_err(|_| invalid("invalid URL"))?;
+        let headers: Vec<(String, Vec<u8>)> =
+            request.headers.iter().map(|(name, value)| (name.clone(), value.as_bytes().to_vec())).collect();
+        let fields = Fields::from_list(&headers).map_err(|_| invalid("invalid header"))?;
+        let outgoing = OutgoingRequest::new(fields);
+        let scheme = if url.scheme() == "http" { Scheme::Http } else { Scheme::Https };
+        let authority = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        };
+        let path = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_string(),
+        };
+        outgoing.set_method(&Method::Get).map_err(|_| invalid("method"))?;
+        outgoing.set_scheme(Some(&scheme)).map_err(|_| invalid("scheme"))?;
+        outgoing.set_authority(Some(&authority)).map_err(|_| invalid("authority"))?;
+        outgoing.set_path_with_query(Some(&path)).map_err(|_| invalid("path"))?;
+        // A GET has no body: finish it before sending so nothing waits on a write.
+        let body = outgoing.body().map_err(|_| invalid("body"))?;
+        OutgoingBody::finish(body, None).map_err(|e| map_error(&request.url, e))?;
+        let options = RequestOptions::new();
+        let _ = options.set_connect_timeout(Some(Duration::from_secs(15).as_nanos() as u64));
+        let _ = options.set_first_byte_timeout(Some(Duration::from_secs(60).as_nanos() as u64));
+        let _ = options.set_between_bytes_timeout(Some(Duration::from_secs(60).as_nanos() as u64));
+        outgoing_handler::handle(outgoing, Some(options)).map_err(|e| map_error(&request.url, e))
+    }
+
+    fn finish(url: &str, pending: outgoing_handler::FutureIncomingResponse) -> Result<Response, TransportError> {
+        pending.subscribe().block();
+        let response = match pending.get() {
+            Some(Ok(Ok(response))) => response,
+            Some(Ok(Err(code))) => return Err(map_error(url, code)),
+            _ => return Err(TransportError::Connection { url: url.into(), detail: "no response".into() }),
+        };
+        let status = response.status();
+        let headers = response
+            .headers()
+            .entries()
+            .into_iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), String::from_utf8_lossy(&value).into_owned()))
+            .collect();
+        let broken = |detail: String| TransportError::Connection { url: url.into(), detail };
+        let incoming = response.consume().map_err(|_| broken("body already consumed".into()))?;
+        let stream = incoming.stream().map_err(|_| broken("body stream unavailable".into()))?;
+        let mut body = Vec::new();
+        loop {
+            match stream.blocking_read(256 * 1024) {
+                Ok(bytes) => {
+                    body.extend_from_slice(&bytes);
+                    if body.len() > MAX_BODY_BYTES {
+                        return Err(TransportError::TooLarge(url.into()));
+                    }
+                }
+                Err(StreamError::Closed) => break,
+                Err(StreamError::LastOperationFailed(error)) => {
+                    return Err(broken(format!("body broke off: {}", error.to_debug_string())));
+                }
+            }
+        }
+        drop(stream);
+        drop(incoming);
+        Ok(Response { status, headers, body })
+    }
+}
+
+fn map_error(url: &str, code: ErrorCode) -> TransportError {
+    match code {
+        ErrorCode::HttpRequestDenied => TransportError::Denied(url.into()),
+        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => {
+            TransportError::Timeout(url.into())
+        }
+        other => TransportError::Connection { url: url.into(), detail: format!("{other:?}") },
+    }
+}
+
+impl Transport for WasiTransport {
+    fn send_all(&self, requests: Vec<Request>) -> Vec<Result<Response, TransportError>> {
+        let started: Vec<_> = requests.iter().map(Self::start).collect();
+        started
+            .into_iter()
+            .zip(&requests)
+            .map(|(pending, request)| pending.and_then(|p| Self::finish(&request.url, p)))
+            .collect()
+    }
+    fn sleep(&self, duration: Duration) {
+        wasip2::clocks::monotonic_clock::subscribe_duration(duration.as_nanos() as u64).block();
+    }
+    fn jitter_seed(&self) -> u64 {
+        wasip2::random::random::get_random_u64()
+    }
+    fn unix_time(&self) -> u64 {
+        wasip2::clocks::wall_clock::now().seconds
+    }
+}
+
+fn with_engine<R>(work: impl FnOnce(&Engine<'_>) -> R) -> R {
+    let kv = WasiKeyValue::default();
+    work(&Engine::new(&kv, &HostSearch, &HostSecrets, &WasiTransport))
+}
+
+// ----- exports -----------------------------------------------------------------------
+
+struct Component;
+
+impl wit::Guest for Component {
+    fn describe() -> types::ConnectorInfo {
+        types::ConnectorInfo {
+            kind: "confluence".into(),
+            name: "Confluence Cloud".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            source_label: "space key".into(),
+            config_fields: engine::config_fields()
+                .into_iter()
+                .map(|f| types::ConfigField {
+                    name: f.name.into(),
+                    label: f.label.into(),
+                    help: f.help.into(),
+                    secret: f.secret,
+                    required: f.required,
+                })
+                .collect(),
+        }
+    }
+
+    fn required_origins(config: Vec<(String, String)>) -> Result<Vec<String>, types::ConnectorError> {
+        with_engine(|e| e.required_origins(&config)).map_err(error)
+    }
+
+    fn connect(config: Vec<(String, String)>) -> Result<types::Connection, types::ConnectorError> {
+        with_engine(|e| e.connect(&config)).map(connection).map_err(error)
+    }
+
+    fn disconnect(connection_id: String) -> Result<types::Connection, types::ConnectorError> {
+        with_engine(|e| e.disconnect(&connection_id)).map(connection).map_err(error)
+    }
+
+    fn ingest(connection_id: String, sources: Vec<String>) -> Result<Vec<types::IngestOutcome>, types::ConnectorError> {
+        let outcomes = with_engine(|e| e.ingest(&connection_id, &sources)).map_err(error)?;
+        Ok(outcomes
+            .into_iter()
+            .map(|o| types::IngestOutcome { requested: o.requested, outcome: o.outcome.map(memory).map_err(error) })
+            .collect())
+    }
+
+    fn sync(memory_id: String, options: types::SyncOptions) -> Result<types::Memory, types::ConnectorError> {
+        with_engine(|e| e.sync(&memory_id, options.allow_mass_delete)).map(memory).map_err(error)
+    }
+
+    fn step(memory_id: String) -> Result<types::StepReport, types::ConnectorError> {
+        let report = with_engine(|e| e.step(&memory_id)).map_err(error)?;
+        Ok(types::StepReport { memory: memory(report.memory), finished: report.finished, retry_after_seconds: 0 })
+    }
+
+    fn pending() -> Vec<String> {
+        with_engine(|e| e.pending()).unwrap_or_default()
+    }
+
+    fn retrieve(question: String, memory_ids: Vec<String>, limit: u32) -> Result<Vec<types::Passage>, types::ConnectorError> {
+        let passages = with_engine(|e| e.retrieve(&question, &memory_ids, limit)).map_err(error)?;
+        Ok(passages
+            .into_iter()
+            .map(|p| types::Passage {
+                title: p.title,
+                url: p.url,
+                breadcrumb: p.breadcrumb,
+                text: p.text,
+                score: p.score,
+                document_id: p.document_id,
+                document_version: p.document_version,
+                modified_at: p.modified_at,
+                source_key: p.source_key,
+                memory_id: p.memory_id,
+            })
+            .collect())
+    }
+
+    fn status() -> types::InstanceStatus {
+        match with_engine(|e| e.status()) {
+            Ok(report) => types::InstanceStatus {
+                connections: report.connections.into_iter().map(connection).collect(),
+                memories: report.memories.into_iter().map(memory).collect(),
+            },
+            Err(_) => types::InstanceStatus { connections: Vec::new(), memories: Vec::new() },
+        }
+    }
+}
+
+fn error(error: ConnectorError) -> types::ConnectorError {
+    match error {
+        ConnectorError::InvalidInput(m) => types::ConnectorError::InvalidInput(m),
+        ConnectorError::Unauthorized(m) => types::ConnectorError::Unauthorized(m),
+        ConnectorError::MissingScopes(scopes) => types::ConnectorError::MissingScopes(scopes),
+        ConnectorError::NotFound(m) => types::ConnectorError::NotFound(m),
+        ConnectorError::Duplicate(m) => types::ConnectorError::Duplicate(m),
+        ConnectorError::Unavailable(m) => types::ConnectorError::Unavailable(m),
+        ConnectorError::Network(m) => types::ConnectorError::Network(m),
+        ConnectorError::Denied(m) => types::ConnectorError::Denied(m),
+        ConnectorError::Host(m) => types::ConnectorError::Host(m),
+    }
+}
+
+fn connection(c: records::Connection) -> types::Connection {
+    types::Connection { access: c.access_label().into(), id: c.id, site: c.site, account: c.email, connected: c.connected }
+}
+
+fn memory(m: records::Memory) -> types::Memory {
+    let p = m.progress;
+    types::Memory {
+        id: m.id,
+        connection_id: m.connection_id,
+        source_key: m.space_key,
+        source_name: m.space_name,
+        status: match m.status {
+            records::MemoryStatus::InProgress => types::MemoryStatus::InProgress,
+            records::MemoryStatus::Ingested => types::MemoryStatus::Ingested,
+            records::MemoryStatus::Error => types::MemoryStatus::Error,
+        },
+        error: m.error,
+        documents: m.documents,
+        chunks: m.chunks,
+        progress: types::Progress {
+            phase: p.phase,
+            done: p.done,
+            known: p.known,
+            requests: p.requests,
+            retries: p.retries,
+            listed: p.listed,
+            fetched: p.fetched,
+            updated: p.updated,
+            deleted: p.deleted,
+        },
+        synced_at: m.synced_at,
+    }
+}
+
+export!(Component);

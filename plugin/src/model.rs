@@ -1,0 +1,198 @@
+//! The parts of Confluence's REST responses the connector reads.
+//!
+//! Parsing is lenient where Confluence is inconsistent (ids as strings or numbers,
+//! optional fields missing, unknown fields present) and strict where a wrong value
+//! would silently corrupt the index (ids, versions).
+
+use serde::{Deserialize, Deserializer};
+
+/// `{"results": [...], "_links": {"next", "base"}}` of every v2 list endpoint.
+#[derive(Debug, Deserialize)]
+pub struct Listing<T> {
+    /// The entries of this page.
+    pub results: Vec<T>,
+    /// Pagination and base links.
+    #[serde(rename = "_links", default)]
+    pub links: ListingLinks,
+}
+
+/// Links of a list response.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListingLinks {
+    /// Relative URL of the next page (absent on the last page).
+    #[serde(default)]
+    pub next: Option<String>,
+    /// The site's wiki base, e.g. `https://acme.atlassian.net/wiki`.
+    #[serde(default)]
+    pub base: Option<String>,
+}
+
+/// A space (SpaceBulk).
+#[derive(Debug, Deserialize)]
+pub struct Space {
+    /// Numeric id, as a string.
+    #[serde(deserialize_with = "id_string")]
+    pub id: String,
+    /// Space key, e.g. `ENG`.
+    pub key: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// The homepage's id.
+    #[serde(default, deserialize_with = "optional_id_string")]
+    pub homepage_id: Option<String>,
+}
+
+/// A page or blog post (PageBulk / BlogPostBulk).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Content {
+    /// Content id.
+    #[serde(deserialize_with = "id_string")]
+    pub id: String,
+    /// `current`, `archived`, `trashed`, ...
+    #[serde(default)]
+    pub status: String,
+    /// Title.
+    #[serde(default)]
+    pub title: String,
+    /// Parent page (pages only).
+    #[serde(default, deserialize_with = "optional_id_string")]
+    pub parent_id: Option<String>,
+    /// Version (its `number` changes on every publish).
+    pub version: Version,
+    /// Body, only when `body-format` was asked for.
+    #[serde(default)]
+    pub body: Option<Body>,
+    /// Relative links.
+    #[serde(rename = "_links", default)]
+    pub links: ContentLinks,
+}
+
+/// Version of a page or blog post.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Version {
+    /// Increments on every publish.
+    pub number: u32,
+    /// Time of the last modification.
+    #[serde(default)]
+    pub created_at: String,
+}
+
+/// Body representations.
+#[derive(Debug, Default, Deserialize)]
+pub struct Body {
+    /// Storage format.
+    #[serde(default)]
+    pub storage: Option<BodyValue>,
+}
+
+/// One body representation.
+#[derive(Debug, Deserialize)]
+pub struct BodyValue {
+    /// The markup.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// Links of a page.
+#[derive(Debug, Default, Deserialize)]
+pub struct ContentLinks {
+    /// Relative to the wiki base, e.g. `/spaces/ENG/pages/123/Title`.
+    #[serde(default)]
+    pub webui: Option<String>,
+}
+
+/// `GET /wiki/rest/api/user/current`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CurrentUser {
+    /// `known` for an authenticated user, `anonymous` otherwise.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// The user's e-mail, when their privacy settings show it.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// `GET /_edge/tenant_info`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantInfo {
+    /// The site's cloud id.
+    pub cloud_id: String,
+}
+
+impl Content {
+    /// The storage-format body, or empty.
+    pub fn storage(&self) -> &str {
+        self.body.as_ref().and_then(|b| b.storage.as_ref()).map_or("", |s| s.value.as_str())
+    }
+}
+
+fn id_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u64),
+    }
+    match Id::deserialize(deserializer)? {
+        Id::Text(text) if !text.is_empty() => Ok(text),
+        Id::Text(_) => Err(serde::de::Error::custom("empty id")),
+        Id::Number(number) => Ok(number.to_string()),
+    }
+}
+
+fn optional_id_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match Option::<Id>::deserialize(deserializer)? {
+        Some(Id::Text(text)) if !text.is_empty() => Some(text),
+        Some(Id::Number(number)) => Some(number.to_string()),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_v2_page_listing() {
+        let json = r#"{"results":[{"id":"39813121","status":"current","title":"Spike","spaceId":"39223300",
+            "parentId":"39223464","parentType":"page","position":1980,"extra":{"x":1},
+            "version":{"number":3,"message":"","minorEdit":false,"createdAt":"2026-07-03T15:02:11.207Z"},
+            "body":{"storage":{"representation":"storage","value":"<p>hi</p>"}},
+            "_links":{"webui":"/spaces/X/pages/39813121/Spike","tinyui":"/x/A"}}],
+            "_links":{"next":"/wiki/api/v2/spaces/1/pages?cursor=abc","base":"https://acme.atlassian.net/wiki"}}"#;
+        let listing: Listing<Content> = serde_json::from_str(json).unwrap();
+        let page = &listing.results[0];
+        assert_eq!((page.id.as_str(), page.version.number, page.storage()), ("39813121", 3, "<p>hi</p>"));
+        assert_eq!(page.parent_id.as_deref(), Some("39223464"));
+        assert_eq!(listing.links.next.as_deref(), Some("/wiki/api/v2/spaces/1/pages?cursor=abc"));
+    }
+
+    #[test]
+    fn tolerates_numeric_ids_and_missing_optionals() {
+        let page: Content = serde_json::from_str(r#"{"id":42,"version":{"number":1}}"#).unwrap();
+        assert_eq!((page.id.as_str(), page.storage(), page.parent_id.as_deref()), ("42", "", None));
+        let listing: Listing<Space> = serde_json::from_str(r#"{"results":[]}"#).unwrap();
+        assert!(listing.links.next.is_none());
+    }
+
+    #[test]
+    fn rejects_what_would_corrupt_the_index() {
+        assert!(serde_json::from_str::<Content>(r#"{"id":"1"}"#).is_err(), "no version");
+        assert!(serde_json::from_str::<Content>(r#"{"id":"","version":{"number":1}}"#).is_err());
+        assert!(serde_json::from_str::<Content>(r#"{"id":"1","version":{"number":"x"}}"#).is_err());
+    }
+}

@@ -1,0 +1,280 @@
+//! What the connector persists in key-value storage, and the public shapes it returns.
+//!
+//! Layout: bucket `default` holds `conn/{id}`, `mem/{id}` and id counters; bucket
+//! `docs-{memory id}` holds one [`DocRecord`] per indexed page or blog post, so a
+//! memory's documents can be listed without touching anyone else's.
+
+use serde::{Deserialize, Serialize};
+
+/// Bucket of connections and memories.
+pub const MAIN_BUCKET: &str = "default";
+
+/// Bucket of one memory's document records.
+pub fn docs_bucket(memory_id: &str) -> String {
+    format!("docs-{memory_id}")
+}
+
+/// Key of a connection record.
+pub fn connection_key(id: &str) -> String {
+    format!("conn/{id}")
+}
+
+/// Key of a memory record.
+pub fn memory_key(id: &str) -> String {
+    format!("mem/{id}")
+}
+
+/// Name of a connection's API token in the secret store.
+pub fn token_secret(connection_id: &str) -> String {
+    format!("token/{connection_id}")
+}
+
+/// How a connection reaches Confluence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Access {
+    /// Classic (unscoped) token on the site.
+    Classic,
+    /// Scoped token through the API gateway.
+    Scoped,
+}
+
+/// A connected account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    /// Stable id.
+    pub id: String,
+    /// Canonical site origin, or the gateway base when only that was given.
+    pub site: String,
+    /// Base REST paths are appended to.
+    pub api_base: String,
+    /// Identity of the site for reconnects (cloud id when known, else the origin).
+    pub site_identity: String,
+    /// Atlassian e-mail (as typed, trimmed).
+    pub email: String,
+    /// Classic or scoped.
+    pub access: Access,
+    /// Whether credentials are present.
+    pub connected: bool,
+    /// Loopback `http://` was allowed (tests, demo).
+    pub allow_loopback: bool,
+}
+
+impl Connection {
+    /// Human description of the access path.
+    pub fn access_label(&self) -> &'static str {
+        match self.access {
+            Access::Classic => "classic token",
+            Access::Scoped => "scoped token via API gateway",
+        }
+    }
+}
+
+/// Memory lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemoryStatus {
+    /// Work registered or running.
+    InProgress,
+    /// Up to date as of the last run.
+    Ingested,
+    /// The last run failed.
+    Error,
+}
+
+/// Counters of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Current phase, human readable.
+    pub phase: String,
+    /// Documents processed.
+    pub done: u32,
+    /// Documents known.
+    pub known: u32,
+    /// HTTP requests.
+    pub requests: u32,
+    /// Retried requests.
+    pub retries: u32,
+    /// Documents listed.
+    pub listed: u32,
+    /// Bodies fetched.
+    pub fetched: u32,
+    /// Documents (re)indexed.
+    pub updated: u32,
+    /// Documents removed.
+    pub deleted: u32,
+}
+
+/// Kind of run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunKind {
+    /// First load: bodies come with the listing.
+    Ingest,
+    /// Update: list versions only, fetch changed bodies.
+    Sync,
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Listing pages.
+    Pages,
+    /// Listing blog posts.
+    BlogPosts,
+    /// Fetching bodies of changed documents.
+    Fetch,
+    /// Counting what the listing did not see.
+    Count,
+    /// Removing documents that are gone.
+    Delete,
+}
+
+impl Phase {
+    /// Human label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Pages => "listing pages",
+            Phase::BlogPosts => "listing blog posts",
+            Phase::Fetch => "fetching changed pages",
+            Phase::Count => "checking for deleted pages",
+            Phase::Delete => "removing deleted pages",
+        }
+    }
+}
+
+/// An unfinished ingest or sync; the checkpoint that makes it resumable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    /// Ingest or sync.
+    pub kind: RunKind,
+    /// Current phase.
+    pub phase: Phase,
+    /// Next listing link (None = start of the phase).
+    pub cursor: Option<String>,
+    /// Hashes of the listing links followed in this phase (loop guard).
+    pub visited: Vec<u64>,
+    /// Changed documents still to fetch (`p:{id}` or `b:{id}`).
+    pub pending: Vec<String>,
+    /// Documents to remove.
+    pub stale: Vec<String>,
+    /// Deletions of most of the memory were confirmed.
+    pub allow_mass_delete: bool,
+}
+
+impl Run {
+    /// A run at its first phase.
+    pub fn start(kind: RunKind, allow_mass_delete: bool) -> Run {
+        Run {
+            kind,
+            phase: Phase::Pages,
+            cursor: None,
+            visited: Vec::new(),
+            pending: Vec::new(),
+            stale: Vec::new(),
+            allow_mass_delete,
+        }
+    }
+}
+
+/// One memory: a space ingested for a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memory {
+    /// Stable id.
+    pub id: String,
+    /// Owning connection.
+    pub connection_id: String,
+    /// Space key as Confluence spells it (as typed until resolved).
+    pub space_key: String,
+    /// Space id once resolved.
+    pub space_id: Option<String>,
+    /// Space display name.
+    pub space_name: String,
+    /// The space homepage (left out of breadcrumbs: it stands for the space).
+    pub homepage_id: Option<String>,
+    /// Wiki base for citations, e.g. `https://acme.atlassian.net/wiki`.
+    pub wiki_base: String,
+    /// Lifecycle status.
+    pub status: MemoryStatus,
+    /// Why it is in error.
+    pub error: Option<String>,
+    /// Documents indexed.
+    pub documents: u32,
+    /// Chunks indexed.
+    pub chunks: u32,
+    /// Counters of the current or last run.
+    pub progress: Progress,
+    /// Last successful run (RFC 3339).
+    pub synced_at: Option<String>,
+    /// Generation of the current run: documents not seen in it are gone.
+    pub generation: u64,
+    /// The unfinished run, if any.
+    pub run: Option<Run>,
+}
+
+/// One indexed page or blog post.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocRecord {
+    /// `p` for a page, `b` for a blog post.
+    pub kind: char,
+    /// Title.
+    pub title: String,
+    /// Parent page.
+    pub parent: Option<String>,
+    /// Version number indexed.
+    pub version: u32,
+    /// Last modified (RFC 3339).
+    pub modified: String,
+    /// Relative web UI link.
+    pub webui: String,
+    /// Chunks indexed.
+    pub chunks: u32,
+    /// Generation of the run that last saw it.
+    pub seen: u64,
+}
+
+/// A configuration field the connector asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigField {
+    /// Key in the configuration list.
+    pub name: &'static str,
+    /// Label for forms.
+    pub label: &'static str,
+    /// One sentence of help.
+    pub help: &'static str,
+    /// Never shown or logged.
+    pub secret: bool,
+    /// Needed by `connect`.
+    pub required: bool,
+}
+
+/// A passage that answers a question.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Passage {
+    /// Page title.
+    pub title: String,
+    /// URL that opens the page.
+    pub url: String,
+    /// Space › ancestors › page › heading.
+    pub breadcrumb: String,
+    /// Passage text.
+    pub text: String,
+    /// Relevance.
+    pub score: f32,
+    /// Page id.
+    pub document_id: String,
+    /// Page version.
+    pub document_version: u32,
+    /// Last modified (RFC 3339).
+    pub modified_at: String,
+    /// Space key.
+    pub source_key: String,
+    /// Memory id.
+    pub memory_id: String,
+}
+
+/// Result of one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    /// Memory after the step.
+    pub memory: Memory,
+    /// No work left.
+    pub finished: bool,
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `connector-host` binary runs the real connector
+//! component against the fake Confluence over loopback HTTP. One binary, one module
+//! per topic.
+
+mod support;
+
+mod cli;
+mod connect;
+mod ingest;
+mod retrieve;
+mod sync;

@@ -12,7 +12,11 @@ const MAX_CONSECUTIVE_TRAPS: u32 = 3;
 
 /// Steps the given memories until all are finished, reporting each step's memory.
 /// Returns the final state of each memory, in the order given.
-pub async fn drive(instance: &mut Instance<'_>, memory_ids: &[String], mut on_step: impl FnMut(&Memory)) -> Result<Vec<Memory>> {
+pub async fn drive(
+    instance: &mut Instance<'_>,
+    memory_ids: &[String],
+    mut on_step: impl FnMut(&Memory),
+) -> Result<Vec<Memory>> {
     let mut active: Vec<(String, u32)> = memory_ids.iter().map(|id| (id.clone(), 0)).collect();
     let mut finished: Vec<Memory> = Vec::new();
     while !active.is_empty() {

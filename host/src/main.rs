@@ -14,7 +14,11 @@ use connector_host::driver::{describe_error, drive, error_kind};
 use connector_host::runtime::{ConnectorHost, HostConfig, Instance};
 
 #[derive(Parser)]
-#[command(name = "connector-host", version, about = "Run the Confluence knowledge connector (a WebAssembly component) on embedded storage and search")]
+#[command(
+    name = "connector-host",
+    version,
+    about = "Run the Confluence knowledge connector (a WebAssembly component) on embedded storage and search"
+)]
 struct Cli {
     /// Where connections, memories, the search index and the operator key live.
     #[arg(long, global = true, env = "CONNECTOR_HOST_DATA_DIR")]
@@ -125,7 +129,9 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CONNECTOR_HOST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CONNECTOR_HOST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -192,7 +198,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Disconnect { connection_id } => {
             let connection = instance.disconnect(connection_id).await?.map_err(fail)?;
-            println!("disconnected {} ({} on {}); its memories stay searchable", connection.id, connection.account, connection.site);
+            println!(
+                "disconnected {} ({} on {}); its memories stay searchable",
+                connection.id, connection.account, connection.site
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest { connection, spaces, no_wait, json } => {
@@ -243,7 +252,8 @@ fn read_token(env: Option<&str>, stdin: bool) -> Result<String> {
         text
     } else {
         let var = env.unwrap_or_default();
-        std::env::var(var).map_err(|_| anyhow!("the environment variable {var} is not set: it should hold the Atlassian API token"))?
+        std::env::var(var)
+            .map_err(|_| anyhow!("the environment variable {var} is not set: it should hold the Atlassian API token"))?
     };
     let token = token.trim().to_string();
     if token.is_empty() {
@@ -252,7 +262,12 @@ fn read_token(env: Option<&str>, stdin: bool) -> Result<String> {
     Ok(token)
 }
 
-async fn ingest(instance: &mut Instance<'_>, outcomes: Vec<IngestOutcome>, no_wait: bool, json: bool) -> Result<ExitCode> {
+async fn ingest(
+    instance: &mut Instance<'_>,
+    outcomes: Vec<IngestOutcome>,
+    no_wait: bool,
+    json: bool,
+) -> Result<ExitCode> {
     let mut rejected = Vec::new();
     let mut started = Vec::new();
     let mut settled_now = Vec::new();
@@ -285,7 +300,11 @@ async fn ingest(instance: &mut Instance<'_>, outcomes: Vec<IngestOutcome>, no_wa
 }
 
 fn exit_for(memories: &[Memory], rejected: bool) -> ExitCode {
-    if rejected || memories.iter().any(|m| matches!(m.status, MemoryStatus::Error)) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if rejected || memories.iter().any(|m| matches!(m.status, MemoryStatus::Error)) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 async fn wait(instance: &mut Instance<'_>, ids: Vec<String>, json: bool) -> Result<Vec<Memory>> {
@@ -452,7 +471,8 @@ async fn demo(cli: &Cli, question: &str) -> Result<ExitCode> {
             .await?
             .map_err(fail)?;
         println!("connected {} as {} ({})", connection.site, connection.account, connection.id);
-        let outcomes = instance.ingest(&connection.id, &[fake_confluence::DEMO_SPACE_KEY.to_string()]).await?.map_err(fail)?;
+        let outcomes =
+            instance.ingest(&connection.id, &[fake_confluence::DEMO_SPACE_KEY.to_string()]).await?.map_err(fail)?;
         let ids: Vec<String> = outcomes.into_iter().filter_map(|o| o.outcome.ok()).map(|m| m.id).collect();
         let memories = wait(&mut instance, ids, false).await?;
         print_memories(&memories, false, &[]);

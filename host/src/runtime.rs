@@ -82,7 +82,9 @@ impl ConnectorHost {
         spawn_epoch_ticker(&engine);
 
         let bytes = match &config.component {
-            Some(path) => std::fs::read(path).with_context(|| format!("cannot read the component {}", path.display()))?,
+            Some(path) => {
+                std::fs::read(path).with_context(|| format!("cannot read the component {}", path.display()))?
+            }
             None => BUNDLED_COMPONENT.to_vec(),
         };
         let cache_dir = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("cache"));
@@ -97,8 +99,9 @@ impl ConnectorHost {
                 db_path.display()
             )
         })?;
-        let key = connector_store::OperatorKey::from_env_or_file(OPERATOR_KEY_VAR, &config.data_dir.join("operator.key"))
-            .map_err(|e| anyhow!("{e}"))?;
+        let key =
+            connector_store::OperatorKey::from_env_or_file(OPERATOR_KEY_VAR, &config.data_dir.join("operator.key"))
+                .map_err(|e| anyhow!("{e}"))?;
         Ok(ConnectorHost { engine, pre, store, key, config, indexes: Mutex::new(HashMap::new()) })
     }
 
@@ -137,7 +140,8 @@ impl ConnectorHost {
         let dir = self.config.data_dir.join("search").join(namespace);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let index = Arc::new(
-            connector_search::TantivySearch::open(&dir).map_err(|e| anyhow!("cannot open the search index {}: {e}", dir.display()))?,
+            connector_search::TantivySearch::open(&dir)
+                .map_err(|e| anyhow!("cannot open the search index {}: {e}", dir.display()))?,
         );
         indexes.insert(namespace.to_string(), index.clone());
         Ok(index)
@@ -175,7 +179,11 @@ impl ConnectorHost {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(u64::MAX / 2);
-        let connector = self.pre.instantiate_async(&mut store).await.map_err(|e| anyhow!("cannot instantiate the connector: {e}"))?;
+        let connector = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| anyhow!("cannot instantiate the connector: {e}"))?;
         Ok((store, connector))
     }
 }
@@ -262,7 +270,11 @@ macro_rules! guarded {
 }
 
 impl Instance<'_> {
-    async fn settle<T>(&mut self, outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>, call: &str) -> Result<T> {
+    async fn settle<T>(
+        &mut self,
+        outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+        call: &str,
+    ) -> Result<T> {
         let failure = match outcome {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(trap)) => {
@@ -295,7 +307,10 @@ impl Instance<'_> {
 
     /// Grants the origins the configuration needs, then connects. Loopback `http`
     /// origins are granted only when the configuration says `allow-loopback=true`.
-    pub async fn connect(&mut self, config: Vec<(String, String)>) -> Result<Result<types::Connection, types::ConnectorError>> {
+    pub async fn connect(
+        &mut self,
+        config: Vec<(String, String)>,
+    ) -> Result<Result<types::Connection, types::ConnectorError>> {
         let origins = match guarded!(self, call_required_origins(&config))? {
             Ok(origins) => origins,
             Err(error) => return Ok(Err(error)),
@@ -303,7 +318,8 @@ impl Instance<'_> {
         let loopback_allowed = config.iter().any(|(k, v)| k == "allow-loopback" && v.trim() == "true");
         let mut wanted = Vec::new();
         for origin in &origins {
-            let canonical = canonical_origin(origin).ok_or_else(|| anyhow!("the connector asked for an invalid origin '{origin}'"))?;
+            let canonical = canonical_origin(origin)
+                .ok_or_else(|| anyhow!("the connector asked for an invalid origin '{origin}'"))?;
             let insecure = canonical.starts_with("http://");
             if (insecure || is_loopback_origin(&canonical)) && !(loopback_allowed && is_loopback_origin(&canonical)) {
                 return Ok(Err(types::ConnectorError::Denied(format!(
@@ -337,7 +353,10 @@ impl Instance<'_> {
     }
 
     /// Disconnects an account.
-    pub async fn disconnect(&mut self, connection_id: &str) -> Result<Result<types::Connection, types::ConnectorError>> {
+    pub async fn disconnect(
+        &mut self,
+        connection_id: &str,
+    ) -> Result<Result<types::Connection, types::ConnectorError>> {
         guarded!(self, call_disconnect(connection_id))
     }
 
@@ -351,7 +370,11 @@ impl Instance<'_> {
     }
 
     /// Starts a sync.
-    pub async fn sync(&mut self, memory_id: &str, allow_mass_delete: bool) -> Result<Result<types::Memory, types::ConnectorError>> {
+    pub async fn sync(
+        &mut self,
+        memory_id: &str,
+        allow_mass_delete: bool,
+    ) -> Result<Result<types::Memory, types::ConnectorError>> {
         let options = types::SyncOptions { allow_mass_delete };
         guarded!(self, call_sync(memory_id, options))
     }

@@ -48,20 +48,14 @@ pub struct ChunkConfig {
 impl Default for ChunkConfig {
     /// `target_chars: 1200`, `max_chars: 2000`.
     fn default() -> Self {
-        ChunkConfig {
-            target_chars: 1200,
-            max_chars: 2000,
-        }
+        ChunkConfig { target_chars: 1200, max_chars: 2000 }
     }
 }
 
 /// Splits a converted page into section-aware chunks; see the [module documentation](self).
 pub fn chunk(doc: &Converted, cfg: &ChunkConfig) -> Vec<Chunk> {
     let max = cfg.max_chars.max(1);
-    let limits = Limits {
-        target: cfg.target_chars.clamp(1, max),
-        max,
-    };
+    let limits = Limits { target: cfg.target_chars.clamp(1, max), max };
     let mut chunks = Vec::new();
     let mut path: Vec<(u8, &str)> = Vec::new();
     let mut section: Vec<&str> = Vec::new();
@@ -126,10 +120,7 @@ fn emit_section(path: &[(u8, &str)], blocks: &[&str], limits: Limits, out: &mut 
 fn push_chunk(headings: &[String], cur: &mut String, out: &mut Vec<Chunk>) {
     let text = cur.trim_end().trim_start_matches(['\n', '\r']);
     if !text.is_empty() {
-        out.push(Chunk {
-            headings: headings.to_vec(),
-            text: text.to_owned(),
-        });
+        out.push(Chunk { headings: headings.to_vec(), text: text.to_owned() });
     }
     cur.clear();
 }
@@ -142,32 +133,20 @@ fn split_block<'a>(block: &'a str, limits: Limits, atoms: &mut Vec<Atom<'a>>) {
         return;
     }
     if len <= limits.target {
-        atoms.push(Atom {
-            sep: "\n\n",
-            text: block,
-            len,
-        });
+        atoms.push(Atom { sep: "\n\n", text: block, len });
         return;
     }
     for (i, line) in block.split('\n').enumerate() {
         let sep = if i == 0 { "\n\n" } else { "\n" };
         let line_len = line.chars().count();
         if line_len <= limits.target {
-            atoms.push(Atom {
-                sep,
-                text: line,
-                len: line_len,
-            });
+            atoms.push(Atom { sep, text: line, len: line_len });
             continue;
         }
         let mut sep = sep;
         for (sentence_sep, sentence) in sentences(line) {
             // The separator before the first sentence is the line separator.
-            let s_sep = if sentence_sep.is_empty() {
-                sep
-            } else {
-                sentence_sep
-            };
+            let s_sep = if sentence_sep.is_empty() { sep } else { sentence_sep };
             sep = "";
             hard_split(s_sep, sentence, limits.max, atoms);
         }
@@ -217,11 +196,7 @@ fn hard_split<'a>(sep: &'a str, piece: &'a str, max: usize, atoms: &mut Vec<Atom
         let Some((cut, _)) = rest.char_indices().nth(max) else {
             let len = rest.chars().count();
             if len > 0 {
-                atoms.push(Atom {
-                    sep,
-                    text: rest,
-                    len,
-                });
+                atoms.push(Atom { sep, text: rest, len });
             }
             return;
         };
@@ -240,20 +215,12 @@ fn hard_split<'a>(sep: &'a str, piece: &'a str, max: usize, atoms: &mut Vec<Atom
                     .find(|(_, c)| !c.is_whitespace())
                     .map(|(j, _)| i + j)
                     .unwrap_or(rest.len());
-                atoms.push(Atom {
-                    sep,
-                    text: head,
-                    len: head.chars().count(),
-                });
+                atoms.push(Atom { sep, text: head, len: head.chars().count() });
                 sep = &rest[i..ws_end];
                 rest = &rest[ws_end..];
             }
             None => {
-                atoms.push(Atom {
-                    sep,
-                    text: window,
-                    len: max,
-                });
+                atoms.push(Atom { sep, text: window, len: max });
                 sep = "";
                 rest = &rest[cut..];
             }
@@ -267,10 +234,7 @@ mod tests {
     use crate::storage::convert;
 
     fn fixture(name: &str) -> String {
-        let path = format!(
-            "{}/tests/fixtures/storage/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/tests/fixtures/storage/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
@@ -279,10 +243,7 @@ mod tests {
     }
 
     fn h(level: u8, t: &str) -> Block {
-        Block::Heading {
-            level,
-            text: t.to_owned(),
-        }
+        Block::Heading { level, text: t.to_owned() }
     }
 
     fn t(s: &str) -> Block {
@@ -290,26 +251,14 @@ mod tests {
     }
 
     fn paths(chunks: &[Chunk]) -> Vec<(Vec<&str>, &str)> {
-        chunks
-            .iter()
-            .map(|c| {
-                (
-                    c.headings.iter().map(String::as_str).collect(),
-                    c.text.as_str(),
-                )
-            })
-            .collect()
+        chunks.iter().map(|c| (c.headings.iter().map(String::as_str).collect(), c.text.as_str())).collect()
     }
 
     /// Every word of every text block appears in the chunk texts, the same number of times
     /// (nothing lost, nothing duplicated), and no chunk exceeds `max_chars`.
     fn assert_lossless(d: &Converted, chunks: &[Chunk], cfg: &ChunkConfig) {
         for c in chunks {
-            assert!(
-                c.text.chars().count() <= cfg.max_chars,
-                "chunk too long: {}",
-                c.text.len()
-            );
+            assert!(c.text.chars().count() <= cfg.max_chars, "chunk too long: {}", c.text.len());
             assert!(!c.text.trim().is_empty());
         }
         let mut want: Vec<&str> = d
@@ -321,10 +270,7 @@ mod tests {
             })
             .flatten()
             .collect();
-        let mut got: Vec<&str> = chunks
-            .iter()
-            .flat_map(|c| c.text.split_whitespace())
-            .collect();
+        let mut got: Vec<&str> = chunks.iter().flat_map(|c| c.text.split_whitespace()).collect();
         want.sort_unstable();
         got.sort_unstable();
         assert_eq!(got, want);
@@ -360,50 +306,22 @@ mod tests {
 
     #[test]
     fn skipped_levels_and_trailing_empty_heading() {
-        let d = doc(vec![
-            h(3, "Deep first"),
-            t("a"),
-            h(1, "Top"),
-            h(4, "Four"),
-            t("b"),
-            h(2, "Empty end"),
-        ]);
-        assert_eq!(
-            paths(&chunk(&d, &ChunkConfig::default())),
-            [(vec!["Deep first"], "a"), (vec!["Top", "Four"], "b")]
-        );
+        let d = doc(vec![h(3, "Deep first"), t("a"), h(1, "Top"), h(4, "Four"), t("b"), h(2, "Empty end")]);
+        assert_eq!(paths(&chunk(&d, &ChunkConfig::default())), [(vec!["Deep first"], "a"), (vec!["Top", "Four"], "b")]);
     }
 
     #[test]
     fn small_blocks_pack_up_to_target_and_split_at_block_boundaries() {
-        let cfg = ChunkConfig {
-            target_chars: 25,
-            max_chars: 40,
-        };
-        let d = doc(vec![
-            h(1, "S"),
-            t("aaaa aaaa"),
-            t("bbbb bbbb"),
-            t("cccc cccc"),
-            t("dddd"),
-        ]);
+        let cfg = ChunkConfig { target_chars: 25, max_chars: 40 };
+        let d = doc(vec![h(1, "S"), t("aaaa aaaa"), t("bbbb bbbb"), t("cccc cccc"), t("dddd")]);
         let chunks = chunk(&d, &cfg);
-        assert_eq!(
-            paths(&chunks),
-            [
-                (vec!["S"], "aaaa aaaa\n\nbbbb bbbb"),
-                (vec!["S"], "cccc cccc\n\ndddd")
-            ]
-        );
+        assert_eq!(paths(&chunks), [(vec!["S"], "aaaa aaaa\n\nbbbb bbbb"), (vec!["S"], "cccc cccc\n\ndddd")]);
         assert_lossless(&d, &chunks, &cfg);
     }
 
     #[test]
     fn long_blocks_split_by_lines_then_sentences_then_spaces() {
-        let cfg = ChunkConfig {
-            target_chars: 30,
-            max_chars: 40,
-        };
+        let cfg = ChunkConfig { target_chars: 30, max_chars: 40 };
         let list = "- first item here\n- second item here\n- third item here";
         let para = "One short sentence. Another short sentence! A third one? Yes.";
         let salad = "word ".repeat(30);
@@ -430,50 +348,23 @@ mod tests {
 
     #[test]
     fn unbreakable_token_is_hard_split_on_char_boundaries() {
-        let cfg = ChunkConfig {
-            target_chars: 30,
-            max_chars: 40,
-        };
+        let cfg = ChunkConfig { target_chars: 30, max_chars: 40 };
         let token = "ä€😀".repeat(30);
         let chunks = chunk(&doc(vec![t(&token)]), &cfg);
         assert_eq!(chunks.len(), 3);
         assert!(chunks.iter().all(|c| c.text.chars().count() <= 40));
-        assert_eq!(
-            chunks.iter().map(|c| c.text.as_str()).collect::<String>(),
-            token
-        );
+        assert_eq!(chunks.iter().map(|c| c.text.as_str()).collect::<String>(), token);
     }
 
     #[test]
     fn config_is_clamped() {
         let d = doc(vec![t("abc def")]);
-        let tiny = chunk(
-            &d,
-            &ChunkConfig {
-                target_chars: 0,
-                max_chars: 0,
-            },
-        );
+        let tiny = chunk(&d, &ChunkConfig { target_chars: 0, max_chars: 0 });
         assert!(tiny.iter().all(|c| c.text.chars().count() == 1));
-        assert_eq!(
-            tiny.iter().map(|c| c.text.as_str()).collect::<String>(),
-            "abcdef"
-        );
-        let inverted = chunk(
-            &d,
-            &ChunkConfig {
-                target_chars: 100,
-                max_chars: 4,
-            },
-        );
+        assert_eq!(tiny.iter().map(|c| c.text.as_str()).collect::<String>(), "abcdef");
+        let inverted = chunk(&d, &ChunkConfig { target_chars: 100, max_chars: 4 });
         assert!(inverted.iter().all(|c| c.text.chars().count() <= 4));
-        assert_eq!(
-            ChunkConfig::default(),
-            ChunkConfig {
-                target_chars: 1200,
-                max_chars: 2000
-            }
-        );
+        assert_eq!(ChunkConfig::default(), ChunkConfig { target_chars: 1200, max_chars: 2000 });
         assert!(chunk(&Converted::default(), &ChunkConfig::default()).is_empty());
     }
 
@@ -487,23 +378,14 @@ mod tests {
             "md2conf-tasklist.xml",
         ] {
             let d = convert(&fixture(name));
-            for cfg in [
-                ChunkConfig::default(),
-                ChunkConfig {
-                    target_chars: 60,
-                    max_chars: 90,
-                },
-            ] {
+            for cfg in [ChunkConfig::default(), ChunkConfig { target_chars: 60, max_chars: 90 }] {
                 let chunks = chunk(&d, &cfg);
                 assert_lossless(&d, &chunks, &cfg);
             }
         }
         let d = convert(&fixture("constructs.xml"));
         let chunks = chunk(&d, &ChunkConfig::default());
-        let cited: Vec<Vec<&str>> = chunks
-            .iter()
-            .map(|c| c.headings.iter().map(String::as_str).collect())
-            .collect();
+        let cited: Vec<Vec<&str>> = chunks.iter().map(|c| c.headings.iter().map(String::as_str).collect()).collect();
         assert_eq!(
             cited,
             [
@@ -522,9 +404,7 @@ mod tests {
     fn large_section_respects_limits() {
         let mut body = String::new();
         for i in 0..2000 {
-            body.push_str(&format!(
-                "<p>Paragraph {i} has a few words. And a second sentence {i}.</p>"
-            ));
+            body.push_str(&format!("<p>Paragraph {i} has a few words. And a second sentence {i}.</p>"));
         }
         body.push_str(&format!("<pre>{}</pre>", "let x = 1;\n".repeat(500)));
         let d = convert(&format!("<h1>Big</h1>{body}"));

@@ -104,6 +104,9 @@ pub enum ApiError {
     /// The host refused the destination.
     #[error("{0}")]
     Denied(String),
+    /// The host name does not resolve.
+    #[error("{0}")]
+    Unresolvable(String),
     /// A `next` link pointing away from the API base.
     #[error("Confluence returned a link to another host ({0}); refusing to follow it")]
     ForeignLink(String),
@@ -193,6 +196,7 @@ impl<'t> Client<'t> {
                 },
                 Err(TransportError::Denied(detail)) => return Err(ApiError::Denied(detail)),
                 Err(error @ TransportError::TooLarge(_)) => return Err(ApiError::Denied(error.to_string())),
+                Err(error @ TransportError::Unresolvable(_)) => return Err(ApiError::Unresolvable(error.to_string())),
                 Err(error) => {
                     last = error.to_string();
                     None
@@ -243,7 +247,9 @@ fn classify(url: &str, response: &Response) -> Outcome {
     let url = url.to_string();
     match response.status {
         200..=299 => Outcome::Done,
-        401 if message_of(&response.body).contains("scope does not match") => Outcome::Fail(ApiError::ScopeMismatch { url }),
+        401 if message_of(&response.body).contains("scope does not match") => {
+            Outcome::Fail(ApiError::ScopeMismatch { url })
+        }
         401 => Outcome::Fail(ApiError::Unauthorized { url }),
         403 => Outcome::Fail(ApiError::Forbidden { url, message: message_of(&response.body) }),
         404 => Outcome::Fail(ApiError::NotFound { url }),
@@ -364,7 +370,8 @@ mod tests {
             assert_eq!(client.traffic().requests, 1, "{status} must not be retried");
             assert!(!matches!(error, ApiError::Exhausted { .. }));
         }
-        let script = Script::new(vec![answer(401, &[], r#"{"code":401,"message":"Unauthorized; scope does not match"}"#)]);
+        let script =
+            Script::new(vec![answer(401, &[], r#"{"code":401,"message":"Unauthorized; scope does not match"}"#)]);
         let client = Client::new(&script, "https://gw", "e", "t");
         assert!(matches!(client.get_json::<serde_json::Value>("/x"), Err(ApiError::ScopeMismatch { .. })));
     }

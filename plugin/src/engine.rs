@@ -206,7 +206,9 @@ fn check_space_key(key: &str) -> Result<(), ConnectorError> {
     let body = key.strip_prefix('~').unwrap_or(key);
     let valid = !body.is_empty()
         && key.len() <= 255
-        && body.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || (key.starts_with('~') && (c == '-' || c == ':')));
+        && body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || (key.starts_with('~') && (c == '-' || c == ':')));
     if valid {
         Ok(())
     } else {
@@ -349,9 +351,13 @@ impl<'a> Engine<'a> {
             Site::Cloud { origin } => {
                 let client = Client::new(self.transport, origin, &config.email, &config.token);
                 match client.get_json::<CurrentUser>("/wiki/rest/api/user/current") {
-                    Ok(user) if user.kind == "known" => return Ok((origin.clone(), Access::Classic, self.identity(origin))),
+                    Ok(user) if user.kind == "known" => {
+                        return Ok((origin.clone(), Access::Classic, self.identity(origin)));
+                    }
                     Ok(_) => {}
-                    Err(ApiError::Unauthorized { .. } | ApiError::Forbidden { .. } | ApiError::ScopeMismatch { .. }) => {}
+                    Err(
+                        ApiError::Unauthorized { .. } | ApiError::Forbidden { .. } | ApiError::ScopeMismatch { .. },
+                    ) => {}
                     Err(ApiError::NotFound { url }) => {
                         return Err(ConnectorError::NotFound(format!(
                             "{origin} does not look like a Confluence Cloud site ({url} answered 404)"
@@ -367,12 +373,15 @@ impl<'a> Engine<'a> {
                     }
                     Err(error) => return Err(network(error)),
                 };
-                let gateway = Site::Gateway { origin: config.options.gateway_origin.clone(), cloud_id: tenant.cloud_id.clone() };
+                let gateway =
+                    Site::Gateway { origin: config.options.gateway_origin.clone(), cloud_id: tenant.cloud_id.clone() };
                 let base = gateway.api_base();
                 match self.check_scoped(&base, config) {
                     Ok(()) => Ok((base, Access::Scoped, tenant.cloud_id)),
-                    Err(ConnectorError::Unauthorized(_)) => Err(rejected()),
-                    Err(other) => Err(other),
+                    // The gateway is only our second guess: when it also says no (or cannot
+                    // be reached), the site's own answer stands.
+                    Err(missing @ ConnectorError::MissingScopes(_)) => Err(missing),
+                    Err(_) => Err(rejected()),
                 }
             }
         }
@@ -404,7 +413,9 @@ impl<'a> Engine<'a> {
             }
         }
         if missing.len() == SCOPE_PROBES.len() {
-            return Err(ConnectorError::Unauthorized(format!("the API gateway rejected the e-mail and token for {base}")));
+            return Err(ConnectorError::Unauthorized(format!(
+                "the API gateway rejected the e-mail and token for {base}"
+            )));
         }
         if missing.is_empty() { Ok(()) } else { Err(ConnectorError::MissingScopes(missing)) }
     }
@@ -488,7 +499,9 @@ impl<'a> Engine<'a> {
     fn memory(&self, id: &str) -> Result<Memory, ConnectorError> {
         match self.kv.get(MAIN_BUCKET, &memory_key(id))? {
             Some(bytes) => decode(&bytes, "memory"),
-            None => Err(ConnectorError::NotFound(format!("no memory '{id}' (see `status` for the memories of this instance)"))),
+            None => Err(ConnectorError::NotFound(format!(
+                "no memory '{id}' (see `status` for the memories of this instance)"
+            ))),
         }
     }
 
@@ -503,7 +516,9 @@ impl<'a> Engine<'a> {
         let requested: Vec<String> =
             sources.iter().flat_map(|s| s.split(',')).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         if requested.is_empty() {
-            return Err(ConnectorError::InvalidInput("no space keys given: enter one or more keys, comma-separated (e.g. SD, TD)".into()));
+            return Err(ConnectorError::InvalidInput(
+                "no space keys given: enter one or more keys, comma-separated (e.g. SD, TD)".into(),
+            ));
         }
         if requested.len() > 1000 {
             return Err(ConnectorError::InvalidInput(format!(
@@ -527,7 +542,9 @@ impl<'a> Engine<'a> {
         let to_resolve: Vec<String> = checked.iter().filter(|(_, r)| r.is_none()).map(|(k, _)| k.clone()).collect();
         let spaces = self.resolve_spaces(&client, &to_resolve).map_err(|error| match error {
             ApiError::Unauthorized { .. } => token_rejected(&connection),
-            ApiError::ScopeMismatch { url } => ConnectorError::MissingScopes(vec![format!("read:space:confluence (for {url})")]),
+            ApiError::ScopeMismatch { url } => {
+                ConnectorError::MissingScopes(vec![format!("read:space:confluence (for {url})")])
+            }
             other => network(other),
         })?;
         let mut memories = self.memories()?;
@@ -536,8 +553,10 @@ impl<'a> Engine<'a> {
             let outcome = match rejection {
                 Some(error) => Err(error),
                 None => {
-                    let resolved =
-                        spaces.iter().find(|s| s.key == key).or_else(|| spaces.iter().find(|s| s.key.eq_ignore_ascii_case(&key)));
+                    let resolved = spaces
+                        .iter()
+                        .find(|s| s.key == key)
+                        .or_else(|| spaces.iter().find(|s| s.key.eq_ignore_ascii_case(&key)));
                     self.register(&connection, &key, resolved, &mut memories)
                 }
             };
@@ -549,7 +568,17 @@ impl<'a> Engine<'a> {
     fn resolve_spaces(&self, client: &Client<'_>, keys: &[String]) -> Result<Vec<Space>, ApiError> {
         let mut spaces = Vec::new();
         for batch in keys.chunks(KEYS_PER_LOOKUP) {
-            let encoded: Vec<String> = batch.iter().map(|k| url_encode(k)).collect();
+            // Global space keys are upper case in Confluence; people type them in any case.
+            let mut wanted: Vec<String> = Vec::with_capacity(batch.len() * 2);
+            for key in batch {
+                for variant in [key.clone(), if key.starts_with('~') { key.clone() } else { key.to_ascii_uppercase() }]
+                {
+                    if !wanted.contains(&variant) {
+                        wanted.push(variant);
+                    }
+                }
+            }
+            let encoded: Vec<String> = wanted.iter().map(|k| url_encode(k)).collect();
             let mut link = Some(format!("/wiki/api/v2/spaces?keys={}&limit={PAGE_LIMIT}", encoded.join(",")));
             let mut visited = HashSet::new();
             while let Some(current) = link.take() {
@@ -574,7 +603,11 @@ impl<'a> Engine<'a> {
         let mine = |m: &&mut Memory| m.connection_id == connection.id;
         let Some(space) = space else {
             // Unknown or invisible key: an ERROR memory that names it (re-adding it later retries).
-            if let Some(existing) = memories.iter_mut().filter(mine).find(|m| m.space_id.is_none() && m.space_key.eq_ignore_ascii_case(typed)) {
+            if let Some(existing) = memories
+                .iter_mut()
+                .filter(mine)
+                .find(|m| m.space_id.is_none() && m.space_key.eq_ignore_ascii_case(typed))
+            {
                 existing.error = Some(space_not_found(typed, connection));
                 existing.status = MemoryStatus::Error;
                 self.save_memory(existing)?;
@@ -587,7 +620,9 @@ impl<'a> Engine<'a> {
             memories.push(memory.clone());
             return Ok(memory);
         };
-        if let Some(existing) = memories.iter_mut().filter(mine).find(|m| m.space_id.as_deref() == Some(space.id.as_str())) {
+        if let Some(existing) =
+            memories.iter_mut().filter(mine).find(|m| m.space_id.as_deref() == Some(space.id.as_str()))
+        {
             if existing.run.is_some() {
                 return Ok(existing.clone()); // unfinished: ingest continues it
             }
@@ -596,7 +631,8 @@ impl<'a> Engine<'a> {
                 space.key, existing.id, existing.id
             )));
         }
-        let retry = memories.iter_mut().filter(mine).find(|m| m.space_id.is_none() && m.space_key.eq_ignore_ascii_case(typed));
+        let retry =
+            memories.iter_mut().filter(mine).find(|m| m.space_id.is_none() && m.space_key.eq_ignore_ascii_case(typed));
         let mut memory = match retry {
             Some(existing) => existing.clone(),
             None => new_memory(self.next_id("mem")?, connection, typed),
@@ -709,14 +745,22 @@ impl<'a> Engine<'a> {
             RunFailure::Api(ApiError::ScopeMismatch { url }) => format!(
                 "the API token lacks a scope needed for {url}: add read:page:confluence and read:space:confluence to the token, then reconnect{kept}"
             ),
-            RunFailure::Api(ApiError::NotFound { .. }) => format!("{}{kept}", space_not_found(&memory.space_key, connection)),
+            RunFailure::Api(ApiError::NotFound { .. }) => {
+                format!("{}{kept}", space_not_found(&memory.space_key, connection))
+            }
             RunFailure::Api(error) => format!("{error}{kept}"),
             RunFailure::Stop(message) => format!("{message}{kept}"),
             RunFailure::Host(error) => format!("host storage failed: {error}{kept}"),
         }
     }
 
-    fn advance(&self, client: &Client<'_>, connection: &Connection, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
+    fn advance(
+        &self,
+        client: &Client<'_>,
+        connection: &Connection,
+        memory: &mut Memory,
+        run: &mut Run,
+    ) -> Result<Advance, RunFailure> {
         match run.phase {
             Phase::Pages | Phase::BlogPosts => self.list(client, connection, memory, run),
             Phase::Fetch => self.fetch(client, connection, memory, run),
@@ -725,7 +769,13 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn list(&self, client: &Client<'_>, connection: &Connection, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
+    fn list(
+        &self,
+        client: &Client<'_>,
+        connection: &Connection,
+        memory: &mut Memory,
+        run: &mut Run,
+    ) -> Result<Advance, RunFailure> {
         let space_id = memory.space_id.clone().unwrap_or_default();
         let (collection, kind) = match run.phase {
             Phase::Pages => ("pages", 'p'),
@@ -771,7 +821,14 @@ impl<'a> Engine<'a> {
 
     /// Takes listed documents into the memory: indexes new and changed ones (when the
     /// bodies are at hand) or queues them for fetching, and marks everything seen.
-    fn absorb(&self, memory: &mut Memory, run: &mut Run, kind: char, contents: Vec<Content>, with_bodies: bool) -> Result<(), RunFailure> {
+    fn absorb(
+        &self,
+        memory: &mut Memory,
+        run: &mut Run,
+        kind: char,
+        contents: Vec<Content>,
+        with_bodies: bool,
+    ) -> Result<(), RunFailure> {
         if contents.is_empty() {
             return Ok(());
         }
@@ -782,7 +839,8 @@ impl<'a> Engine<'a> {
         let mut indexed = false;
         for (content, stored) in contents.into_iter().zip(existing) {
             let stored: Option<DocRecord> = stored.and_then(|bytes| serde_json::from_slice(&bytes).ok());
-            let changed = stored.as_ref().is_none_or(|r| r.version != content.version.number || r.title != content.title);
+            let changed =
+                stored.as_ref().is_none_or(|r| r.version != content.version.number || r.title != content.title);
             let webui = content.links.webui.clone().unwrap_or_default();
             if changed && with_bodies {
                 let chunks = self.chunks_of(&content);
@@ -835,12 +893,23 @@ impl<'a> Engine<'a> {
             .collect();
         if chunks.is_empty() {
             // A page with no text is still findable by its title.
-            chunks.push(IndexChunk { ordinal: 0, title: content.title.clone(), heading: String::new(), text: content.title.clone() });
+            chunks.push(IndexChunk {
+                ordinal: 0,
+                title: content.title.clone(),
+                heading: String::new(),
+                text: content.title.clone(),
+            });
         }
         chunks
     }
 
-    fn fetch(&self, client: &Client<'_>, _connection: &Connection, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
+    fn fetch(
+        &self,
+        client: &Client<'_>,
+        _connection: &Connection,
+        memory: &mut Memory,
+        run: &mut Run,
+    ) -> Result<Advance, RunFailure> {
         let kind = run.pending.first().and_then(|p| p.chars().next()).unwrap_or('p');
         let batch: Vec<String> = run
             .pending
@@ -850,14 +919,14 @@ impl<'a> Engine<'a> {
             .map(|p| p[2..].to_string())
             .collect();
         let collection = if kind == 'b' { "blogposts" } else { "pages" };
-        let mut link = Some(format!(
-            "/wiki/api/v2/{collection}?id={}&body-format=storage&limit={PAGE_LIMIT}",
-            batch.join(",")
-        ));
+        let mut link =
+            Some(format!("/wiki/api/v2/{collection}?id={}&body-format=storage&limit={PAGE_LIMIT}", batch.join(",")));
         let mut visited = HashSet::new();
         while let Some(current) = link.take() {
             if !visited.insert(current.clone()) {
-                return Err(RunFailure::Stop(format!("Confluence returned a pagination link that repeats ({current})")));
+                return Err(RunFailure::Stop(format!(
+                    "Confluence returned a pagination link that repeats ({current})"
+                )));
             }
             let listing: Listing<Content> = client.get_json(&current)?;
             memory.progress.fetched += listing.results.len() as u32;
@@ -1045,6 +1114,7 @@ fn space_not_found(key: &str, connection: &Connection) -> String {
 fn network(error: ApiError) -> ConnectorError {
     match error {
         ApiError::Denied(detail) => ConnectorError::Denied(detail),
+        ApiError::Unresolvable(detail) => ConnectorError::NotFound(detail),
         other => ConnectorError::Network(other.to_string()),
     }
 }

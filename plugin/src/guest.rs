@@ -210,7 +210,8 @@ impl WasiTransport {
 
 fn map_error(url: &str, code: ErrorCode) -> TransportError {
     match code {
-        ErrorCode::HttpRequestDenied => TransportError::Denied(url.into()),
+        ErrorCode::HttpRequestDenied | ErrorCode::DestinationIpProhibited => TransportError::Denied(url.into()),
+        ErrorCode::DestinationNotFound | ErrorCode::DnsError(_) => TransportError::Unresolvable(url.into()),
         ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => {
             TransportError::Timeout(url.into())
         }
@@ -300,7 +301,11 @@ impl wit::Guest for Component {
         with_engine(|e| e.pending()).unwrap_or_default()
     }
 
-    fn retrieve(question: String, memory_ids: Vec<String>, limit: u32) -> Result<Vec<types::Passage>, types::ConnectorError> {
+    fn retrieve(
+        question: String,
+        memory_ids: Vec<String>,
+        limit: u32,
+    ) -> Result<Vec<types::Passage>, types::ConnectorError> {
         let passages = with_engine(|e| e.retrieve(&question, &memory_ids, limit)).map_err(error)?;
         Ok(passages
             .into_iter()
@@ -345,7 +350,13 @@ fn error(error: ConnectorError) -> types::ConnectorError {
 }
 
 fn connection(c: records::Connection) -> types::Connection {
-    types::Connection { access: c.access_label().into(), id: c.id, site: c.site, account: c.email, connected: c.connected }
+    types::Connection {
+        access: c.access_label().into(),
+        id: c.id,
+        site: c.site,
+        account: c.email,
+        connected: c.connected,
+    }
 }
 
 fn memory(m: records::Memory) -> types::Memory {

@@ -39,6 +39,9 @@ pub enum TransportError {
     /// The host's allow-list refused the destination.
     #[error("the host refused the request to {0} (not on the connection's allow-list)")]
     Denied(String),
+    /// The host name does not resolve.
+    #[error("{0} could not be resolved (check the site name)")]
+    Unresolvable(String),
     /// No answer in time.
     #[error("timed out waiting for {0}")]
     Timeout(String),

@@ -29,6 +29,7 @@ pub struct ListingLinks {
 
 /// A space (SpaceBulk).
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Space {
     /// Numeric id, as a string.
     #[serde(deserialize_with = "id_string")]

@@ -132,14 +132,14 @@ pub fn normalize(input: &str, options: &SiteOptions) -> Result<Site, SiteError> 
     };
 
     let gateway = options.gateway_origin.trim_end_matches('/').to_ascii_lowercase();
-    if origin == gateway || (!options.allow_loopback && host_text == "api.atlassian.com") {
-        let mut segments = url.path_segments().into_iter().flatten().filter(|s| !s.is_empty());
-        return match (segments.next(), segments.next(), segments.next()) {
-            (Some("ex"), Some("confluence"), Some(cloud_id)) if is_cloud_id(cloud_id) => {
-                Ok(Site::Gateway { origin, cloud_id: cloud_id.to_string() })
-            }
-            _ => Err(SiteError::Gateway(origin)),
-        };
+    let is_gateway_host = origin == gateway || host_text == "api.atlassian.com";
+    let mut segments = url.path_segments().into_iter().flatten().filter(|s| !s.is_empty());
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some("ex"), Some("confluence"), Some(cloud_id)) if is_gateway_host && is_cloud_id(cloud_id) => {
+            return Ok(Site::Gateway { origin, cloud_id: cloud_id.to_string() });
+        }
+        _ if host_text == "api.atlassian.com" => return Err(SiteError::Gateway(origin)),
+        _ => {}
     }
     Ok(Site::Cloud { origin })
 }
@@ -273,6 +273,11 @@ mod tests {
             Ok(Site::Gateway { origin: "http://127.0.0.1:9".into(), cloud_id: "abc".into() })
         );
         assert!(matches!(normalize("https://10.1.2.3", &options), Err(SiteError::Address(_))));
+        // A site that shares its origin with the gateway (the fake serves both) stays a site.
+        assert_eq!(
+            normalize("http://127.0.0.1:9/wiki", &options),
+            Ok(Site::Cloud { origin: "http://127.0.0.1:9".into() })
+        );
     }
 
     #[test]

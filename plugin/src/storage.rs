@@ -268,11 +268,7 @@ impl Out {
         if trimmed.is_empty() {
             return;
         }
-        let text = if trimmed.len() == buf.len() {
-            buf
-        } else {
-            trimmed.to_owned()
-        };
+        let text = if trimmed.len() == buf.len() { buf } else { trimmed.to_owned() };
         self.blocks.push(Block::Text(text));
     }
 
@@ -391,11 +387,7 @@ struct MacroState {
 
 impl MacroState {
     fn param(&self, name: &str) -> &str {
-        self.params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim())
-            .unwrap_or("")
+        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()).unwrap_or("")
     }
 
     /// A named parameter, else the unnamed (default) parameter of the legacy `ac:macro` form.
@@ -518,9 +510,7 @@ impl<'a> Converter<'a> {
         }
         self.out.flush();
         self.out.drop_or_emit_label();
-        Converted {
-            blocks: self.out.blocks,
-        }
+        Converted { blocks: self.out.blocks }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -603,9 +593,7 @@ impl<'a> Converter<'a> {
                                 let mut tmp = [0u8; 4];
                                 match resolve_entity(&name) {
                                     Some(Resolved::Static(v)) => self.on_text(v),
-                                    Some(Resolved::Char(c)) => {
-                                        self.on_text(c.encode_utf8(&mut tmp))
-                                    }
+                                    Some(Resolved::Char(c)) => self.on_text(c.encode_utf8(&mut tmp)),
                                     None => {
                                         let lit = format!("&{name};");
                                         self.on_text(&lit);
@@ -617,11 +605,7 @@ impl<'a> Converter<'a> {
                     Ok(Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_)) => {}
                     Err(_) => {
                         // Safety net: keep the offending character as text and re-read after it.
-                        let p = if input.is_char_boundary(pos) {
-                            pos
-                        } else {
-                            next_boundary(input, pos)
-                        };
+                        let p = if input.is_char_boundary(pos) { pos } else { next_boundary(input, pos) };
                         match input[p..].chars().next() {
                             Some(ch) => {
                                 let mut tmp = [0u8; 4];
@@ -646,26 +630,16 @@ impl<'a> Converter<'a> {
             Some(b'/') => rest.get(2).is_some_and(|&b| name_start(b)) && self.tag_closes(pos),
             Some(b'!') => {
                 if rest.starts_with(b"<!--") {
-                    self.last_comment_end
-                        .get_or_init(|| self.input.rfind("-->"))
-                        .is_some_and(|e| e >= pos + 4)
+                    self.last_comment_end.get_or_init(|| self.input.rfind("-->")).is_some_and(|e| e >= pos + 4)
                 } else if rest.starts_with(b"<![CDATA[") {
-                    self.last_cdata_end
-                        .get_or_init(|| self.input.rfind("]]>"))
-                        .is_some_and(|e| e >= pos + 9)
+                    self.last_cdata_end.get_or_init(|| self.input.rfind("]]>")).is_some_and(|e| e >= pos + 9)
                 } else if rest.len() >= 9 && rest[2..9].eq_ignore_ascii_case(b"DOCTYPE") {
-                    self.last_gt
-                        .get_or_init(|| self.input.rfind('>'))
-                        .is_some_and(|e| e > pos)
-                        && self.tag_closes(pos)
+                    self.last_gt.get_or_init(|| self.input.rfind('>')).is_some_and(|e| e > pos) && self.tag_closes(pos)
                 } else {
                     false
                 }
             }
-            Some(b'?') => self
-                .last_pi_end
-                .get_or_init(|| self.input.rfind("?>"))
-                .is_some_and(|e| e > pos),
+            Some(b'?') => self.last_pi_end.get_or_init(|| self.input.rfind("?>")).is_some_and(|e| e > pos),
             Some(b) => name_start(b) && self.tag_closes(pos),
             None => false,
         }
@@ -768,12 +742,7 @@ impl<'a> Converter<'a> {
         if self.caps.len() >= MAX_CAPTURE_DEPTH {
             return false;
         }
-        self.caps.push(Capture {
-            text: String::new(),
-            raw,
-            href,
-            param,
-        });
+        self.caps.push(Capture { text: String::new(), raw, href, param });
         true
     }
 
@@ -905,10 +874,9 @@ impl<'a> Converter<'a> {
                 self.block_break();
                 Kind::Para
             }
-            "div" | "blockquote" | "section" | "article" | "header" | "footer" | "main" | "nav"
-            | "aside" | "figure" | "center" | "details" | "dl" | "form" | "fieldset" | "body"
-            | "html" | "ac:layout" | "ac:layout-section" | "ac:layout-cell" | "ac:adf-content"
-            | "ac:adf-leaf" => {
+            "div" | "blockquote" | "section" | "article" | "header" | "footer" | "main" | "nav" | "aside"
+            | "figure" | "center" | "details" | "dl" | "form" | "fieldset" | "body" | "html" | "ac:layout"
+            | "ac:layout-section" | "ac:layout-cell" | "ac:adf-content" | "ac:adf-leaf" => {
                 self.block_break();
                 Kind::Block
             }
@@ -939,13 +907,7 @@ impl<'a> Converter<'a> {
                     Ctx::Block => self.out.flush(),
                 }
                 let ordered = name == "ol";
-                let next = if ordered {
-                    attr(e, b"start")
-                        .and_then(|s| s.trim().parse().ok())
-                        .unwrap_or(1)
-                } else {
-                    1
-                };
+                let next = if ordered { attr(e, b"start").and_then(|s| s.trim().parse().ok()).unwrap_or(1) } else { 1 };
                 self.lists.push(ListState { ordered, next });
                 Kind::List
             }
@@ -989,11 +951,7 @@ impl<'a> Converter<'a> {
                 }
             }
             "ac:task-body" => {
-                let marker = if self.tasks.last().copied().unwrap_or(false) {
-                    "[x] "
-                } else {
-                    "[ ] "
-                };
+                let marker = if self.tasks.last().copied().unwrap_or(false) { "[x] " } else { "[ ] " };
                 match self.ctx() {
                     Ctx::Item | Ctx::Block if !self.out.line_started => {
                         let prefix = std::mem::take(&mut self.out.pending_prefix);
@@ -1005,8 +963,8 @@ impl<'a> Converter<'a> {
                 }
                 Kind::TaskBody
             }
-            "ac:task-id" | "ac:task-uuid" | "ac:placeholder" | "ac:adf-attribute" | "script"
-            | "style" | "head" | "at:declarations" | "ac:adf-mark" => {
+            "ac:task-id" | "ac:task-uuid" | "ac:placeholder" | "ac:adf-attribute" | "script" | "style" | "head"
+            | "at:declarations" | "ac:adf-mark" => {
                 self.skip += 1;
                 Kind::Skip
             }
@@ -1033,12 +991,7 @@ impl<'a> Converter<'a> {
                 } else {
                     self.soft();
                 }
-                self.rows.push(RowState {
-                    active,
-                    buf_start: self.out.buf.len(),
-                    mark: self.text_mark,
-                    cells: 0,
-                });
+                self.rows.push(RowState { active, buf_start: self.out.buf.len(), mark: self.text_mark, cells: 0 });
                 Kind::Row
             }
             "td" | "th" => {
@@ -1066,11 +1019,7 @@ impl<'a> Converter<'a> {
             }
             "a" => {
                 let href = attr(e, b"href").unwrap_or_default();
-                if self.push_capture(false, Some(href), None) {
-                    Kind::Anchor
-                } else {
-                    Kind::Inline
-                }
+                if self.push_capture(false, Some(href), None) { Kind::Anchor } else { Kind::Inline }
             }
             "time" => {
                 if let Some(v) = attr(e, b"datetime") {
@@ -1094,11 +1043,8 @@ impl<'a> Converter<'a> {
             }
             "ac:structured-macro" | "ac:macro" => self.open_macro(e),
             "ac:parameter" | "ac:default-parameter" => {
-                let pname = if name == "ac:parameter" {
-                    attr(e, b"ac:name").unwrap_or_default()
-                } else {
-                    String::new()
-                };
+                let pname =
+                    if name == "ac:parameter" { attr(e, b"ac:name").unwrap_or_default() } else { String::new() };
                 if self.push_capture(false, None, Some(pname)) {
                     Kind::Param
                 } else {
@@ -1149,10 +1095,9 @@ impl<'a> Converter<'a> {
             "ac:image" => {
                 let parent_is_container = match self.frames.last() {
                     None => true,
-                    Some(f) => matches!(
-                        f.kind,
-                        Kind::Block | Kind::MacroBody | Kind::AdfFallback | Kind::Adf | Kind::Macro
-                    ),
+                    Some(f) => {
+                        matches!(f.kind, Kind::Block | Kind::MacroBody | Kind::AdfFallback | Kind::Adf | Kind::Macro)
+                    }
                 };
                 let block = parent_is_container && self.ctx() == Ctx::Block;
                 if block {
@@ -1207,10 +1152,7 @@ impl<'a> Converter<'a> {
     }
 
     fn open_macro(&mut self, e: &BytesStart<'_>) -> Kind {
-        let mname = attr(e, b"ac:name")
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
+        let mname = attr(e, b"ac:name").unwrap_or_default().trim().to_ascii_lowercase();
         if GENERATED_MACROS.contains(&mname.as_str()) {
             self.skip += 1;
             return Kind::Skip;
@@ -1228,12 +1170,7 @@ impl<'a> Converter<'a> {
             "jira" | "jiraissues" => MacroKind::Jira,
             _ => MacroKind::Generic,
         };
-        self.macros.push(MacroState {
-            kind,
-            params: Vec::new(),
-            code: None,
-            label_set: false,
-        });
+        self.macros.push(MacroState { kind, params: Vec::new(), code: None, label_set: false });
         Kind::Macro
     }
 
@@ -1252,12 +1189,7 @@ impl<'a> Converter<'a> {
             "ri:space" => attr(e, b"ri:space-key"),
             "ri:url" => attr(e, b"ri:value").map(|v| {
                 if image {
-                    let v = v
-                        .trim()
-                        .split(['?', '#'])
-                        .next()
-                        .unwrap_or("")
-                        .trim_end_matches('/');
+                    let v = v.trim().split(['?', '#']).next().unwrap_or("").trim_end_matches('/');
                     v.rsplit('/').next().unwrap_or(v).to_owned()
                 } else {
                     v
@@ -1345,11 +1277,7 @@ impl<'a> Converter<'a> {
                     let href = collapse_ws(cap.href.as_deref().unwrap_or(""));
                     self.on_text(&text);
                     if !href.is_empty() && !href.starts_with('#') && !same_target(&text, &href) {
-                        let suffix = if text.is_empty() {
-                            format!(" {href} ")
-                        } else {
-                            format!(" ({href})")
-                        };
+                        let suffix = if text.is_empty() { format!(" {href} ") } else { format!(" ({href})") };
                         self.on_text(&suffix);
                     }
                 }
@@ -1400,11 +1328,7 @@ impl<'a> Converter<'a> {
                 }
             }
             Kind::AdfNode { captured } => {
-                let text = if captured {
-                    self.caps.pop().map(|c| c.text)
-                } else {
-                    None
-                };
+                let text = if captured { self.caps.pop().map(|c| c.text) } else { None };
                 if let Some(a) = self.adfs.last_mut() {
                     a.node_depth = a.node_depth.saturating_sub(1);
                     if let Some(t) = text {
@@ -1429,11 +1353,7 @@ impl<'a> Converter<'a> {
     fn close_macro(&mut self, m: MacroState) {
         match m.kind {
             MacroKind::Code | MacroKind::Noformat => {
-                let lang = if m.kind == MacroKind::Code {
-                    m.param_or_default("language")
-                } else {
-                    ""
-                };
+                let lang = if m.kind == MacroKind::Code { m.param_or_default("language") } else { "" };
                 let code = m.code.as_deref().unwrap_or("");
                 self.emit_code(m.param("title"), lang, code);
             }
@@ -1463,17 +1383,12 @@ impl<'a> Converter<'a> {
     fn close_ref(&mut self, r: RefState) {
         if r.mark == self.text_mark {
             let text = if r.image {
-                [
-                    r.alt.trim(),
-                    r.title.trim(),
-                    r.fallback.as_deref().unwrap_or(""),
-                ]
-                .into_iter()
-                .find(|s| !s.is_empty())
-                .map(|s| format!(" {s} "))
+                [r.alt.trim(), r.title.trim(), r.fallback.as_deref().unwrap_or("")]
+                    .into_iter()
+                    .find(|s| !s.is_empty())
+                    .map(|s| format!(" {s} "))
             } else {
-                r.fallback
-                    .or_else(|| Some(r.anchor.trim().to_owned()).filter(|s| !s.is_empty()))
+                r.fallback.or_else(|| Some(r.anchor.trim().to_owned()).filter(|s| !s.is_empty()))
             };
             if let Some(t) = text {
                 self.on_text(&t);
@@ -1506,18 +1421,12 @@ fn name_start(b: u8) -> bool {
 
 fn valid_name(name: &[u8]) -> bool {
     name.first().is_some_and(|&b| name_start(b))
-        && name
-            .iter()
-            .all(|&b| !matches!(b, b'<' | b'>' | b'&' | b'"' | b'\'' | b'='))
+        && name.iter().all(|&b| !matches!(b, b'<' | b'>' | b'&' | b'"' | b'\'' | b'='))
 }
 
 fn lower_name(raw: &[u8]) -> Cow<'_, str> {
     let s = String::from_utf8_lossy(raw);
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(s.to_ascii_lowercase())
-    } else {
-        s
-    }
+    if s.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(s.to_ascii_lowercase()) } else { s }
 }
 
 fn is_void(name: &str) -> bool {
@@ -1571,11 +1480,7 @@ fn classify_entity(name: &str) -> EntityName {
     } else {
         b[0].is_ascii_alphabetic() && b.iter().all(u8::is_ascii_alphanumeric)
     };
-    if ok {
-        EntityName::Valid
-    } else {
-        EntityName::Invalid
-    }
+    if ok { EntityName::Valid } else { EntityName::Invalid }
 }
 
 enum Resolved {
@@ -1666,11 +1571,7 @@ fn collapse_ws(s: &str) -> String {
 
 /// Normalises code: CRLF → LF, drops leading blank lines and trailing whitespace.
 fn normalize_code(code: &str) -> String {
-    let code = if code.contains('\r') {
-        code.replace("\r\n", "\n").replace('\r', "\n")
-    } else {
-        code.to_owned()
-    };
+    let code = if code.contains('\r') { code.replace("\r\n", "\n").replace('\r', "\n") } else { code.to_owned() };
     let trimmed_end = code.trim_end();
     let start = trimmed_end
         .char_indices()
@@ -1715,10 +1616,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> String {
-        let path = format!(
-            "{}/tests/fixtures/storage/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/tests/fixtures/storage/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
@@ -1727,10 +1625,7 @@ mod tests {
     }
 
     fn heading(level: u8, text: &str) -> Block {
-        Block::Heading {
-            level,
-            text: text.to_owned(),
-        }
+        Block::Heading { level, text: text.to_owned() }
     }
 
     fn text(s: &str) -> Block {
@@ -1746,10 +1641,7 @@ mod tests {
         // Layout cells are transparent containers.
         assert!(plain.contains("Say hello to your colleagues who want to know your name"));
         // Emoji headings are headings.
-        assert!(
-            doc.blocks
-                .contains(&heading(2, "📄 Recent pages that I've worked on"))
-        );
+        assert!(doc.blocks.contains(&heading(2, "📄 Recent pages that I've worked on")));
         assert!(doc.blocks.contains(&heading(2, "🖐 Get in touch")));
         // `&quot;` / `&lt;` decoded; coloured spans are transparent.
         assert!(plain.contains(
@@ -1757,13 +1649,7 @@ mod tests {
              <Insert company name> and very excited to get started!\""
         ));
         // Placeholders, generated macros (recently-updated, blog-posts) and parameters dropped.
-        for gone in [
-            "Insert your email here",
-            "Twitter handle",
-            "titles",
-            "max",
-            "&quot;",
-        ] {
+        for gone in ["Insert your email here", "Twitter handle", "titles", "max", "&quot;"] {
             assert!(!plain.contains(gone), "{gone:?} leaked into {plain:?}");
         }
         // `<p />` makes no empty block.
@@ -1812,12 +1698,7 @@ mod tests {
         for param in ["panelIcon", "2139-fe0f", ":bulb:", "var(--ds", "ℹ️"] {
             assert!(!plain.contains(param), "parameter text {param:?} leaked");
         }
-        assert_eq!(
-            plain
-                .matches("This is an admonition type used in Material for MkDocs.")
-                .count(),
-            7
-        );
+        assert_eq!(plain.matches("This is an admonition type used in Material for MkDocs.").count(), 7);
     }
 
     #[test]
@@ -1879,14 +1760,7 @@ mod tests {
         ];
         assert_eq!(doc.blocks, expected);
         let plain = doc.plain_text();
-        for dropped in [
-            "maxLevel",
-            "Included Page",
-            "Ignored Title",
-            "u-1",
-            "editor comment",
-            "Insert your",
-        ] {
+        for dropped in ["maxLevel", "Included Page", "Ignored Title", "u-1", "editor comment", "Insert your"] {
             assert!(!plain.contains(dropped), "{dropped:?} should be dropped");
         }
     }
@@ -1910,9 +1784,7 @@ mod tests {
         );
         assert_eq!(
             doc.blocks,
-            [text(
-                "- one\n  - nested para\n    3. deep\n  back in one\n- two\n  ```\n  a\n    b\n  ```"
-            )]
+            [text("- one\n  - nested para\n    3. deep\n  back in one\n- two\n  ```\n  a\n    b\n  ```")]
         );
     }
 
@@ -1923,10 +1795,7 @@ mod tests {
              <tr><td><ul><li>x</li><li>y</li></ul></td><td><table><tr><td>in</td><td>ner</td></tr></table></td></tr>\
              <tr><td>a<br/>b</td><td><h2>not a heading</h2></td></tr></table>",
         );
-        assert_eq!(
-            doc.blocks,
-            [text("A | B\nx y | in ner\na b | not a heading")]
-        );
+        assert_eq!(doc.blocks, [text("A | B\nx y | in ner\na b | not a heading")]);
     }
 
     #[test]
@@ -1939,9 +1808,7 @@ mod tests {
         );
         assert_eq!(
             doc.blocks,
-            [text(
-                "docs (https://a.example/x), me@x.org, local, https://b.example , ENG, rich body"
-            )]
+            [text("docs (https://a.example/x), me@x.org, local, https://b.example , ENG, rich body")]
         );
     }
 
@@ -1951,10 +1818,7 @@ mod tests {
     fn empty_and_whitespace_input() {
         assert_eq!(convert(""), Converted::default());
         assert_eq!(convert("  \n\t "), Converted::default());
-        assert_eq!(
-            convert("<p></p><p />&nbsp;<div> </div>"),
-            Converted::default()
-        );
+        assert_eq!(convert("<p></p><p />&nbsp;<div> </div>"), Converted::default());
         assert_eq!(convert("").plain_text(), "");
     }
 
@@ -1962,19 +1826,10 @@ mod tests {
     fn unclosed_and_mismatched_tags_keep_text() {
         assert_eq!(convert("<p>one <strong>bold").plain_text(), "one bold");
         assert_eq!(convert("<p>a</div>b</p><p>c").plain_text(), "ab\n\nc");
-        assert_eq!(
-            convert("<ul><li>x<li>y</ul><p>after").plain_text(),
-            "- x\n- y\n\nafter"
-        );
+        assert_eq!(convert("<ul><li>x<li>y</ul><p>after").plain_text(), "- x\n- y\n\nafter");
         assert_eq!(convert("</p></x>text</y>").plain_text(), "text");
-        assert_eq!(
-            convert("<h2>Title<p>body</p>").blocks,
-            [heading(2, "Title body")]
-        );
-        assert_eq!(
-            convert("<p>x</p><br>y</br><hr>z").plain_text(),
-            "x\n\ny\n\nz"
-        );
+        assert_eq!(convert("<h2>Title<p>body</p>").blocks, [heading(2, "Title body")]);
+        assert_eq!(convert("<p>x</p><br>y</br><hr>z").plain_text(), "x\n\ny\n\nz");
     }
 
     #[test]
@@ -1986,25 +1841,16 @@ mod tests {
         assert_eq!(convert("x < y").plain_text(), "x < y");
         assert_eq!(convert("tail <").plain_text(), "tail <");
         assert_eq!(convert("a & b &").plain_text(), "a & b &");
-        assert_eq!(
-            convert("<p>if a<b && c>d</p>").plain_text(),
-            "if a<b && c>d"
-        );
+        assert_eq!(convert("<p>if a<b && c>d</p>").plain_text(), "if a<b && c>d");
     }
 
     #[test]
     fn entities_named_numeric_unknown() {
         assert_eq!(
-            convert(
-                "&nbsp;&auml;&deg;&mdash;&#xE4;&#228;&#128231;&quot;&lt;&gt;&amp;&apos;&Eacute;"
-            )
-            .plain_text(),
+            convert("&nbsp;&auml;&deg;&mdash;&#xE4;&#228;&#128231;&quot;&lt;&gt;&amp;&apos;&Eacute;").plain_text(),
             "ä°—ää📧\"<>&'É"
         );
-        assert_eq!(
-            convert("&foo; &#0; &#x110000; &bogus").plain_text(),
-            "&foo; &#0; &#x110000; &bogus"
-        );
+        assert_eq!(convert("&foo; &#0; &#x110000; &bogus").plain_text(), "&foo; &#0; &#x110000; &bogus");
         // Entities in attributes are decoded too.
         assert_eq!(
             convert("<ac:image ac:alt=\"Caf&eacute; &amp; &quot;bar&quot; &zzz;\"><ri:url ri:value=\"x\"/></ac:image>")
@@ -2016,44 +1862,19 @@ mod tests {
 
     #[test]
     fn cdata_split_comments_and_broken_markup() {
-        assert_eq!(
-            convert("<p><![CDATA[a]]]]><![CDATA[>b <not a tag>]]></p>").plain_text(),
-            "a]]>b <not a tag>"
-        );
-        assert_eq!(
-            convert("<p>x<![CDATA[unterminated").plain_text(),
-            "x<![CDATA[unterminated"
-        );
-        assert_eq!(
-            convert("<p>x<!-- unterminated comment").plain_text(),
-            "x<!-- unterminated comment"
-        );
-        assert_eq!(
-            convert("<p>a<!-- c -->b<?pi x?>c<!DOCTYPE html>d</p>").plain_text(),
-            "abcd"
-        );
-        assert_eq!(
-            convert("<p>x<?pi unterminated").plain_text(),
-            "x<?pi unterminated"
-        );
-        assert_eq!(
-            convert("<p title=\"unbalanced>text</p>").plain_text(),
-            "<p title=\"unbalanced>text"
-        );
+        assert_eq!(convert("<p><![CDATA[a]]]]><![CDATA[>b <not a tag>]]></p>").plain_text(), "a]]>b <not a tag>");
+        assert_eq!(convert("<p>x<![CDATA[unterminated").plain_text(), "x<![CDATA[unterminated");
+        assert_eq!(convert("<p>x<!-- unterminated comment").plain_text(), "x<!-- unterminated comment");
+        assert_eq!(convert("<p>a<!-- c -->b<?pi x?>c<!DOCTYPE html>d</p>").plain_text(), "abcd");
+        assert_eq!(convert("<p>x<?pi unterminated").plain_text(), "x<?pi unterminated");
+        assert_eq!(convert("<p title=\"unbalanced>text</p>").plain_text(), "<p title=\"unbalanced>text");
         assert_eq!(convert("<p>ok</p><!x>").plain_text(), "ok\n\n<!x>");
     }
 
     #[test]
     fn non_ascii_text() {
-        let doc =
-            convert("<h1>Überblick — 概要</h1><p>Grüße, 你好, привет, 🎉 emoji&nbsp;&#x1F600;</p>");
-        assert_eq!(
-            doc.blocks,
-            [
-                heading(1, "Überblick — 概要"),
-                text("Grüße, 你好, привет, 🎉 emoji 😀")
-            ]
-        );
+        let doc = convert("<h1>Überblick — 概要</h1><p>Grüße, 你好, привет, 🎉 emoji&nbsp;&#x1F600;</p>");
+        assert_eq!(doc.blocks, [heading(1, "Überblick — 概要"), text("Grüße, 你好, привет, 🎉 emoji 😀")]);
     }
 
     #[test]
@@ -2102,10 +1923,7 @@ mod tests {
     fn truncated_and_mutated_inputs_never_panic() {
         let src = fixture("constructs.xml");
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        for cut in (0..=src.len())
-            .step_by(13)
-            .filter(|&i| src.is_char_boundary(i))
-        {
+        for cut in (0..=src.len()).step_by(13).filter(|&i| src.is_char_boundary(i)) {
             let _ = convert(&src[..cut]);
             // Replace one ASCII byte with a markup-significant one.
             seed ^= seed << 13;

@@ -35,6 +35,9 @@ fn status_json_has_the_documented_shape() {
         assert!(!m[field].is_null(), "memories[].{field} in {status}");
     }
     assert!(m.get("error").is_some());
-    assert_eq!((m["status"].as_str(), m["pages"].as_u64(), m["connection"].as_str()), (Some("INGESTED"), Some(2), Some(connection.as_str())));
+    assert_eq!(
+        (m["status"].as_str(), m["pages"].as_u64(), m["connection"].as_str()),
+        (Some("INGESTED"), Some(2), Some(connection.as_str()))
+    );
     assert!(m["chunks"].as_u64().unwrap() >= 2);
 }

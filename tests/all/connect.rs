@@ -22,8 +22,16 @@ fn every_pasted_url_form_reaches_the_same_connection() {
     ];
     let mut ids = Vec::new();
     for form in &forms {
-        let connection =
-            world.json(&["connect", "--site", form, "--email", EMAIL, "--token-env", "CONFLUENCE_TOKEN", "--allow-loopback"]);
+        let connection = world.json(&[
+            "connect",
+            "--site",
+            form,
+            "--email",
+            EMAIL,
+            "--token-env",
+            "CONFLUENCE_TOKEN",
+            "--allow-loopback",
+        ]);
         assert_eq!(connection["site"], origin.as_str(), "{form}");
         assert_eq!(connection["access"], "classic token", "{form}");
         ids.push(connection["id"].as_str().unwrap().to_string());
@@ -39,7 +47,19 @@ fn scoped_tokens_are_detected_and_use_the_gateway() {
     let gateway = world.site.gateway_origin();
     let output = world.run_with_token(
         SCOPED_TOKEN,
-        &["connect", "--site", &origin, "--email", EMAIL, "--token-env", "CONFLUENCE_TOKEN", "--allow-loopback", "--gateway", &gateway, "--json"],
+        &[
+            "connect",
+            "--site",
+            &origin,
+            "--email",
+            EMAIL,
+            "--token-env",
+            "CONFLUENCE_TOKEN",
+            "--allow-loopback",
+            "--gateway",
+            &gateway,
+            "--json",
+        ],
     );
     assert!(output.status.success(), "{}", text(&output));
     let connection = parse(&String::from_utf8_lossy(&output.stdout));
@@ -62,7 +82,19 @@ fn the_gateway_form_is_accepted_as_given() {
     let gateway = world.site.gateway_origin();
     let output = world.run_with_token(
         SCOPED_TOKEN,
-        &["connect", "--site", &base, "--email", EMAIL, "--token-env", "CONFLUENCE_TOKEN", "--allow-loopback", "--gateway", &gateway, "--json"],
+        &[
+            "connect",
+            "--site",
+            &base,
+            "--email",
+            EMAIL,
+            "--token-env",
+            "CONFLUENCE_TOKEN",
+            "--allow-loopback",
+            "--gateway",
+            &gateway,
+            "--json",
+        ],
     );
     assert!(output.status.success(), "{}", text(&output));
     let connection = parse(&String::from_utf8_lossy(&output.stdout));
@@ -74,7 +106,10 @@ fn wrong_credentials_are_refused_and_nothing_is_stored() {
     let world = World::new();
     let origin = world.site.origin();
     for (email, token) in [(EMAIL, "not-the-token"), ("someone@else.example", TOKEN)] {
-        let output = world.run_with_token(token, &["connect", "--site", &origin, "--email", email, "--token-env", "CONFLUENCE_TOKEN", "--allow-loopback"]);
+        let output = world.run_with_token(
+            token,
+            &["connect", "--site", &origin, "--email", email, "--token-env", "CONFLUENCE_TOKEN", "--allow-loopback"],
+        );
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("rejected the e-mail and API token") && stderr.contains(email), "{stderr}");
@@ -86,14 +121,27 @@ fn wrong_credentials_are_refused_and_nothing_is_stored() {
 #[test]
 fn missing_scopes_are_named() {
     let world = World::new();
-    world.site.add_user("limited@acme.example", "scoped-without-pages", TokenKind::Scoped {
-        scopes: vec!["read:content-details:confluence".into(), "read:space:confluence".into()],
-    });
+    world.site.add_user(
+        "limited@acme.example",
+        "scoped-without-pages",
+        TokenKind::Scoped { scopes: vec!["read:content-details:confluence".into(), "read:space:confluence".into()] },
+    );
     let origin = world.site.origin();
     let gateway = world.site.gateway_origin();
     let output = world.run_with_token(
         "scoped-without-pages",
-        &["connect", "--site", &origin, "--email", "limited@acme.example", "--token-env", "CONFLUENCE_TOKEN", "--allow-loopback", "--gateway", &gateway],
+        &[
+            "connect",
+            "--site",
+            &origin,
+            "--email",
+            "limited@acme.example",
+            "--token-env",
+            "CONFLUENCE_TOKEN",
+            "--allow-loopback",
+            "--gateway",
+            &gateway,
+        ],
     );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -107,12 +155,24 @@ fn bad_input_gets_a_clear_error() {
     let origin = world.site.origin();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["--site".into(), "".into(), "--email".into(), EMAIL.into()], "site URL is empty"),
-        (vec!["--site".into(), "ftp://acme.atlassian.net".into(), "--email".into(), EMAIL.into()], "unsupported URL scheme"),
-        (vec!["--site".into(), "https://me:pw@acme.atlassian.net".into(), "--email".into(), EMAIL.into()], "user name and password"),
+        (
+            vec!["--site".into(), "ftp://acme.atlassian.net".into(), "--email".into(), EMAIL.into()],
+            "unsupported URL scheme",
+        ),
+        (
+            vec!["--site".into(), "https://me:pw@acme.atlassian.net".into(), "--email".into(), EMAIL.into()],
+            "user name and password",
+        ),
         (vec!["--site".into(), "https://169.254.169.254/latest".into(), "--email".into(), EMAIL.into()], "IP address"),
         (vec!["--site".into(), origin.clone(), "--email".into(), EMAIL.into()], "IP address"), // loopback without --allow-loopback
-        (vec!["--site".into(), origin.clone(), "--email".into(), "".into(), "--allow-loopback".into()], "e-mail is empty"),
-        (vec!["--site".into(), origin.clone(), "--email".into(), "not an email".into(), "--allow-loopback".into()], "e-mail is not valid"),
+        (
+            vec!["--site".into(), origin.clone(), "--email".into(), "".into(), "--allow-loopback".into()],
+            "e-mail is empty",
+        ),
+        (
+            vec!["--site".into(), origin.clone(), "--email".into(), "not an email".into(), "--allow-loopback".into()],
+            "e-mail is not valid",
+        ),
     ];
     for (args, expected) in cases {
         let mut full = vec!["connect".to_string()];
@@ -125,7 +185,16 @@ fn bad_input_gets_a_clear_error() {
         assert!(stderr.contains(expected), "{args:?}: expected '{expected}' in:\n{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
-    let output = world.run(&["connect", "--site", &origin, "--email", EMAIL, "--token-env", "NO_SUCH_VARIABLE_SET", "--allow-loopback"]);
+    let output = world.run(&[
+        "connect",
+        "--site",
+        &origin,
+        "--email",
+        EMAIL,
+        "--token-env",
+        "NO_SUCH_VARIABLE_SET",
+        "--allow-loopback",
+    ]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("NO_SUCH_VARIABLE_SET is not set"));
     assert!(world.status()["connections"].as_array().unwrap().is_empty(), "nothing half-connected");
 }
@@ -138,7 +207,17 @@ fn the_token_never_appears_in_output_logs_or_storage() {
     let mut outputs = Vec::new();
     let origin = world.site.origin();
     for args in [
-        vec!["connect", "--site", origin.as_str(), "--email", EMAIL, "--token-env", "CONFLUENCE_TOKEN", "--allow-loopback", "--json"],
+        vec![
+            "connect",
+            "--site",
+            origin.as_str(),
+            "--email",
+            EMAIL,
+            "--token-env",
+            "CONFLUENCE_TOKEN",
+            "--allow-loopback",
+            "--json",
+        ],
         vec!["ingest", "--connection", "conn-1", "--spaces", "ENG", "--json"],
         vec!["status", "--json"],
         vec!["status"],
@@ -150,7 +229,9 @@ fn the_token_never_appears_in_output_logs_or_storage() {
             .arg(world.data_dir())
             .args(&args)
             .env("CONFLUENCE_TOKEN", TOKEN)
-            .env("CONNECTOR_HOST_LOG", "trace")
+            // Everything of ours and of the HTTP stack at the most verbose level.
+            .env("CONNECTOR_HOST_LOG", "connector_host=trace,wasmtime_wasi_http=trace,hyper=trace,info")
+            .env("CONNECTOR_HOST_CACHE_DIR", cache_dir())
             .output()
             .unwrap();
         assert!(output.status.success(), "{args:?}: {}", text(&output));
@@ -168,7 +249,11 @@ fn the_token_never_appears_in_output_logs_or_storage() {
         } else {
             let bytes = std::fs::read(&path).unwrap();
             let haystack = String::from_utf8_lossy(&bytes);
-            assert!(!haystack.contains(TOKEN) && !haystack.contains(&basic), "token stored in plaintext in {}", path.display());
+            assert!(
+                !haystack.contains(TOKEN) && !haystack.contains(&basic),
+                "token stored in plaintext in {}",
+                path.display()
+            );
             scanned += 1;
         }
     }

@@ -7,7 +7,12 @@ fn several_keys_settle_independently_and_duplicates_are_rejected() {
     let world = World::new();
     world.site.add_space("ENG", "Engineering");
     for n in 0..300 {
-        world.site.add_page("ENG", None, &format!("Runbook {n}"), &body("Steps", &format!("runbook number {n} restarts service {n}")));
+        world.site.add_page(
+            "ENG",
+            None,
+            &format!("Runbook {n}"),
+            &body("Steps", &format!("runbook number {n} restarts service {n}")),
+        );
     }
     world.site.add_space("OPS", "Operations");
     world.site.add_page("OPS", None, "Pager", &body("Rotation", "the pager rotates weekly"));
@@ -31,8 +36,17 @@ fn several_keys_settle_independently_and_duplicates_are_rejected() {
     assert_eq!(nope["status"], "ERROR");
     assert!(nope["error"].as_str().unwrap().contains("'NOPE' is invalid or not accessible"), "{nope}");
 
-    let listings: Vec<_> = world.site.requests().into_iter().filter(|r| r.path.ends_with("/pages") && r.path.contains("/spaces/")).collect();
-    assert_eq!(listings.iter().filter(|r| r.path.contains(&format!("/spaces/{}/", eng_id(&world)))).count(), 2, "250 per request: {listings:?}");
+    let listings: Vec<_> = world
+        .site
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/pages") && r.path.contains("/spaces/"))
+        .collect();
+    assert_eq!(
+        listings.iter().filter(|r| r.path.contains(&format!("/spaces/{}/", eng_id(&world)))).count(),
+        2,
+        "250 per request: {listings:?}"
+    );
 
     // The same space typed differently is a duplicate pointing to Sync.
     let output = world.run(&["ingest", "--connection", &connection, "--spaces", "eng", "--json"]);
@@ -51,10 +65,15 @@ fn several_keys_settle_independently_and_duplicates_are_rejected() {
 }
 
 fn eng_id(world: &World) -> String {
-    world.site.requests().iter().find_map(|r| {
-        let rest = r.path.strip_prefix("/wiki/api/v2/spaces/")?;
-        rest.strip_suffix("/pages").map(str::to_string)
-    }).expect("a page listing was requested")
+    world
+        .site
+        .requests()
+        .iter()
+        .find_map(|r| {
+            let rest = r.path.strip_prefix("/wiki/api/v2/spaces/")?;
+            rest.strip_suffix("/pages").map(str::to_string)
+        })
+        .expect("a page listing was requested")
 }
 
 #[test]
@@ -62,7 +81,8 @@ fn malformed_keys_are_rejected_without_creating_memories() {
     let world = World::new();
     world.site.add_space("ENG", "Engineering");
     let connection = world.connect();
-    let output = world.run(&["ingest", "--connection", &connection, "--spaces", "ENG/../x, bad key, ENG, ENG", "--json"]);
+    let output =
+        world.run(&["ingest", "--connection", &connection, "--spaces", "ENG/../x, bad key, ENG, ENG", "--json"]);
     assert!(!output.status.success());
     let document = parse(&String::from_utf8_lossy(&output.stdout));
     let rejected = document["rejected"].as_array().unwrap();

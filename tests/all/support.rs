@@ -17,7 +17,7 @@ pub struct World {
 }
 
 /// The compile cache shared by all tests, so the component compiles once.
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
 }
 
@@ -72,7 +72,16 @@ impl World {
     /// Connects the classic user to the site; returns the connection id.
     pub fn connect(&self) -> String {
         let site = self.site.origin();
-        let connection = self.json(&["connect", "--site", &site, "--email", EMAIL, "--token-env", "CONFLUENCE_TOKEN", "--allow-loopback"]);
+        let connection = self.json(&[
+            "connect",
+            "--site",
+            &site,
+            "--email",
+            EMAIL,
+            "--token-env",
+            "CONFLUENCE_TOKEN",
+            "--allow-loopback",
+        ]);
         connection["id"].as_str().expect("connection id").to_string()
     }
 
@@ -96,7 +105,12 @@ pub fn parse(stdout: &str) -> Value {
 
 /// stdout and stderr, for assertion messages.
 pub fn text(output: &Output) -> String {
-    format!("status: {}\nstdout:\n{}\nstderr:\n{}", output.status, String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "status: {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 /// A storage-format page body with a heading and some text.
@@ -106,5 +120,10 @@ pub fn body(heading: &str, text: &str) -> String {
 
 /// The memory with this space key in a `status --json` document.
 pub fn memory<'a>(status: &'a Value, space_key: &str) -> &'a Value {
-    status["memories"].as_array().unwrap().iter().find(|m| m["space_key"] == space_key).unwrap_or_else(|| panic!("no memory for {space_key} in {status}"))
+    status["memories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["space_key"] == space_key)
+        .unwrap_or_else(|| panic!("no memory for {space_key} in {status}"))
 }

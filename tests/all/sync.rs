@@ -16,11 +16,19 @@ fn sync_applies_every_kind_of_change_and_fetches_only_what_changed() {
     world.site.add_space("KB", "Knowledge Base");
     let parent = world.site.add_page("KB", None, "Handbook", &body("Intro", "handbook intro"));
     let other = world.site.add_page("KB", None, "Archive", &body("Intro", "old things live here"));
-    let edited = world.site.add_page("KB", Some(&parent), "Vacation", &body("Policy", "employees get twenty days of vacation"));
-    let renamed = world.site.add_page("KB", Some(&parent), "Laptops", &body("Policy", "laptops are replaced every three years"));
-    let moved = world.site.add_page("KB", Some(&parent), "Parking", &body("Policy", "parking spots are first come first served"));
+    let edited =
+        world.site.add_page("KB", Some(&parent), "Vacation", &body("Policy", "employees get twenty days of vacation"));
+    let renamed =
+        world.site.add_page("KB", Some(&parent), "Laptops", &body("Policy", "laptops are replaced every three years"));
+    let moved = world.site.add_page(
+        "KB",
+        Some(&parent),
+        "Parking",
+        &body("Policy", "parking spots are first come first served"),
+    );
     let trashed = world.site.add_page("KB", Some(&parent), "Fax", &body("Policy", "the fax machine is in room nine"));
-    let restricted = world.site.add_page("KB", Some(&parent), "Salaries", &body("Bands", "salary bands are confidential xylophone"));
+    let restricted =
+        world.site.add_page("KB", Some(&parent), "Salaries", &body("Bands", "salary bands are confidential xylophone"));
     let blog = world.site.add_blogpost("KB", "Launch", &body("News", "we launched the marmalade feature"));
     let connection = world.connect();
     let ingested = world.ingest(&connection, "KB");
@@ -32,10 +40,16 @@ fn sync_applies_every_kind_of_change_and_fetches_only_what_changed() {
     let unchanged = synced(&world, &memory_id, &[]);
     assert_eq!(unchanged["status"], "INGESTED");
     let progress = &unchanged["progress"];
-    assert_eq!((progress["fetched"].as_u64(), progress["updated"].as_u64(), progress["deleted"].as_u64()), (Some(0), Some(0), Some(0)));
+    assert_eq!(
+        (progress["fetched"].as_u64(), progress["updated"].as_u64(), progress["deleted"].as_u64()),
+        (Some(0), Some(0), Some(0))
+    );
     assert_eq!(progress["listed"], 9);
     let requests = world.site.requests();
-    assert!(requests.iter().all(|r| !r.query.contains("body-format")), "an unchanged sync fetches no bodies: {requests:?}");
+    assert!(
+        requests.iter().all(|r| !r.query.contains("body-format")),
+        "an unchanged sync fetches no bodies: {requests:?}"
+    );
     assert_eq!(requests.len() as u64, progress["requests"].as_u64().unwrap());
     assert_eq!(requests.len(), 2, "one page listing and one blog listing: {requests:?}");
 
@@ -45,7 +59,8 @@ fn sync_applies_every_kind_of_change_and_fetches_only_what_changed() {
     world.site.trash_page(&trashed);
     world.site.restrict_page(&restricted, true);
     world.site.edit_page(&blog, None, Some(&body("News", "we launched the marmalade feature twice")));
-    let added = world.site.add_page("KB", Some(&parent), "Coffee", &body("Machines", "the espresso machine needs descaling"));
+    let added =
+        world.site.add_page("KB", Some(&parent), "Coffee", &body("Machines", "the espresso machine needs descaling"));
     let after = synced(&world, &memory_id, &[]);
     assert_eq!(after["status"], "INGESTED", "{after}");
     let progress = &after["progress"];
@@ -61,7 +76,10 @@ fn sync_applies_every_kind_of_change_and_fetches_only_what_changed() {
     assert_eq!(laptops[0]["title"], "Computers");
     assert!(laptops[0]["breadcrumb"].as_str().unwrap().contains("Handbook › Computers"));
     let parking = world.ask("parking spots first come");
-    assert_eq!(parking[0]["breadcrumb"], "Knowledge Base › Archive › Parking › Policy", "moves re-label the breadcrumb");
+    assert_eq!(
+        parking[0]["breadcrumb"], "Knowledge Base › Archive › Parking › Policy",
+        "moves re-label the breadcrumb"
+    );
     assert!(world.ask("fax machine room nine").iter().all(|p| p["page_id"] != trashed.as_str()));
     assert!(world.ask("confidential xylophone salary").iter().all(|p| p["page_id"] != restricted.as_str()));
     assert!(world.ask("marmalade feature")[0]["text"].as_str().unwrap().contains("twice"));
@@ -72,8 +90,9 @@ fn sync_applies_every_kind_of_change_and_fetches_only_what_changed() {
 fn a_sync_that_would_delete_most_of_a_space_asks_for_confirmation() {
     let world = World::new();
     world.site.add_space("KB", "Knowledge Base");
-    let pages: Vec<String> =
-        (0..8).map(|n| world.site.add_page("KB", None, &format!("Page {n}"), &body("Text", &format!("pelican {n}")))).collect();
+    let pages: Vec<String> = (0..8)
+        .map(|n| world.site.add_page("KB", None, &format!("Page {n}"), &body("Text", &format!("pelican {n}"))))
+        .collect();
     let connection = world.connect();
     let memory_id = world.ingest(&connection, "KB")["memories"][0]["id"].as_str().unwrap().to_string();
     for page in &pages[..6] {

@@ -41,16 +41,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{
-    BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery, TermSetQuery,
-};
+use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery, TermSetQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, STORED, STRING, Schema, TextFieldIndexing,
-    TextOptions, Value,
+    Field, IndexRecordOption, NumericOptions, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter,
-    TextAnalyzer, TokenizerManager,
+    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+    TokenizerManager,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
@@ -173,9 +170,8 @@ impl AnalyzerConfig {
         match &self.stop_words {
             StopWords::None => {}
             StopWords::Language(lang) => {
-                let filter = StopWordFilter::new(*lang).ok_or_else(|| {
-                    SearchError::Config(format!("no built-in stop words for {lang:?}"))
-                })?;
+                let filter = StopWordFilter::new(*lang)
+                    .ok_or_else(|| SearchError::Config(format!("no built-in stop words for {lang:?}")))?;
                 builder = builder.filter_dynamic(filter);
             }
             StopWords::Custom(words) => {
@@ -231,17 +227,11 @@ impl Default for SearchConfig {
 pub trait SearchBackend: Send + Sync {
     /// Replaces all chunks of one document by `chunks`; an empty slice removes the
     /// document. Idempotent. Visible after [`Self::commit`].
-    fn replace_document(
-        &self,
-        memory_id: &str,
-        document_id: &str,
-        chunks: &[Chunk],
-    ) -> Result<(), SearchError>;
+    fn replace_document(&self, memory_id: &str, document_id: &str, chunks: &[Chunk]) -> Result<(), SearchError>;
 
     /// Removes documents from a memory (unknown ids are ignored). Visible after
     /// [`Self::commit`].
-    fn remove_documents(&self, memory_id: &str, document_ids: &[String])
-    -> Result<(), SearchError>;
+    fn remove_documents(&self, memory_id: &str, document_ids: &[String]) -> Result<(), SearchError>;
 
     /// Removes every document of a memory. Visible after [`Self::commit`].
     fn remove_memory(&self, memory_id: &str) -> Result<(), SearchError>;
@@ -252,12 +242,7 @@ pub trait SearchBackend: Send + Sync {
     /// The best `limit` chunks for the natural-language `text` among `memory_ids` (all
     /// memories when empty), best first. Query syntax is never interpreted; an empty or
     /// stop-word-only question, or `limit == 0`, gives no hits.
-    fn query(
-        &self,
-        text: &str,
-        memory_ids: &[String],
-        limit: usize,
-    ) -> Result<Vec<Hit>, SearchError>;
+    fn query(&self, text: &str, memory_ids: &[String], limit: usize) -> Result<Vec<Hit>, SearchError>;
 
     /// Number of committed chunks in a memory.
     fn count(&self, memory_id: &str) -> Result<u64, SearchError>;
@@ -331,18 +316,11 @@ impl TantivySearch {
     /// Fails if the directory holds an index with another schema (e.g. another analyzer
     /// name) or is already open.
     pub fn open_with(dir: &Path, config: SearchConfig) -> Result<TantivySearch, SearchError> {
-        let dir_err = |reason: String| SearchError::Directory {
-            path: dir.to_owned(),
-            reason,
-        };
+        let dir_err = |reason: String| SearchError::Directory { path: dir.to_owned(), reason };
         std::fs::create_dir_all(dir).map_err(|e| dir_err(e.to_string()))?;
-        let directory =
-            tantivy::directory::MmapDirectory::open(dir).map_err(|e| dir_err(e.to_string()))?;
+        let directory = tantivy::directory::MmapDirectory::open(dir).map_err(|e| dir_err(e.to_string()))?;
         TantivySearch::build(config, |schema, tokenizers| {
-            Index::builder()
-                .schema(schema)
-                .tokenizers(tokenizers)
-                .open_or_create(directory)
+            Index::builder().schema(schema).tokenizers(tokenizers).open_or_create(directory)
         })
     }
 
@@ -354,10 +332,7 @@ impl TantivySearch {
     /// A fresh in-memory index with `config`.
     pub fn open_in_ram_with(config: SearchConfig) -> Result<TantivySearch, SearchError> {
         TantivySearch::build(config, |schema, tokenizers| {
-            Index::builder()
-                .schema(schema)
-                .tokenizers(tokenizers)
-                .create_in_ram()
+            Index::builder().schema(schema).tokenizers(tokenizers).create_in_ram()
         })
     }
 
@@ -371,18 +346,8 @@ impl TantivySearch {
         tokenizers.register(&config.analyzer.name, analyzer.clone());
         let index = make_index(schema, tokenizers)?;
         let writer: IndexWriter = index.writer(config.writer_heap_bytes)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
-        Ok(TantivySearch {
-            index,
-            fields,
-            writer: Mutex::new(writer),
-            reader,
-            analyzer,
-            config,
-        })
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(TantivySearch { index, fields, writer: Mutex::new(writer), reader, analyzer, config })
     }
 
     /// The configuration in use.
@@ -400,10 +365,7 @@ impl TantivySearch {
     }
 
     fn doc_key_term(&self, memory_id: &str, document_id: &str) -> Term {
-        Term::from_field_text(
-            self.fields.doc_key,
-            &format!("{memory_id}{KEY_SEP}{document_id}"),
-        )
+        Term::from_field_text(self.fields.doc_key, &format!("{memory_id}{KEY_SEP}{document_id}"))
     }
 
     /// The distinct analyzed terms of a question, in order, at most `max_query_terms`.
@@ -432,12 +394,7 @@ fn check_memory_id(memory_id: &str) -> Result<(), SearchError> {
 }
 
 impl SearchBackend for TantivySearch {
-    fn replace_document(
-        &self,
-        memory_id: &str,
-        document_id: &str,
-        chunks: &[Chunk],
-    ) -> Result<(), SearchError> {
+    fn replace_document(&self, memory_id: &str, document_id: &str, chunks: &[Chunk]) -> Result<(), SearchError> {
         check_memory_id(memory_id)?;
         let f = self.fields;
         let key = format!("{memory_id}{KEY_SEP}{document_id}");
@@ -459,11 +416,7 @@ impl SearchBackend for TantivySearch {
         Ok(())
     }
 
-    fn remove_documents(
-        &self,
-        memory_id: &str,
-        document_ids: &[String],
-    ) -> Result<(), SearchError> {
+    fn remove_documents(&self, memory_id: &str, document_ids: &[String]) -> Result<(), SearchError> {
         check_memory_id(memory_id)?;
         let writer = self.writer();
         for id in document_ids {
@@ -486,12 +439,7 @@ impl SearchBackend for TantivySearch {
         Ok(())
     }
 
-    fn query(
-        &self,
-        text: &str,
-        memory_ids: &[String],
-        limit: usize,
-    ) -> Result<Vec<Hit>, SearchError> {
+    fn query(&self, text: &str, memory_ids: &[String], limit: usize) -> Result<Vec<Hit>, SearchError> {
         let limit = limit.min(self.config.max_limit);
         if limit == 0 {
             return Ok(Vec::new());
@@ -509,10 +457,7 @@ impl SearchBackend for TantivySearch {
         let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len() * 3);
         for term in &terms {
             for (field, boost) in boosts {
-                let q = TermQuery::new(
-                    Term::from_field_text(field, term),
-                    IndexRecordOption::WithFreqs,
-                );
+                let q = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
                 should.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
             }
         }
@@ -524,10 +469,7 @@ impl SearchBackend for TantivySearch {
             Box::new(BooleanQuery::new(vec![
                 (Occur::Must, text_query),
                 // Filter only: contributes nothing to the score.
-                (
-                    Occur::Must,
-                    Box::new(ConstScoreQuery::new(Box::new(filter), 0.0)),
-                ),
+                (Occur::Must, Box::new(ConstScoreQuery::new(Box::new(filter), 0.0))),
             ]))
         };
 
@@ -536,15 +478,8 @@ impl SearchBackend for TantivySearch {
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address)?;
-            let text_of = |field| {
-                doc.get_first(field)
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            };
-            let ordinal = doc
-                .get_first(f.ordinal)
-                .and_then(|v| v.as_u64())
-                .unwrap_or_default();
+            let text_of = |field| doc.get_first(field).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let ordinal = doc.get_first(f.ordinal).and_then(|v| v.as_u64()).unwrap_or_default();
             hits.push(Hit {
                 memory_id: text_of(f.memory_id),
                 document_id: text_of(f.document_id),

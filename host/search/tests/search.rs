@@ -1,35 +1,17 @@
 //! Behavioural tests of the tantivy search backend.
 
-use connector_search::{
-    AnalyzerConfig, Chunk, SearchBackend, SearchConfig, SearchError, StopWords, TantivySearch,
-};
+use connector_search::{AnalyzerConfig, Chunk, SearchBackend, SearchConfig, SearchError, StopWords, TantivySearch};
 
 fn chunk(ordinal: u32, title: &str, heading: &str, text: &str) -> Chunk {
-    Chunk {
-        ordinal,
-        title: title.into(),
-        heading: heading.into(),
-        text: text.into(),
-    }
+    Chunk { ordinal, title: title.into(), heading: heading.into(), text: text.into() }
 }
 
 fn chunks(n: u32) -> Vec<Chunk> {
-    (0..n)
-        .map(|i| {
-            chunk(
-                i,
-                "Runbook",
-                "Ops",
-                &format!("paragraph {i} about deployments"),
-            )
-        })
-        .collect()
+    (0..n).map(|i| chunk(i, "Runbook", "Ops", &format!("paragraph {i} about deployments"))).collect()
 }
 
 fn ids(hits: &[connector_search::Hit]) -> Vec<(String, String, u32)> {
-    hits.iter()
-        .map(|h| (h.memory_id.clone(), h.document_id.clone(), h.ordinal))
-        .collect()
+    hits.iter().map(|h| (h.memory_id.clone(), h.document_id.clone(), h.ordinal)).collect()
 }
 
 #[test]
@@ -48,12 +30,7 @@ fn replace_document_is_idempotent_and_shrinks() {
     s.replace_document("m", "d1", &chunks(2)).unwrap();
     s.commit().unwrap();
     assert_eq!(s.count("m").unwrap(), 2);
-    let mut ords: Vec<u32> = s
-        .query("paragraph", &[], 100)
-        .unwrap()
-        .iter()
-        .map(|h| h.ordinal)
-        .collect();
+    let mut ords: Vec<u32> = s.query("paragraph", &[], 100).unwrap().iter().map(|h| h.ordinal).collect();
     ords.sort();
     assert_eq!(ords, [0, 1]);
 
@@ -76,10 +53,7 @@ fn document_ids_are_scoped_by_memory() {
     assert_eq!(s.count("m1").unwrap(), 0);
     assert_eq!(s.count("m2").unwrap(), 4);
     assert_eq!(s.count("m").unwrap(), 1);
-    assert!(matches!(
-        s.replace_document("bad\u{1f}id", "d", &chunks(1)),
-        Err(SearchError::InvalidMemoryId(_))
-    ));
+    assert!(matches!(s.replace_document("bad\u{1f}id", "d", &chunks(1)), Err(SearchError::InvalidMemoryId(_))));
 }
 
 #[test]
@@ -91,17 +65,11 @@ fn remove_documents_and_memory() {
     s.replace_document("other", "a", &chunks(2)).unwrap();
     s.commit().unwrap();
     assert_eq!(s.count("m").unwrap(), 6);
-    s.remove_documents("m", &["a".into(), "c".into(), "missing".into()])
-        .unwrap();
+    s.remove_documents("m", &["a".into(), "c".into(), "missing".into()]).unwrap();
     s.commit().unwrap();
     assert_eq!(s.count("m").unwrap(), 2);
     assert_eq!(s.count("other").unwrap(), 2);
-    let docs: Vec<_> = s
-        .query("deployments", &["m".into()], 10)
-        .unwrap()
-        .into_iter()
-        .map(|h| h.document_id)
-        .collect();
+    let docs: Vec<_> = s.query("deployments", &["m".into()], 10).unwrap().into_iter().map(|h| h.document_id).collect();
     assert_eq!(docs, ["b", "b"]);
     s.remove_memory("m").unwrap();
     s.commit().unwrap();
@@ -112,33 +80,20 @@ fn remove_documents_and_memory() {
 #[test]
 fn memory_filter() {
     let s = TantivySearch::open_in_ram().unwrap();
-    s.replace_document("eng", "d1", &[chunk(0, "Deploy", "", "kubernetes rollout")])
-        .unwrap();
-    s.replace_document(
-        "hr",
-        "d2",
-        &[chunk(0, "Leave", "", "kubernetes training budget")],
-    )
-    .unwrap();
-    s.replace_document("ops", "d3", &[chunk(0, "Pager", "", "kubernetes alerts")])
-        .unwrap();
+    s.replace_document("eng", "d1", &[chunk(0, "Deploy", "", "kubernetes rollout")]).unwrap();
+    s.replace_document("hr", "d2", &[chunk(0, "Leave", "", "kubernetes training budget")]).unwrap();
+    s.replace_document("ops", "d3", &[chunk(0, "Pager", "", "kubernetes alerts")]).unwrap();
     s.commit().unwrap();
 
     let all = s.query("kubernetes", &[], 10).unwrap();
     assert_eq!(all.len(), 3);
     let eng = s.query("kubernetes", &["eng".into()], 10).unwrap();
     assert_eq!(ids(&eng), [("eng".into(), "d1".into(), 0)]);
-    let two = s
-        .query("kubernetes", &["eng".into(), "ops".into()], 10)
-        .unwrap();
+    let two = s.query("kubernetes", &["eng".into(), "ops".into()], 10).unwrap();
     let mut mems: Vec<_> = two.iter().map(|h| h.memory_id.as_str()).collect();
     mems.sort();
     assert_eq!(mems, ["eng", "ops"]);
-    assert!(
-        s.query("kubernetes", &["nope".into()], 10)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(s.query("kubernetes", &["nope".into()], 10).unwrap().is_empty());
     // The filter alone never matches: documents must match the text.
     assert!(s.query("payroll", &["eng".into()], 10).unwrap().is_empty());
     // The filter does not change scores.
@@ -161,8 +116,7 @@ fn punctuation_heavy_questions_are_safe() {
         )],
     )
     .unwrap();
-    s.replace_document("m", "other", &[chunk(0, "Lunch", "", "Pizza on Fridays.")])
-        .unwrap();
+    s.replace_document("m", "other", &[chunk(0, "Lunch", "", "Pizza on Fridays.")]).unwrap();
     s.commit().unwrap();
     for q in [
         "What's the on-call policy? (2024) -- AND/OR: \"x\"",
@@ -175,11 +129,7 @@ fn punctuation_heavy_questions_are_safe() {
         "ÉNGINEER rotation!!!",
     ] {
         let hits = s.query(q, &[], 10).unwrap_or_else(|e| panic!("{q}: {e}"));
-        assert_eq!(
-            hits.first().map(|h| h.document_id.as_str()),
-            Some("oncall"),
-            "{q}"
-        );
+        assert_eq!(hits.first().map(|h| h.document_id.as_str()), Some("oncall"), "{q}");
     }
 }
 
@@ -195,11 +145,7 @@ fn empty_and_stopword_queries_and_limits() {
     assert_eq!(s.query("deployments", &[], 3).unwrap().len(), 3);
     assert_eq!(s.query("deployments", &[], usize::MAX).unwrap().len(), 20);
 
-    let capped = TantivySearch::open_in_ram_with(SearchConfig {
-        max_limit: 5,
-        ..SearchConfig::default()
-    })
-    .unwrap();
+    let capped = TantivySearch::open_in_ram_with(SearchConfig { max_limit: 5, ..SearchConfig::default() }).unwrap();
     capped.replace_document("m", "d", &chunks(20)).unwrap();
     capped.commit().unwrap();
     assert_eq!(capped.query("deployments", &[], 1000).unwrap().len(), 5);
@@ -208,26 +154,13 @@ fn empty_and_stopword_queries_and_limits() {
 #[test]
 fn stemming_and_folding() {
     let s = TantivySearch::open_in_ram().unwrap();
-    s.replace_document(
-        "m",
-        "keys",
-        &[chunk(0, "Secrets", "", "Rotate the key monthly.")],
-    )
-    .unwrap();
-    s.replace_document(
-        "m",
-        "cafe",
-        &[chunk(0, "Menu", "", "The café serves crêpes.")],
-    )
-    .unwrap();
+    s.replace_document("m", "keys", &[chunk(0, "Secrets", "", "Rotate the key monthly.")]).unwrap();
+    s.replace_document("m", "cafe", &[chunk(0, "Menu", "", "The café serves crêpes.")]).unwrap();
     s.commit().unwrap();
     let hits = s.query("rotating keys", &[], 10).unwrap();
     assert_eq!(hits[0].document_id, "keys");
     assert_eq!(hits[0].text, "Rotate the key monthly.");
-    assert_eq!(
-        s.query("CAFE crepe", &[], 10).unwrap()[0].document_id,
-        "cafe"
-    );
+    assert_eq!(s.query("CAFE crepe", &[], 10).unwrap()[0].document_id, "cafe");
 
     // Without stemming, inflections no longer match.
     let plain = TantivySearch::open_in_ram_with(SearchConfig {
@@ -240,9 +173,7 @@ fn stemming_and_folding() {
         ..SearchConfig::default()
     })
     .unwrap();
-    plain
-        .replace_document("m", "keys", &[chunk(0, "", "", "Rotate the key monthly.")])
-        .unwrap();
+    plain.replace_document("m", "keys", &[chunk(0, "", "", "Rotate the key monthly.")]).unwrap();
     plain.commit().unwrap();
     assert!(plain.query("rotating", &[], 10).unwrap().is_empty());
     assert_eq!(plain.query("the", &[], 10).unwrap().len(), 1);
@@ -252,23 +183,11 @@ fn stemming_and_folding() {
 fn title_and_heading_are_boosted() {
     let s = TantivySearch::open_in_ram().unwrap();
     let filler = "lorem ipsum dolor sit amet";
-    s.replace_document(
-        "m",
-        "in-text",
-        &[chunk(0, "Alpha", "Beta", &format!("vacation {filler}"))],
-    )
-    .unwrap();
-    s.replace_document("m", "in-heading", &[chunk(0, "Gamma", "Vacation", filler)])
-        .unwrap();
-    s.replace_document("m", "in-title", &[chunk(0, "Vacation", "Delta", filler)])
-        .unwrap();
+    s.replace_document("m", "in-text", &[chunk(0, "Alpha", "Beta", &format!("vacation {filler}"))]).unwrap();
+    s.replace_document("m", "in-heading", &[chunk(0, "Gamma", "Vacation", filler)]).unwrap();
+    s.replace_document("m", "in-title", &[chunk(0, "Vacation", "Delta", filler)]).unwrap();
     s.commit().unwrap();
-    let order: Vec<_> = s
-        .query("vacation", &[], 10)
-        .unwrap()
-        .into_iter()
-        .map(|h| h.document_id)
-        .collect();
+    let order: Vec<_> = s.query("vacation", &[], 10).unwrap().into_iter().map(|h| h.document_id).collect();
     assert_eq!(order, ["in-title", "in-heading", "in-text"]);
 }
 
@@ -283,44 +202,24 @@ fn uncommitted_writes_are_invisible_and_not_durable() {
         s.remove_documents("m", &["committed".into()]).unwrap();
         // Not committed: queries and counts still see the last commit.
         assert_eq!(s.count("m").unwrap(), 2);
-        let docs: Vec<_> = s
-            .query("deployments", &[], 10)
-            .unwrap()
-            .into_iter()
-            .map(|h| h.document_id)
-            .collect();
+        let docs: Vec<_> = s.query("deployments", &[], 10).unwrap().into_iter().map(|h| h.document_id).collect();
         assert_eq!(docs, ["committed", "committed"]);
         // The directory is locked while open.
         assert!(TantivySearch::open(dir.path()).is_err());
     }
     let s = TantivySearch::open(dir.path()).unwrap();
-    assert_eq!(
-        s.count("m").unwrap(),
-        2,
-        "only the committed state survives"
-    );
-    let docs: Vec<_> = s
-        .query("paragraph", &[], 10)
-        .unwrap()
-        .into_iter()
-        .map(|h| h.document_id)
-        .collect();
+    assert_eq!(s.count("m").unwrap(), 2, "only the committed state survives");
+    let docs: Vec<_> = s.query("paragraph", &[], 10).unwrap().into_iter().map(|h| h.document_id).collect();
     assert_eq!(docs, ["committed", "committed"]);
 
     // And committed writes survive a reopen.
-    s.replace_document("m", "later", &[chunk(7, "T", "H", "persisted text")])
-        .unwrap();
+    s.replace_document("m", "later", &[chunk(7, "T", "H", "persisted text")]).unwrap();
     s.commit().unwrap();
     drop(s);
     let s = TantivySearch::open(dir.path()).unwrap();
     let hit = &s.query("persisted", &[], 10).unwrap()[0];
     assert_eq!(
-        (
-            hit.document_id.as_str(),
-            hit.ordinal,
-            hit.title.as_str(),
-            hit.heading.as_str()
-        ),
+        (hit.document_id.as_str(), hit.ordinal, hit.title.as_str(), hit.heading.as_str()),
         ("later", 7, "T", "H")
     );
 }
@@ -331,21 +230,14 @@ fn instances_in_separate_dirs_are_isolated() {
     let b_dir = tempfile::tempdir().unwrap();
     let a = TantivySearch::open(a_dir.path()).unwrap();
     let b = TantivySearch::open(b_dir.path()).unwrap();
-    a.replace_document("shared-memory-id", "d", &[chunk(0, "", "", "alpha secret")])
-        .unwrap();
-    b.replace_document("shared-memory-id", "d", &[chunk(0, "", "", "beta public")])
-        .unwrap();
+    a.replace_document("shared-memory-id", "d", &[chunk(0, "", "", "alpha secret")]).unwrap();
+    b.replace_document("shared-memory-id", "d", &[chunk(0, "", "", "beta public")]).unwrap();
     a.commit().unwrap();
     b.commit().unwrap();
     assert!(b.query("alpha secret", &[], 10).unwrap().is_empty());
     assert!(a.query("beta public", &[], 10).unwrap().is_empty());
     assert_eq!(a.count("shared-memory-id").unwrap(), 1);
-    assert_eq!(
-        b.query("beta", &["shared-memory-id".into()], 10)
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(b.query("beta", &["shared-memory-id".into()], 10).unwrap().len(), 1);
 }
 
 #[test]
@@ -353,10 +245,7 @@ fn analyzer_name_mismatch_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     drop(TantivySearch::open(dir.path()).unwrap());
     let other = SearchConfig {
-        analyzer: AnalyzerConfig {
-            name: "other".into(),
-            ..AnalyzerConfig::default()
-        },
+        analyzer: AnalyzerConfig { name: "other".into(), ..AnalyzerConfig::default() },
         ..SearchConfig::default()
     };
     assert!(TantivySearch::open_with(dir.path(), other).is_err());
@@ -371,8 +260,7 @@ fn backend_is_object_safe_and_shareable() {
             let s = s.clone();
             scope.spawn(move || {
                 for d in 0..10 {
-                    s.replace_document("m", &format!("{t}-{d}"), &chunks(2))
-                        .unwrap();
+                    s.replace_document("m", &format!("{t}-{d}"), &chunks(2)).unwrap();
                 }
             });
         }

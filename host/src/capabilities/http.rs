@@ -95,8 +95,11 @@ impl WasiHttpHooks for OutboundPolicy {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
-    ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>> + Send>
-    {
+    ) -> Box<
+        dyn Future<
+                Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>,
+            > + Send,
+    > {
         let url = request.uri().to_string();
         if !self.allows(&url) {
             tracing::warn!(target: "connector_host::http", %url, "denied: origin not granted to this instance");
@@ -104,10 +107,12 @@ impl WasiHttpHooks for OutboundPolicy {
         }
         let loopback_grant = canonical_origin(&url).is_some_and(|o| is_loopback_origin(&o));
         let host = request.uri().host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
-        let port = request.uri().port_u16().unwrap_or(if request.uri().scheme_str() == Some("http") { 80 } else { 443 });
+        let port =
+            request.uri().port_u16().unwrap_or(if request.uri().scheme_str() == Some("http") { 80 } else { 443 });
         Box::new(async move {
             if !loopback_grant {
-                let addresses = tokio::net::lookup_host((host.as_str(), port)).await.map_err(|_| Error::DestinationNotFound)?;
+                let addresses =
+                    tokio::net::lookup_host((host.as_str(), port)).await.map_err(|_| Error::DestinationNotFound)?;
                 let addresses: Vec<_> = addresses.collect();
                 if addresses.is_empty() || addresses.iter().any(|a| is_forbidden_address(a.ip())) {
                     tracing::warn!(target: "connector_host::http", %url, "denied: resolves to a private or loopback address");
@@ -116,7 +121,10 @@ impl WasiHttpHooks for OutboundPolicy {
             }
             use http_body_util::BodyExt;
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>))
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
+            ))
         })
     }
 }
@@ -127,7 +135,8 @@ mod tests {
 
     #[test]
     fn origins_compare_with_explicit_ports() {
-        let policy = OutboundPolicy::new(["https://Acme.atlassian.net".to_string(), "http://127.0.0.1:8080".to_string()]);
+        let policy =
+            OutboundPolicy::new(["https://Acme.atlassian.net".to_string(), "http://127.0.0.1:8080".to_string()]);
         assert!(policy.allows("https://acme.atlassian.net:443/wiki/api/v2/spaces"));
         assert!(policy.allows("http://127.0.0.1:8080/wiki"));
         assert!(!policy.allows("http://acme.atlassian.net/wiki"), "scheme matters");
@@ -137,7 +146,19 @@ mod tests {
 
     #[test]
     fn private_and_metadata_addresses_are_forbidden() {
-        for ip in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.5", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "172.16.5.5",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
             assert!(is_forbidden_address(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["104.192.141.1", "2606:4700::1111"] {

@@ -44,19 +44,36 @@ impl store::Host for HostState {
 }
 
 impl store::HostBucket for HostState {
-    async fn get(&mut self, bucket: Resource<BucketHandle>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+    async fn get(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
         Ok(self.bucket(&bucket)?.get(&key).map_err(other))
     }
 
-    async fn set(&mut self, bucket: Resource<BucketHandle>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), store::Error>> {
+    async fn set(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
         Ok(self.bucket(&bucket)?.set(&key, &value).map_err(other))
     }
 
-    async fn delete(&mut self, bucket: Resource<BucketHandle>, key: String) -> wasmtime::Result<Result<(), store::Error>> {
+    async fn delete(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
         Ok(self.bucket(&bucket)?.delete(&key).map_err(other))
     }
 
-    async fn exists(&mut self, bucket: Resource<BucketHandle>, key: String) -> wasmtime::Result<Result<bool, store::Error>> {
+    async fn exists(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, store::Error>> {
         Ok(self.bucket(&bucket)?.exists(&key).map_err(other))
     }
 
@@ -99,7 +116,11 @@ impl batch::Host for HostState {
         Ok(self.bucket(&bucket)?.set_many(&key_values).map_err(other))
     }
 
-    async fn delete_many(&mut self, bucket: Resource<BucketHandle>, keys: Vec<String>) -> wasmtime::Result<Result<(), store::Error>> {
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
         Ok(self.bucket(&bucket)?.delete_many(&keys).map_err(other))
     }
 }

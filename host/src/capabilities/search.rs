@@ -18,7 +18,11 @@ impl search::Host for HostState {
         Ok(self.grants.search.replace_document(&memory_id, &document_id, &chunks).map_err(|e| e.to_string()))
     }
 
-    async fn remove_documents(&mut self, memory_id: String, document_ids: Vec<String>) -> wasmtime::Result<Result<(), String>> {
+    async fn remove_documents(
+        &mut self,
+        memory_id: String,
+        document_ids: Vec<String>,
+    ) -> wasmtime::Result<Result<(), String>> {
         Ok(self.grants.search.remove_documents(&memory_id, &document_ids).map_err(|e| e.to_string()))
     }
 

@@ -34,10 +34,7 @@ impl std::fmt::Debug for Bucket {
 
 impl Bucket {
     pub(crate) fn new(store: Store, prefix: String) -> Bucket {
-        Bucket {
-            store,
-            prefix: prefix.into(),
-        }
+        Bucket { store, prefix: prefix.into() }
     }
 
     fn full_key(&self, key: &str) -> String {
@@ -50,11 +47,7 @@ impl Bucket {
     fn check_key(&self, key: &str) -> Result<(), StoreError> {
         let limit = self.store.inner.config.max_key_bytes;
         if key.len() > limit {
-            return Err(StoreError::KeyTooLarge {
-                key: abbreviate(key),
-                size: key.len(),
-                limit,
-            });
+            return Err(StoreError::KeyTooLarge { key: abbreviate(key), size: key.len(), limit });
         }
         Ok(())
     }
@@ -63,11 +56,7 @@ impl Bucket {
         self.check_key(key)?;
         let limit = self.store.inner.config.max_value_bytes;
         if value.len() > limit {
-            return Err(StoreError::ValueTooLarge {
-                key: abbreviate(key),
-                size: value.len(),
-                limit,
-            });
+            return Err(StoreError::ValueTooLarge { key: abbreviate(key), size: value.len(), limit });
         }
         Ok(())
     }
@@ -79,9 +68,7 @@ impl Bucket {
     /// The value of `key`, or `None` if it is not set.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let table = self.read_table()?;
-        Ok(table
-            .get(self.full_key(key).as_str())?
-            .map(|v| v.value().to_vec()))
+        Ok(table.get(self.full_key(key).as_str())?.map(|v| v.value().to_vec()))
     }
 
     /// Sets `key` to `value`, replacing any previous value.
@@ -126,11 +113,7 @@ impl Bucket {
     /// added or removed meanwhile may or may not appear. A cursor is only valid for the
     /// bucket that issued it and is forgotten on restart or after 4096 newer cursors; an
     /// unknown cursor yields [`StoreError::InvalidCursor`].
-    pub fn list_keys(
-        &self,
-        cursor: Option<u64>,
-        page: usize,
-    ) -> Result<(Vec<String>, Option<u64>), StoreError> {
+    pub fn list_keys(&self, cursor: Option<u64>, page: usize) -> Result<(Vec<String>, Option<u64>), StoreError> {
         let page = page.clamp(1, MAX_PAGE);
         let start = match cursor {
             None => Bound::Included(self.prefix.to_string()),
@@ -194,13 +177,7 @@ impl Bucket {
     /// from one consistent snapshot.
     pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let table = self.read_table()?;
-        keys.iter()
-            .map(|k| {
-                Ok(table
-                    .get(self.full_key(k).as_str())?
-                    .map(|v| v.value().to_vec()))
-            })
-            .collect()
+        keys.iter().map(|k| Ok(table.get(self.full_key(k).as_str())?.map(|v| v.value().to_vec()))).collect()
     }
 
     /// Sets all `items` in one write transaction: either all are written or none is.

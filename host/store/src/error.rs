@@ -95,13 +95,7 @@ macro_rules! from_redb {
     )*};
 }
 
-from_redb!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+from_redb!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 /// Shortens a possibly huge, user-supplied string for an error message.
 pub(crate) fn abbreviate(s: &str) -> String {

@@ -90,10 +90,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            max_value_bytes: 4 * 1024 * 1024,
-            max_key_bytes: 1024,
-        }
+        StoreConfig { max_value_bytes: 4 * 1024 * 1024, max_key_bytes: 1024 }
     }
 }
 
@@ -115,9 +112,7 @@ pub(crate) struct Inner {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("config", &self.inner.config)
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("config", &self.inner.config).finish_non_exhaustive()
     }
 }
 
@@ -137,13 +132,7 @@ impl Store {
         txn.open_table(META)?;
         txn.open_table(SECRETS)?;
         txn.commit()?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                db,
-                config,
-                cursors: Mutex::new(Cursors::new()),
-            }),
-        })
+        Ok(Store { inner: Arc::new(Inner { db, config, cursors: Mutex::new(Cursors::new()) }) })
     }
 
     /// The limits this store enforces.
@@ -159,10 +148,7 @@ impl Store {
     pub fn bucket(&self, namespace: &str, bucket: &str) -> Result<Bucket, StoreError> {
         check_namespace(namespace)?;
         check_name("bucket name", bucket, self.inner.config.max_key_bytes)?;
-        Ok(Bucket::new(
-            self.clone(),
-            format!("{namespace}\0{bucket}\0"),
-        ))
+        Ok(Bucket::new(self.clone(), format!("{namespace}\0{bucket}\0")))
     }
 
     /// The host's private metadata table (never reachable through a [`Bucket`]).
@@ -179,11 +165,7 @@ impl Store {
 
 fn check_namespace(namespace: &str) -> Result<(), StoreError> {
     if namespace.is_empty() {
-        return Err(StoreError::InvalidName {
-            what: "namespace",
-            name: String::new(),
-            reason: "must not be empty",
-        });
+        return Err(StoreError::InvalidName { what: "namespace", name: String::new(), reason: "must not be empty" });
     }
     check_name("namespace", namespace, usize::MAX)
 }
@@ -197,11 +179,7 @@ pub(crate) fn check_name(what: &'static str, name: &str, max: usize) -> Result<(
         });
     }
     if name.len() > max {
-        return Err(StoreError::InvalidName {
-            what,
-            name: error::abbreviate(name),
-            reason: "is too long",
-        });
+        return Err(StoreError::InvalidName { what, name: error::abbreviate(name), reason: "is too long" });
     }
     Ok(())
 }
@@ -218,11 +196,7 @@ pub(crate) struct Cursors {
 
 impl Cursors {
     fn new() -> Self {
-        Cursors {
-            next: rand::random::<u64>() >> 1,
-            map: HashMap::new(),
-            order: VecDeque::new(),
-        }
+        Cursors { next: rand::random::<u64>() >> 1, map: HashMap::new(), order: VecDeque::new() }
     }
 
     pub(crate) fn insert(&mut self, prefix: Arc<str>, last_key: String) -> u64 {

@@ -57,10 +57,7 @@ impl OperatorKey {
     /// `source_name` only labels the error message; the key text never appears in it.
     pub fn parse(text: &str, source_name: &str) -> Result<OperatorKey, StoreError> {
         let text = text.trim();
-        let invalid = |reason| StoreError::InvalidOperatorKey {
-            source_name: source_name.to_owned(),
-            reason,
-        };
+        let invalid = |reason| StoreError::InvalidOperatorKey { source_name: source_name.to_owned(), reason };
         if text.is_empty() {
             return Err(invalid("it is empty"));
         }
@@ -73,9 +70,7 @@ impl OperatorKey {
             }
             return Ok(OperatorKey(bytes));
         }
-        use base64::engine::general_purpose::{
-            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
-        };
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
         for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
             if let Ok(decoded) = engine.decode(text) {
                 return match <[u8; 32]>::try_from(decoded.as_slice()) {
@@ -84,9 +79,7 @@ impl OperatorKey {
                 };
             }
         }
-        Err(invalid(
-            "expected 64 hex digits or base64 of 32 bytes (e.g. `openssl rand -hex 32`)",
-        ))
+        Err(invalid("expected 64 hex digits or base64 of 32 bytes (e.g. `openssl rand -hex 32`)"))
     }
 
     /// Loads the key file at `path`, or — if it does not exist — creates it (and its parent
@@ -96,10 +89,7 @@ impl OperatorKey {
     /// the 32 raw bytes is accepted too. Losing the file makes existing secrets
     /// undecryptable.
     pub fn load_or_create(path: &Path) -> Result<OperatorKey, StoreError> {
-        let io = |source| StoreError::Io {
-            path: path.to_owned(),
-            source,
-        };
+        let io = |source| StoreError::Io { path: path.to_owned(), source };
         match std::fs::read(path) {
             Ok(bytes) => return Self::from_file_bytes(&bytes, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -153,9 +143,7 @@ impl OperatorKey {
     /// A set but malformed variable is an error, never a silent fallback to the file.
     pub fn from_env_or_file(var: &str, path: &Path) -> Result<OperatorKey, StoreError> {
         match std::env::var(var) {
-            Ok(text) if !text.trim().is_empty() => {
-                OperatorKey::parse(&text, &format!("environment variable {var}"))
-            }
+            Ok(text) if !text.trim().is_empty() => OperatorKey::parse(&text, &format!("environment variable {var}")),
             Err(std::env::VarError::NotUnicode(_)) => Err(StoreError::InvalidOperatorKey {
                 source_name: format!("environment variable {var}"),
                 reason: "it is not valid UTF-8",
@@ -182,20 +170,14 @@ pub struct Secrets {
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Secrets")
-            .field("namespace", &self.namespace)
-            .finish_non_exhaustive()
+        f.debug_struct("Secrets").field("namespace", &self.namespace).finish_non_exhaustive()
     }
 }
 
 impl Secrets {
     pub(crate) fn new(store: Store, namespace: String, key: OperatorKey) -> Secrets {
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&key.0));
-        Secrets {
-            store,
-            namespace,
-            cipher: Arc::new(cipher),
-        }
+        Secrets { store, namespace, cipher: Arc::new(cipher) }
     }
 
     fn row_key(&self, name: &str) -> Result<String, StoreError> {
@@ -217,37 +199,23 @@ impl Secrets {
         let row = self.row_key(name)?;
         let limit = self.store.inner.config.max_value_bytes;
         if value.len() > limit {
-            return Err(StoreError::ValueTooLarge {
-                key: crate::error::abbreviate(name),
-                size: value.len(),
-                limit,
-            });
+            return Err(StoreError::ValueTooLarge { key: crate::error::abbreviate(name), size: value.len(), limit });
         }
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
         let aad = self.aad(name);
         let ciphertext = self
             .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: value.as_bytes(),
-                    aad: &aad,
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: value.as_bytes(), aad: &aad })
             // Encryption only fails for absurd lengths (> 256 GiB).
-            .map_err(|_| StoreError::SecretCorrupt {
-                name: name.to_owned(),
-                reason: "encryption failed",
-            })?;
+            .map_err(|_| StoreError::SecretCorrupt { name: name.to_owned(), reason: "encryption failed" })?;
         let mut stored = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
         stored.push(VERSION);
         stored.extend_from_slice(&nonce);
         stored.extend_from_slice(&ciphertext);
 
         let txn = self.store.inner.db.begin_write()?;
-        txn.open_table(SECRETS)?
-            .insert(row.as_str(), stored.as_slice())?;
+        txn.open_table(SECRETS)?.insert(row.as_str(), stored.as_slice())?;
         txn.commit()?;
         Ok(())
     }
@@ -263,10 +231,7 @@ impl Secrets {
             return Ok(None);
         };
         let stored = stored.value();
-        let corrupt = |reason| StoreError::SecretCorrupt {
-            name: name.to_owned(),
-            reason,
-        };
+        let corrupt = |reason| StoreError::SecretCorrupt { name: name.to_owned(), reason };
         if stored.len() < 1 + NONCE_LEN + 16 {
             return Err(corrupt("truncated record"));
         }
@@ -277,19 +242,9 @@ impl Secrets {
         let aad = self.aad(name);
         let plaintext = self
             .cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| StoreError::SecretUndecryptable {
-                name: name.to_owned(),
-            })?;
-        String::from_utf8(plaintext)
-            .map(Some)
-            .map_err(|_| corrupt("plaintext is not UTF-8"))
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
+            .map_err(|_| StoreError::SecretUndecryptable { name: name.to_owned() })?;
+        String::from_utf8(plaintext).map(Some).map_err(|_| corrupt("plaintext is not UTF-8"))
     }
 
     /// Forgets the secret `name` (a missing secret is not an error).

@@ -49,19 +49,13 @@ fn isolation_between_namespaces_and_buckets() {
     assert_eq!(tricky.list_keys(None, 100).unwrap(), (vec![], None));
     assert!(tricky.scan_prefix("", None, 100).unwrap().is_empty());
 
-    assert_eq!(
-        a1.list_keys(None, 100).unwrap().0,
-        vec!["e\0key".to_string(), "key".to_string()]
-    );
+    assert_eq!(a1.list_keys(None, 100).unwrap().0, vec!["e\0key".to_string(), "key".to_string()]);
     assert_eq!(a2.list_keys(None, 100).unwrap().0, vec!["key".to_string()]);
     assert_eq!(b1.scan_prefix("", None, 100).unwrap().len(), 1);
 
     b1.delete_many(&["key".into()]).unwrap();
     assert_eq!(a1.get("key").unwrap(), Some(b"a1".to_vec()));
-    assert_eq!(
-        store.bucket("inst-b", "one").unwrap().get("key").unwrap(),
-        None
-    );
+    assert_eq!(store.bucket("inst-b", "one").unwrap().get("key").unwrap(), None);
 
     // Meta is a separate table no bucket can reach.
     store.meta().set("key", b"meta").unwrap();
@@ -75,73 +69,36 @@ fn isolation_between_namespaces_and_buckets() {
 fn invalid_names_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    assert!(matches!(
-        store.bucket("a\0b", "x"),
-        Err(StoreError::InvalidName { .. })
-    ));
-    assert!(matches!(
-        store.bucket("a", "x\0"),
-        Err(StoreError::InvalidName { .. })
-    ));
-    assert!(matches!(
-        store.bucket("", "x"),
-        Err(StoreError::InvalidName { .. })
-    ));
+    assert!(matches!(store.bucket("a\0b", "x"), Err(StoreError::InvalidName { .. })));
+    assert!(matches!(store.bucket("a", "x\0"), Err(StoreError::InvalidName { .. })));
+    assert!(matches!(store.bucket("", "x"), Err(StoreError::InvalidName { .. })));
     assert!(store.secrets("a\0", OperatorKey::generate()).is_err());
 }
 
 #[test]
 fn set_many_is_atomic_on_quota_error() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(
-        &dir.path().join("host.redb"),
-        StoreConfig {
-            max_value_bytes: 8,
-            max_key_bytes: 4,
-        },
-    )
-    .unwrap();
+    let store =
+        Store::open_with(&dir.path().join("host.redb"), StoreConfig { max_value_bytes: 8, max_key_bytes: 4 }).unwrap();
     let b = store.bucket("ns", "b").unwrap();
-    let err = b
-        .set_many(&[
-            ("a".into(), b"ok".to_vec()),
-            ("b".into(), b"way too long".to_vec()),
-        ])
-        .unwrap_err();
+    let err = b.set_many(&[("a".into(), b"ok".to_vec()), ("b".into(), b"way too long".to_vec())]).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(
-        err,
-        StoreError::ValueTooLarge {
-            size: 12,
-            limit: 8,
-            ..
-        }
-    ));
+    assert!(matches!(err, StoreError::ValueTooLarge { size: 12, limit: 8, .. }));
     assert!(msg.contains("\"b\"") && msg.contains('8'), "{msg}");
     assert_eq!(b.get("a").unwrap(), None);
 
-    let err = b
-        .set_many(&[("a".into(), vec![]), ("toolong".into(), vec![])])
-        .unwrap_err();
+    let err = b.set_many(&[("a".into(), vec![]), ("toolong".into(), vec![])]).unwrap_err();
     assert!(err.to_string().contains("toolong"), "{err}");
     assert_eq!(b.get("a").unwrap(), None);
-    assert!(matches!(
-        b.set("abcde", b""),
-        Err(StoreError::KeyTooLarge { .. })
-    ));
+    assert!(matches!(b.set("abcde", b""), Err(StoreError::KeyTooLarge { .. })));
 
-    b.set_many(&[("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())])
-        .unwrap();
+    b.set_many(&[("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())]).unwrap();
     assert_eq!(
         b.get_many(&["a".into(), "zz".into(), "b".into()]).unwrap(),
         vec![Some(b"1".to_vec()), None, Some(b"2".to_vec())]
     );
-    b.delete_many(&["a".into(), "b".into(), "nope".into()])
-        .unwrap();
-    assert_eq!(
-        b.get_many(&["a".into(), "b".into()]).unwrap(),
-        vec![None, None]
-    );
+    b.delete_many(&["a".into(), "b".into(), "nope".into()]).unwrap();
+    assert_eq!(b.get_many(&["a".into(), "b".into()]).unwrap(), vec![None, None]);
 }
 
 #[test]
@@ -149,9 +106,7 @@ fn list_keys_pages_over_10k_keys_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let b = store.bucket("ns", "big").unwrap();
-    let items: Vec<(String, Vec<u8>)> = (0..10_000)
-        .map(|i| (format!("key-{i}"), i.to_string().into_bytes()))
-        .collect();
+    let items: Vec<(String, Vec<u8>)> = (0..10_000).map(|i| (format!("key-{i}"), i.to_string().into_bytes())).collect();
     b.set_many(&items).unwrap();
     // Neighbours that must not leak into the listing.
     store.bucket("ns", "bi").unwrap().set("g", b"x").unwrap();
@@ -185,10 +140,7 @@ fn list_keys_pages_over_10k_keys_exactly_once() {
     // A cursor is bucket-bound.
     let (_, c) = b.list_keys(None, 10).unwrap();
     let other = store.bucket("ns", "big2").unwrap();
-    assert!(matches!(
-        other.list_keys(c, 10),
-        Err(StoreError::InvalidCursor(_))
-    ));
+    assert!(matches!(other.list_keys(c, 10), Err(StoreError::InvalidCursor(_))));
     // Unknown cursors are refused.
     let unknown = c.unwrap().wrapping_add(1_000_000);
     assert!(matches!(
@@ -223,23 +175,10 @@ fn scan_prefix_range() {
         b.set(k, k.as_bytes()).unwrap();
     }
     let keys = |v: Vec<(String, Vec<u8>)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
-    assert_eq!(
-        keys(b.scan_prefix("doc/", None, 100).unwrap()),
-        ["doc/1", "doc/10", "doc/2", "doc/3"]
-    );
-    assert_eq!(
-        keys(b.scan_prefix("doc/", Some("doc/10"), 100).unwrap()),
-        ["doc/2", "doc/3"]
-    );
-    assert_eq!(
-        keys(b.scan_prefix("doc/", Some("a"), 2).unwrap()),
-        ["doc/1", "doc/10"]
-    );
-    assert!(
-        b.scan_prefix("doc/", Some("doc/9"), 100)
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(keys(b.scan_prefix("doc/", None, 100).unwrap()), ["doc/1", "doc/10", "doc/2", "doc/3"]);
+    assert_eq!(keys(b.scan_prefix("doc/", Some("doc/10"), 100).unwrap()), ["doc/2", "doc/3"]);
+    assert_eq!(keys(b.scan_prefix("doc/", Some("a"), 2).unwrap()), ["doc/1", "doc/10"]);
+    assert!(b.scan_prefix("doc/", Some("doc/9"), 100).unwrap().is_empty());
     assert!(b.scan_prefix("zzz", None, 100).unwrap().is_empty());
     let all = b.scan_prefix("", None, 100).unwrap();
     assert_eq!(all.len(), 7);
@@ -249,15 +188,9 @@ fn scan_prefix_range() {
     meta.set("sync/a", b"1").unwrap();
     meta.set("sync/b", b"2").unwrap();
     meta.set("other", b"3").unwrap();
-    assert_eq!(
-        keys(meta.scan_prefix("sync/", None, 10).unwrap()),
-        ["sync/a", "sync/b"]
-    );
+    assert_eq!(keys(meta.scan_prefix("sync/", None, 10).unwrap()), ["sync/a", "sync/b"]);
     meta.delete("sync/a").unwrap();
-    assert_eq!(
-        keys(meta.scan_prefix("sync/", None, 10).unwrap()),
-        ["sync/b"]
-    );
+    assert_eq!(keys(meta.scan_prefix("sync/", None, 10).unwrap()), ["sync/b"]);
 }
 
 #[test]
@@ -271,10 +204,7 @@ fn persistence_across_reopen() {
         assert!(Store::open(&dir.path().join("host.redb")).is_err());
     }
     let store = open(&dir);
-    assert_eq!(
-        store.bucket("ns", "b").unwrap().get("k").unwrap(),
-        Some(b"v".to_vec())
-    );
+    assert_eq!(store.bucket("ns", "b").unwrap().get("k").unwrap(), Some(b"v".to_vec()));
     assert_eq!(store.meta().get("m").unwrap(), Some(b"1".to_vec()));
 }
 
@@ -298,16 +228,7 @@ fn store_handles_are_send_sync_and_usable_across_threads() {
             });
         }
     });
-    assert_eq!(
-        store
-            .bucket("ns", "b")
-            .unwrap()
-            .list_keys(None, 1000)
-            .unwrap()
-            .0
-            .len(),
-        100
-    );
+    assert_eq!(store.bucket("ns", "b").unwrap().list_keys(None, 1000).unwrap().0.len(), 100);
 }
 
 #[test]
@@ -325,15 +246,7 @@ fn secrets_round_trip_and_isolation() {
     // Another instance has its own secrets; buckets never see them.
     let other = store.secrets("inst-b", key.clone()).unwrap();
     assert_eq!(other.get("token").unwrap(), None);
-    assert!(
-        store
-            .bucket("inst-a", "default")
-            .unwrap()
-            .list_keys(None, 10)
-            .unwrap()
-            .0
-            .is_empty()
-    );
+    assert!(store.bucket("inst-a", "default").unwrap().list_keys(None, 10).unwrap().0.is_empty());
     s.remove("token").unwrap();
     s.remove("token").unwrap();
     assert_eq!(s.get("token").unwrap(), None);
@@ -360,20 +273,9 @@ fn operator_key_file_is_private() {
 fn wrong_key_gives_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    store
-        .secrets("ns", OperatorKey::from_bytes([1; 32]))
-        .unwrap()
-        .put("jira-token", "value")
-        .unwrap();
-    let err = store
-        .secrets("ns", OperatorKey::from_bytes([2; 32]))
-        .unwrap()
-        .get("jira-token")
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "secret jira-token cannot be decrypted with this operator key (was the key changed?)"
-    );
+    store.secrets("ns", OperatorKey::from_bytes([1; 32])).unwrap().put("jira-token", "value").unwrap();
+    let err = store.secrets("ns", OperatorKey::from_bytes([2; 32])).unwrap().get("jira-token").unwrap_err();
+    assert_eq!(err.to_string(), "secret jira-token cannot be decrypted with this operator key (was the key changed?)");
 }
 
 #[test]
@@ -388,12 +290,7 @@ fn plaintext_never_reaches_the_file() {
         assert_eq!(s.get("token").unwrap().as_deref(), Some(plaintext));
     }
     let bytes = std::fs::read(dir.path().join("host.redb")).unwrap();
-    assert!(
-        !bytes
-            .windows(plaintext.len())
-            .any(|w| w == plaintext.as_bytes()),
-        "plaintext found in database file"
-    );
+    assert!(!bytes.windows(plaintext.len()).any(|w| w == plaintext.as_bytes()), "plaintext found in database file");
     // Sanity check of the grep itself: secret *names* are stored in clear.
     assert!(bytes.windows(6).any(|w| w == b"token2"));
 }
@@ -404,10 +301,8 @@ fn operator_key_parsing_and_debug() {
     let k = OperatorKey::parse(hex, "test").unwrap();
     let mut expected = [0u8; 32];
     for i in 0..32 {
-        expected[i] = [
-            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
-            0xee, 0xff,
-        ][i % 16];
+        expected[i] =
+            [0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff][i % 16];
     }
     assert_eq!(k, OperatorKey::from_bytes(expected));
     use base64::Engine;
@@ -418,16 +313,11 @@ fn operator_key_parsing_and_debug() {
     assert!(OperatorKey::parse("abc", "test").is_err());
     assert!(OperatorKey::parse("", "test").is_err());
     let short = base64::engine::general_purpose::STANDARD.encode([1u8; 16]);
-    let err = OperatorKey::parse(&short, "MY_VAR")
-        .unwrap_err()
-        .to_string();
+    let err = OperatorKey::parse(&short, "MY_VAR").unwrap_err().to_string();
     assert!(err.contains("MY_VAR") && !err.contains(&short), "{err}");
 
     let dbg = format!("{k:?}");
-    assert!(
-        !dbg.contains("00112233") && !dbg.contains("ddeeff") && !dbg.contains("17"),
-        "{dbg}"
-    );
+    assert!(!dbg.contains("00112233") && !dbg.contains("ddeeff") && !dbg.contains("17"), "{dbg}");
     assert_eq!(dbg, "OperatorKey(<redacted>)");
 }
 
@@ -440,24 +330,15 @@ fn operator_key_from_env_or_file() {
     unsafe { std::env::remove_var(var) };
     let from_file = OperatorKey::from_env_or_file(var, &path).unwrap();
     assert!(path.exists());
-    assert_eq!(
-        OperatorKey::from_env_or_file(var, &path).unwrap(),
-        from_file
-    );
+    assert_eq!(OperatorKey::from_env_or_file(var, &path).unwrap(), from_file);
 
     let hex = "ab".repeat(32);
     // SAFETY: as above.
     unsafe { std::env::set_var(var, &hex) };
-    assert_eq!(
-        OperatorKey::from_env_or_file(var, &path).unwrap(),
-        OperatorKey::from_bytes([0xab; 32])
-    );
+    assert_eq!(OperatorKey::from_env_or_file(var, &path).unwrap(), OperatorKey::from_bytes([0xab; 32]));
     // SAFETY: as above.
     unsafe { std::env::set_var(var, "not a key") };
-    assert!(matches!(
-        OperatorKey::from_env_or_file(var, &path),
-        Err(StoreError::InvalidOperatorKey { .. })
-    ));
+    assert!(matches!(OperatorKey::from_env_or_file(var, &path), Err(StoreError::InvalidOperatorKey { .. })));
     // SAFETY: as above.
     unsafe { std::env::remove_var(var) };
 }

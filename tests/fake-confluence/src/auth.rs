@@ -16,9 +16,7 @@ pub(crate) fn parse_basic(header: &str) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(rest.trim())
-        .ok()?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (email, token) = text.split_once(':')?;
     Some((email.to_string(), token.to_string()))
@@ -27,18 +25,12 @@ pub(crate) fn parse_basic(header: &str) -> Option<(String, String)> {
 /// Finds the non-revoked user whose e-mail (case-insensitive) and token both match.
 fn find_user<'a>(state: &'a State, header: &str) -> Option<&'a User> {
     let (email, token) = parse_basic(header)?;
-    state
-        .users
-        .iter()
-        .find(|u| !u.revoked && u.token == token && u.email.eq_ignore_ascii_case(&email))
+    state.users.iter().find(|u| !u.revoked && u.token == token && u.email.eq_ignore_ascii_case(&email))
 }
 
 /// Site URL: `Ok(None)` = anonymous (no header), `Ok(Some(user))` = a valid classic token,
 /// `Err(())` = anything else (wrong e-mail, unknown/revoked token, scoped token).
-pub(crate) fn authenticate_site<'a>(
-    state: &'a State,
-    header: Option<&str>,
-) -> Result<Option<&'a User>, ()> {
+pub(crate) fn authenticate_site<'a>(state: &'a State, header: Option<&str>) -> Result<Option<&'a User>, ()> {
     let Some(header) = header else {
         return Ok(None);
     };
@@ -57,9 +49,7 @@ pub(crate) fn authenticate_gateway<'a>(
 ) -> Result<&'a User, ()> {
     let user = find_user(state, header.ok_or(())?).ok_or(())?;
     match &user.kind {
-        TokenKind::Scoped { scopes }
-            if any_of.is_empty() || any_of.iter().any(|s| scopes.iter().any(|g| g == s)) =>
-        {
+        TokenKind::Scoped { scopes } if any_of.is_empty() || any_of.iter().any(|s| scopes.iter().any(|g| g == s)) => {
             Ok(user)
         }
         _ => Err(()),
@@ -72,14 +62,8 @@ mod tests {
 
     #[test]
     fn basic_header_parses() {
-        let h = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode("a@b.c:to:ken")
-        );
-        assert_eq!(
-            parse_basic(&h),
-            Some(("a@b.c".to_string(), "to:ken".to_string()))
-        );
+        let h = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("a@b.c:to:ken"));
+        assert_eq!(parse_basic(&h), Some(("a@b.c".to_string(), "to:ken".to_string())));
         assert_eq!(parse_basic("Bearer x"), None);
     }
 }

@@ -22,11 +22,7 @@ pub(crate) enum Expr {
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
-    Cmp {
-        field: String,
-        op: String,
-        values: Vec<String>,
-    },
+    Cmp { field: String, op: String, values: Vec<String> },
 }
 
 /// A parsed query: optional filter plus `ORDER BY` keys (field, descending).
@@ -103,10 +99,7 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
             }
             _ => {
                 let start = i;
-                while i < chars.len()
-                    && !chars[i].is_whitespace()
-                    && !"()=,~!<>\"'".contains(chars[i])
-                {
+                while i < chars.len() && !chars[i].is_whitespace() && !"()=,~!<>\"'".contains(chars[i]) {
                     i += 1;
                 }
                 out.push(Tok::Word(chars[start..i].iter().collect()));
@@ -206,11 +199,7 @@ impl Parser {
             if self.next() != Some(Tok::RParen) {
                 return Err("expected ')'".into());
             }
-            let e = Expr::Cmp {
-                field,
-                op: "=".into(),
-                values,
-            };
+            let e = Expr::Cmp { field, op: "=".into(), values };
             return Ok(if negate_in { Expr::Not(Box::new(e)) } else { e });
         }
         if negate_in {
@@ -221,25 +210,14 @@ impl Parser {
             other => return Err(format!("expected an operator, found {other:?}")),
         };
         let value = self.value()?;
-        Ok(Expr::Cmp {
-            field,
-            op,
-            values: vec![value],
-        })
+        Ok(Expr::Cmp { field, op, values: vec![value] })
     }
 }
 
 /// Parses a CQL string.
 pub(crate) fn parse(s: &str) -> Result<Cql, String> {
-    let mut p = Parser {
-        toks: lex(s)?,
-        pos: 0,
-    };
-    let expr = if p.peek().is_none() || p.peek_kw("order") {
-        None
-    } else {
-        Some(p.or()?)
-    };
+    let mut p = Parser { toks: lex(s)?, pos: 0 };
+    let expr = if p.peek().is_none() || p.peek_kw("order") { None } else { Some(p.or()?) };
     let mut order = Vec::new();
     if p.peek_kw("order") {
         p.pos += 1;
@@ -295,10 +273,7 @@ fn parse_date(v: &str) -> Result<u64, String> {
         None => (0, 0),
         Some(t) => {
             let (h, mi) = t.split_once(':').ok_or_else(bad)?;
-            (
-                h.parse::<u64>().map_err(|_| bad())?,
-                mi.parse::<u64>().map_err(|_| bad())?,
-            )
+            (h.parse::<u64>().map_err(|_| bad())?, mi.parse::<u64>().map_err(|_| bad())?)
         }
     };
     let days = days_from_civil(y, m, d);
@@ -356,9 +331,7 @@ pub(crate) fn eval(e: &Expr, st: &State, c: &Content) -> Result<bool, String> {
                     let anc = st.ancestors(c.id);
                     eq_op(any(&|v| Ok(anc.iter().any(|a| a.id.to_string() == v)))?)
                 }
-                "parent" => eq_op(any(&|v| {
-                    Ok(c.parent_id.map(|p| p.to_string()).as_deref() == Some(v))
-                })?),
+                "parent" => eq_op(any(&|v| Ok(c.parent_id.map(|p| p.to_string()).as_deref() == Some(v)))?),
                 "label" => eq_op(false),
                 "title" | "text" => {
                     let hay = if field == "title" {
@@ -371,18 +344,12 @@ pub(crate) fn eval(e: &Expr, st: &State, c: &Content) -> Result<bool, String> {
                         "~" => Ok(contains),
                         "!~" => Ok(!contains),
                         "=" if field == "title" => any(&|v| Ok(c.title.eq_ignore_ascii_case(v))),
-                        "!=" if field == "title" => {
-                            Ok(!any(&|v| Ok(c.title.eq_ignore_ascii_case(v)))?)
-                        }
+                        "!=" if field == "title" => Ok(!any(&|v| Ok(c.title.eq_ignore_ascii_case(v)))?),
                         _ => Err(format!("operator {op} not supported for {field}")),
                     }
                 }
                 "lastmodified" | "created" => {
-                    let t = if field == "created" {
-                        c.created_at
-                    } else {
-                        c.modified_at
-                    };
+                    let t = if field == "created" { c.created_at } else { c.modified_at };
                     let t = t - t % 60_000; // minute resolution
                     let mut hit = false;
                     for v in values {

@@ -13,6 +13,8 @@
 mod auth;
 mod cql;
 mod demo;
+mod faults;
+mod generate;
 mod routes;
 mod state;
 mod v1;
@@ -26,13 +28,15 @@ use anyhow::Context as _;
 
 pub use auth::{GATEWAY_401_BODY, SITE_401_BODY};
 pub use demo::{
-    DEMO_EMAIL, DEMO_SCOPED_TOKEN, DEMO_SPACE_KEY, DEMO_SPACE_NAME, DEMO_TOKEN, demo_pages,
-    demo_site, populate_demo, sample_bodies,
+    DEMO_EMAIL, DEMO_SCOPED_TOKEN, DEMO_SPACE_KEY, DEMO_SPACE_NAME, DEMO_TOKEN, demo_pages, demo_site, populate_demo,
+    sample_bodies,
 };
+pub use faults::{Fault, FaultPlan};
+pub use generate::{edit_fraction, generate_space, storage_body};
 pub use state::{RequestRecord, TokenKind};
 
 use routes::Shared;
-use state::{Failure, State, Status};
+use state::{Failure, Kind, State, Status};
 
 /// Every granular scope the fake checks; handy for a scoped token that may do everything.
 pub const ALL_SCOPES: &[&str] = &[
@@ -42,6 +46,19 @@ pub const ALL_SCOPES: &[&str] = &[
     "read:content.metadata:confluence",
     "search:confluence",
 ];
+
+/// Summary of one space: what the binary prints on start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpaceSummary {
+    /// Space key, e.g. `ENG`.
+    pub key: String,
+    /// Numeric space id (as a string, like the API).
+    pub id: String,
+    /// Number of visible current or archived pages, including the homepage.
+    pub pages: usize,
+    /// Number of visible current blog posts.
+    pub blogposts: usize,
+}
 
 /// A running fake Confluence Cloud site. Dropping it shuts the server down.
 pub struct FakeConfluence {
@@ -53,15 +70,12 @@ pub struct FakeConfluence {
 
 impl std::fmt::Debug for FakeConfluence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeConfluence")
-            .field("origin", &self.origin())
-            .finish_non_exhaustive()
+        f.debug_struct("FakeConfluence").field("origin", &self.origin()).finish_non_exhaustive()
     }
 }
 
 fn parse_id(id: &str) -> u64 {
-    id.parse()
-        .unwrap_or_else(|_| panic!("fake-confluence: content ids are numeric, got {id:?}"))
+    id.parse().unwrap_or_else(|_| panic!("fake-confluence: content ids are numeric, got {id:?}"))
 }
 
 impl FakeConfluence {
@@ -74,59 +88,41 @@ impl FakeConfluence {
 
     /// Like [`FakeConfluence::start`], on a given port (0 = ephemeral).
     pub fn start_on(port: u16) -> anyhow::Result<FakeConfluence> {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+        let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))?;
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let origin = format!("http://127.0.0.1:{port}");
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(u64::from(port))),
-            origin,
-        });
+        let shared = Arc::new(Shared { state: Mutex::new(State::new(u64::from(port))), origin });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
         let app_state = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("fake-confluence-{port}"))
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
+        let thread = std::thread::Builder::new().name(format!("fake-confluence-{port}")).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.into()));
                         return;
                     }
                 };
-                rt.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.into()));
-                            return;
-                        }
-                    };
-                    let app = axum::Router::new()
-                        .fallback(routes::handle)
-                        .with_state(app_state);
-                    let _ = ready_tx.send(Ok(()));
-                    tokio::select! {
-                        _ = axum::serve(listener, app) => {}
-                        _ = rx => {}
-                    }
-                });
-                rt.shutdown_timeout(Duration::from_millis(200));
-            })?;
-        ready_rx
-            .recv()
-            .context("fake-confluence server thread died during start-up")??;
-        Ok(FakeConfluence {
-            shared,
-            port,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        })
+                let app = axum::Router::new().fallback(routes::handle).with_state(app_state);
+                let _ = ready_tx.send(Ok(()));
+                tokio::select! {
+                    _ = axum::serve(listener, app) => {}
+                    _ = rx => {}
+                }
+            });
+            rt.shutdown_timeout(Duration::from_millis(200));
+        })?;
+        ready_rx.recv().context("fake-confluence server thread died during start-up")??;
+        Ok(FakeConfluence { shared, port, shutdown: Some(tx), thread: Some(thread) })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -145,11 +141,7 @@ impl FakeConfluence {
 
     /// The full gateway API base for scoped tokens: `{gateway_origin}/ex/confluence/{cloudId}`.
     pub fn gateway_base(&self) -> String {
-        format!(
-            "{}/ex/confluence/{}",
-            self.gateway_origin(),
-            self.cloud_id()
-        )
+        format!("{}/ex/confluence/{}", self.gateway_origin(), self.cloud_id())
     }
 
     /// The port the server listens on.
@@ -176,11 +168,7 @@ impl FakeConfluence {
 
     /// The account id of the user owning `token`, if any.
     pub fn account_id(&self, token: &str) -> Option<String> {
-        self.state()
-            .users
-            .iter()
-            .find(|u| u.token == token)
-            .map(|u| u.account_id.clone())
+        self.state().users.iter().find(|u| u.token == token).map(|u| u.account_id.clone())
     }
 
     /// Creates a space (returns its numeric id) and its homepage titled `name`.
@@ -191,37 +179,23 @@ impl FakeConfluence {
 
     /// Like [`FakeConfluence::add_space`] with a given homepage body (storage format).
     pub fn add_space_with_homepage(&self, key: &str, name: &str, homepage_storage: &str) -> String {
-        self.state()
-            .add_space(key, name, homepage_storage)
-            .to_string()
+        self.state().add_space(key, name, homepage_storage).to_string()
     }
 
     /// The homepage id of a space, by key.
     pub fn homepage_id(&self, space_key: &str) -> Option<String> {
-        self.state()
-            .space_by_key(space_key)
-            .map(|s| s.homepage_id.to_string())
+        self.state().space_by_key(space_key).map(|s| s.homepage_id.to_string())
     }
 
     /// Adds a page (version 1); `parent_id` None = child of the homepage. Returns the page id.
     /// Panics on an unknown space key.
-    pub fn add_page(
-        &self,
-        space_key: &str,
-        parent_id: Option<&str>,
-        title: &str,
-        storage: &str,
-    ) -> String {
-        self.state()
-            .add_page(space_key, parent_id.map(parse_id), title, storage)
-            .to_string()
+    pub fn add_page(&self, space_key: &str, parent_id: Option<&str>, title: &str, storage: &str) -> String {
+        self.state().add_page(space_key, parent_id.map(parse_id), title, storage).to_string()
     }
 
     /// Adds a blog post. Returns its id. Panics on an unknown space key.
     pub fn add_blogpost(&self, space_key: &str, title: &str, storage: &str) -> String {
-        self.state()
-            .add_blogpost(space_key, title, storage)
-            .to_string()
+        self.state().add_blogpost(space_key, title, storage).to_string()
     }
 
     /// Publishes a new version of a page or blog post: bumps `version.number` and `version.createdAt`.
@@ -233,13 +207,7 @@ impl FakeConfluence {
     pub fn move_page(&self, id: &str, new_parent_id: &str) {
         let parent = parse_id(new_parent_id);
         let mut st = self.state();
-        let position = st
-            .contents
-            .values()
-            .filter(|c| c.parent_id == Some(parent))
-            .count() as i64
-            * 256
-            + 1;
+        let position = st.contents.values().filter(|c| c.parent_id == Some(parent)).count() as i64 * 256 + 1;
         let c = st.content_mut(parse_id(id));
         c.parent_id = Some(parent);
         c.position = position;
@@ -258,11 +226,7 @@ impl FakeConfluence {
 
     /// Archives (or un-archives) a page: archived pages are still listed by default.
     pub fn archive_page(&self, id: &str, archived: bool) {
-        self.state().content_mut(parse_id(id)).status = if archived {
-            Status::Archived
-        } else {
-            Status::Current
-        };
+        self.state().content_mut(parse_id(id)).status = if archived { Status::Archived } else { Status::Current };
     }
 
     /// Removes a page or blog post entirely.
@@ -300,11 +264,44 @@ impl FakeConfluence {
     pub fn fail_next(&self, count: usize, status: u16, retry_after_secs: Option<u64>) {
         let mut st = self.state();
         for _ in 0..count {
-            st.failures.push(Failure {
-                status,
-                retry_after: retry_after_secs,
-            });
+            st.failures.push(Failure { status, retry_after: retry_after_secs });
         }
+    }
+}
+
+impl FakeConfluence {
+    /// Installs (or with `None` removes) a seeded fault-injection plan and resets the count of
+    /// faulted requests. Failures queued with [`FakeConfluence::fail_next`] take precedence.
+    pub fn set_faults(&self, plan: Option<FaultPlan>) {
+        self.state().faults = plan.map(faults::FaultState::new);
+    }
+
+    /// How many requests got a fault since the last [`FakeConfluence::set_faults`].
+    pub fn faults_injected(&self) -> u64 {
+        self.state().faults.as_ref().map_or(0, |f| f.injected)
+    }
+
+    /// Every space with its page and blog post counts, in id order.
+    pub fn spaces(&self) -> Vec<SpaceSummary> {
+        let st = self.state();
+        let mut out: Vec<SpaceSummary> = st
+            .spaces
+            .values()
+            .map(|s| SpaceSummary { key: s.key.clone(), id: s.id.to_string(), pages: 0, blogposts: 0 })
+            .collect();
+        let index: std::collections::HashMap<u64, usize> =
+            st.spaces.keys().enumerate().map(|(i, id)| (*id, i)).collect();
+        for c in st.contents.values() {
+            let Some(&i) = index.get(&c.space_id).filter(|_| !c.restricted) else {
+                continue;
+            };
+            match (c.kind, c.status) {
+                (Kind::Page, Status::Current | Status::Archived) => out[i].pages += 1,
+                (Kind::BlogPost, Status::Current) => out[i].blogposts += 1,
+                _ => {}
+            }
+        }
+        out
     }
 }
 

@@ -2,6 +2,7 @@
 //! dispatches to the endpoint functions and records the request.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State as AxState};
@@ -11,9 +12,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::auth::{self, GATEWAY_401_BODY, SITE_401_BODY};
-use crate::state::{
-    Content, Kind, RequestRecord, Space, State, Status, User, blog_date_path, format_ts, mix,
-};
+use crate::faults::{self, Outcome};
+use crate::state::{Content, Kind, RequestRecord, Space, State, Status, User, blog_date_path, format_ts, mix};
 use crate::v1;
 
 /// State shared by all connections of one server.
@@ -35,12 +35,7 @@ pub(crate) struct Reply {
 impl Reply {
     /// A JSON reply.
     pub fn json(status: u16, value: &Value) -> Reply {
-        Reply {
-            status,
-            content_type: "application/json;charset=UTF-8",
-            body: value.to_string(),
-            headers: Vec::new(),
-        }
+        Reply { status, content_type: "application/json;charset=UTF-8", body: value.to_string(), headers: Vec::new() }
     }
 
     /// Adds a header.
@@ -52,10 +47,7 @@ impl Reply {
 
 /// The v2 (JSON:API-like) error envelope.
 pub(crate) fn v2_error(status: u16, code: &str, title: &str) -> Reply {
-    Reply::json(
-        status,
-        &json!({"errors":[{"status":status,"code":code,"title":title,"detail":null}]}),
-    )
+    Reply::json(status, &json!({"errors":[{"status":status,"code":code,"title":title,"detail":null}]}))
 }
 
 /// The v2 404 envelope.
@@ -65,27 +57,15 @@ pub(crate) fn not_found() -> Reply {
 
 /// A v2 400 for a bad query parameter.
 pub(crate) fn bad_param(name: &str, value: &str) -> Reply {
-    v2_error(
-        400,
-        "INVALID_REQUEST_PARAMETER",
-        &format!("Provided value {{{value}}} for '{name}' is not valid."),
-    )
+    v2_error(400, "INVALID_REQUEST_PARAMETER", &format!("Provided value {{{value}}} for '{name}' is not valid."))
 }
 
 fn gateway_401() -> Reply {
-    Reply::json(
-        401,
-        &serde_json::from_str(GATEWAY_401_BODY).expect("static json"),
-    )
+    Reply::json(401, &serde_json::from_str(GATEWAY_401_BODY).expect("static json"))
 }
 
 fn site_401() -> Reply {
-    Reply {
-        status: 401,
-        content_type: "text/plain",
-        body: SITE_401_BODY.to_string(),
-        headers: Vec::new(),
-    }
+    Reply { status: 401, content_type: "text/plain", body: SITE_401_BODY.to_string(), headers: Vec::new() }
 }
 
 /// Parsed query string that keeps the raw text for building `next` links.
@@ -100,18 +80,13 @@ impl Query {
     pub fn parse(raw: &str) -> Query {
         Query {
             raw: raw.to_string(),
-            pairs: url::form_urlencoded::parse(raw.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
+            pairs: url::form_urlencoded::parse(raw.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
         }
     }
 
     /// First value of a parameter.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// All values of a (possibly repeated, possibly comma-separated) parameter.
@@ -184,14 +159,8 @@ enum Ep {
 
 impl Ep {
     fn parse(path: &str) -> Ep {
-        let segs: Vec<String> = path
-            .split('/')
-            .map(|s| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-            .collect();
+        let segs: Vec<String> =
+            path.split('/').map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
         let s: Vec<&str> = segs.iter().map(String::as_str).collect();
         let own = |x: &str| x.to_string();
         match s.as_slice() {
@@ -231,25 +200,17 @@ impl Ep {
         match self {
             Ep::UserCurrent => &["read:content-details:confluence", "read:confluence-user"],
             Ep::Spaces | Ep::Space(_) => &["read:space:confluence"],
-            Ep::SpacePages(_)
-            | Ep::SpaceBlogposts(_)
-            | Ep::Pages
-            | Ep::Page(_)
-            | Ep::Blogposts
-            | Ep::Blogpost(_) => &["read:page:confluence"],
-            Ep::Ancestors(_) => &["read:content.metadata:confluence"],
-            Ep::V1Content | Ep::V1ContentId(_) | Ep::V1ContentOther => &[
-                "read:content-details:confluence",
-                "read:confluence-content.summary",
-                "read:confluence-content.all",
-            ],
-            Ep::V1ContentSearch | Ep::V1Search => {
-                &["read:content-details:confluence", "search:confluence"]
+            Ep::SpacePages(_) | Ep::SpaceBlogposts(_) | Ep::Pages | Ep::Page(_) | Ep::Blogposts | Ep::Blogpost(_) => {
+                &["read:page:confluence"]
             }
-            Ep::V1Spaces | Ep::V1Space(_) | Ep::V1SpaceContent(..) => &[
-                "read:content-details:confluence",
-                "read:confluence-space.summary",
-            ],
+            Ep::Ancestors(_) => &["read:content.metadata:confluence"],
+            Ep::V1Content | Ep::V1ContentId(_) | Ep::V1ContentOther => {
+                &["read:content-details:confluence", "read:confluence-content.summary", "read:confluence-content.all"]
+            }
+            Ep::V1ContentSearch | Ep::V1Search => &["read:content-details:confluence", "search:confluence"],
+            Ep::V1Spaces | Ep::V1Space(_) | Ep::V1SpaceContent(..) => {
+                &["read:content-details:confluence", "read:confluence-space.summary"]
+            }
             Ep::TenantInfo | Ep::Unknown => &[],
         }
     }
@@ -272,40 +233,60 @@ pub(crate) async fn handle(AxState(shared): AxState<Arc<Shared>>, req: Request) 
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let (reply, latency, trace) = {
+    let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (outcome, latency, trace) = {
         let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        let reply = dispatch(
-            &mut st,
-            &shared.origin,
-            &method,
-            &path,
-            &query,
-            auth.as_deref(),
-        );
-        st.requests.push(RequestRecord {
-            method,
-            path,
-            query,
-            status: reply.status,
-        });
-        (reply, st.latency, st.requests.len())
+        let fault = if st.failures.is_empty() { st.faults.as_mut().and_then(|f| f.draw(&path)) } else { None };
+        let reply = dispatch(&mut st, &shared.origin, &method, &path, &query, auth.as_deref());
+        let outcome = match fault {
+            None => Outcome::Reply(reply, Duration::ZERO),
+            Some((fault, bits)) => faults::apply(fault, bits, reply, &self_link(&st.cloud_id, &path, &query)),
+        };
+        st.requests.push(RequestRecord { method, path, query, status: outcome.status() });
+        (outcome, st.latency, st.requests.len())
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let mut resp = Response::new(Body::from(reply.body));
-    *resp.status_mut() =
-        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match outcome {
+        Outcome::Reply(reply, delay) => {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let (mut resp, body) = response(reply, trace);
+            *resp.body_mut() = Body::from(body);
+            resp
+        }
+        Outcome::Reset => Response::new(faults::reset_body()),
+        Outcome::Truncated(reply) => {
+            let (mut resp, body) = response(reply, trace);
+            if let Ok(v) = HeaderValue::from_str(&body.len().to_string()) {
+                resp.headers_mut().insert(header::CONTENT_LENGTH, v);
+            }
+            *resp.body_mut() = faults::truncated_body(body);
+            resp
+        }
+    }
+}
+
+/// The request's own URL in the form list endpoints use for `_links.next`: without the gateway
+/// prefix, and for v1 (`/wiki/rest/...`) relative to `/wiki`.
+fn self_link(cloud_id: &str, path: &str, query: &str) -> String {
+    let prefix = format!("/ex/confluence/{cloud_id}");
+    let site = path.strip_prefix(prefix.as_str()).unwrap_or(path);
+    let rel = match site.strip_prefix("/wiki") {
+        Some(r) if r.starts_with("/rest/") => r,
+        _ => site,
+    };
+    if query.is_empty() { rel.to_string() } else { format!("{rel}?{query}") }
+}
+
+/// The response head for `reply` (empty body) and the body text.
+fn response(reply: Reply, trace: usize) -> (Response, String) {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(reply.content_type),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
     h.insert(header::SERVER, HeaderValue::from_static("AtlassianEdge"));
     let trace = trace as u64;
     let trace = format!("{:016x}{:016x}", mix(trace), mix(trace ^ 0xa5a5));
@@ -317,26 +298,14 @@ pub(crate) async fn handle(AxState(shared): AxState<Arc<Shared>>, req: Request) 
             h.append(name, v);
         }
     }
-    resp
+    (resp, reply.body)
 }
 
 /// Routes one request against the state (synchronously, under the lock).
-fn dispatch(
-    st: &mut State,
-    origin: &str,
-    method: &str,
-    path: &str,
-    raw_query: &str,
-    auth: Option<&str>,
-) -> Reply {
+fn dispatch(st: &mut State, origin: &str, method: &str, path: &str, raw_query: &str, auth: Option<&str>) -> Reply {
     if !st.failures.is_empty() {
         let f = st.failures.remove(0);
-        let mut r = Reply {
-            status: f.status,
-            content_type: "text/plain",
-            body: String::new(),
-            headers: Vec::new(),
-        };
+        let mut r = Reply { status: f.status, content_type: "text/plain", body: String::new(), headers: Vec::new() };
         if let Some(s) = f.retry_after {
             r = r.with_header("Retry-After", s.to_string());
         }
@@ -440,15 +409,12 @@ pub(crate) fn parse_limit(q: &Query, default: usize, max: usize) -> Result<usize
 
 /// Encodes an offset as an opaque cursor.
 pub(crate) fn encode_cursor(offset: usize) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("{{\"offset\":{offset},\"kind\":\"fake\"}}"))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{{\"offset\":{offset},\"kind\":\"fake\"}}"))
 }
 
 /// Decodes a cursor produced by [`encode_cursor`].
 pub(crate) fn decode_cursor(cursor: &str) -> Option<usize> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor.trim_end_matches('='))
-        .ok()?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor.trim_end_matches('=')).ok()?;
     let v: Value = serde_json::from_slice(&raw).ok()?;
     v.get("offset")?.as_u64().map(|n| n as usize)
 }
@@ -467,24 +433,13 @@ fn paginate<T>(
         Some(c) => decode_cursor(c).ok_or_else(|| bad_param("cursor", c))?,
     };
     let total = items.len();
-    let page: Vec<Value> = items
-        .into_iter()
-        .skip(offset)
-        .take(limit)
-        .map(render)
-        .collect();
+    let page: Vec<Value> = items.into_iter().skip(offset).take(limit).map(render).collect();
     let end = offset + page.len();
     let mut links = json!({"base": ctx.base()});
     let mut link_header = None;
     if end < total {
-        let next = format!(
-            "{site_path}?{}",
-            q.rebuild(&["cursor"], &[("cursor", encode_cursor(end))])
-        );
-        link_header = Some(format!(
-            "<{next}>; rel=\"next\", <{}>; rel=\"base\"",
-            ctx.base()
-        ));
+        let next = format!("{site_path}?{}", q.rebuild(&["cursor"], &[("cursor", encode_cursor(end))]));
+        link_header = Some(format!("<{next}>; rel=\"next\", <{}>; rel=\"base\"", ctx.base()));
         links["next"] = Value::String(next);
     }
     let mut r = Reply::json(200, &json!({"results": page, "_links": links}));
@@ -509,19 +464,10 @@ pub(crate) fn tiny_code(id: u64) -> String {
 /// The relative web UI link of a page or blog post.
 pub(crate) fn webui(space: &Space, c: &Content) -> String {
     match c.kind {
-        Kind::Page => format!(
-            "/spaces/{}/pages/{}/{}",
-            space.key,
-            c.id,
-            title_slug(&c.title)
-        ),
-        Kind::BlogPost => format!(
-            "/spaces/{}/blog/{}/{}/{}",
-            space.key,
-            blog_date_path(c.created_at),
-            c.id,
-            title_slug(&c.title)
-        ),
+        Kind::Page => format!("/spaces/{}/pages/{}/{}", space.key, c.id, title_slug(&c.title)),
+        Kind::BlogPost => {
+            format!("/spaces/{}/blog/{}/{}/{}", space.key, blog_date_path(c.created_at), c.id, title_slug(&c.title))
+        }
     }
 }
 
@@ -570,10 +516,7 @@ fn body_json(c: &Content, format: Option<&str>) -> Value {
         }
         Some(other) => {
             let mut m = serde_json::Map::new();
-            m.insert(
-                other.to_string(),
-                json!({"representation": other, "value": c.storage}),
-            );
+            m.insert(other.to_string(), json!({"representation": other, "value": c.storage}));
             Value::Object(m)
         }
     }
@@ -585,13 +528,7 @@ fn parse_body_format<'q>(q: &'q Query, single: bool) -> Result<Option<&'q str>, 
         return Ok(None);
     };
     let list_ok = ["storage", "atlas_doc_format"];
-    let single_ok = [
-        "view",
-        "export_view",
-        "anonymous_export_view",
-        "styled_view",
-        "editor",
-    ];
+    let single_ok = ["view", "export_view", "anonymous_export_view", "styled_view", "editor"];
     if list_ok.contains(&f) || (single && single_ok.contains(&f)) {
         Ok(Some(f))
     } else {
@@ -600,13 +537,7 @@ fn parse_body_format<'q>(q: &'q Query, single: bool) -> Result<Option<&'q str>, 
 }
 
 /// v2 JSON of a page (PageBulk/PageSingle) or blog post (BlogPostBulk/BlogPostSingle).
-pub(crate) fn content_json(
-    st: &State,
-    ctx: &Ctx<'_>,
-    c: &Content,
-    body_format: Option<&str>,
-    single: bool,
-) -> Value {
+pub(crate) fn content_json(st: &State, ctx: &Ctx<'_>, c: &Content, body_format: Option<&str>, single: bool) -> Value {
     let space = &st.spaces[&c.space_id];
     let mut links = json!({
         "webui": webui(space, c),
@@ -799,11 +730,7 @@ fn user_current(ctx: &Ctx<'_>) -> Reply {
 fn list_spaces(st: &State, ctx: &Ctx<'_>, q: &Query) -> Result<Reply, Reply> {
     let limit = parse_limit(q, 25, 250)?;
     let keys = q.multi("keys");
-    let ids = q
-        .multi("ids")
-        .iter()
-        .map(|i| parse_id(i, "ids"))
-        .collect::<Result<Vec<u64>, Reply>>()?;
+    let ids = q.multi("ids").iter().map(|i| parse_id(i, "ids")).collect::<Result<Vec<u64>, Reply>>()?;
     let types = q.multi("type");
     let statuses = q.multi("status");
     let mut spaces: Vec<&Space> = st
@@ -823,9 +750,7 @@ fn list_spaces(st: &State, ctx: &Ctx<'_>, q: &Query) -> Result<Reply, Reply> {
         Some("-name") => spaces.sort_by(|a, b| b.name.cmp(&a.name)),
         Some(other) => return Err(bad_param("sort", other)),
     }
-    paginate(ctx, q, "/wiki/api/v2/spaces", spaces, limit, |s| {
-        space_json(s, q)
-    })
+    paginate(ctx, q, "/wiki/api/v2/spaces", spaces, limit, |s| space_json(s, q))
 }
 
 /// `GET /wiki/api/v2/spaces/{id}`.
@@ -866,43 +791,23 @@ fn list_in_space(
         .filter(|c| c.kind == kind && c.space_id == space_id && !c.restricted)
         .filter(|c| status_matches(c, &statuses))
         .filter(|c| !root_only || c.parent_id.is_none())
-        .filter(|c| {
-            title
-                .as_ref()
-                .is_none_or(|t| c.title.to_lowercase().contains(t.as_str()))
-        })
+        .filter(|c| title.as_ref().is_none_or(|t| c.title.to_lowercase().contains(t.as_str())))
         .collect();
     sort_contents(&mut items, key, desc);
-    paginate(ctx, q, site_path, items, limit, |c| {
-        content_json(st, ctx, c, body_format, false)
-    })
+    paginate(ctx, q, site_path, items, limit, |c| content_json(st, ctx, c, body_format, false))
 }
 
 /// `GET /wiki/api/v2/pages` and `/blogposts` (batch by id / space-id).
-fn list_batch(
-    st: &State,
-    ctx: &Ctx<'_>,
-    q: &Query,
-    kind: Kind,
-    site_path: &str,
-) -> Result<Reply, Reply> {
+fn list_batch(st: &State, ctx: &Ctx<'_>, q: &Query, kind: Kind, site_path: &str) -> Result<Reply, Reply> {
     let limit = parse_limit(q, 25, 250)?;
     let body_format = parse_body_format(q, false)?;
     let (key, desc) = parse_sort(q, kind)?;
     let statuses = parse_statuses(q, kind)?;
-    let ids = q
-        .multi("id")
-        .iter()
-        .map(|i| parse_id(i, "id"))
-        .collect::<Result<Vec<u64>, Reply>>()?;
+    let ids = q.multi("id").iter().map(|i| parse_id(i, "id")).collect::<Result<Vec<u64>, Reply>>()?;
     if ids.len() > 250 {
         return Err(bad_param("id", "too many ids"));
     }
-    let space_ids = q
-        .multi("space-id")
-        .iter()
-        .map(|i| parse_id(i, "space-id"))
-        .collect::<Result<Vec<u64>, Reply>>()?;
+    let space_ids = q.multi("space-id").iter().map(|i| parse_id(i, "space-id")).collect::<Result<Vec<u64>, Reply>>()?;
     if space_ids.len() > 100 {
         return Err(bad_param("space-id", "too many ids"));
     }
@@ -914,26 +819,14 @@ fn list_batch(
         .filter(|c| ids.is_empty() || ids.contains(&c.id))
         .filter(|c| space_ids.is_empty() || space_ids.contains(&c.space_id))
         .filter(|c| status_matches(c, &statuses))
-        .filter(|c| {
-            title
-                .as_ref()
-                .is_none_or(|t| c.title.to_lowercase().contains(t.as_str()))
-        })
+        .filter(|c| title.as_ref().is_none_or(|t| c.title.to_lowercase().contains(t.as_str())))
         .collect();
     sort_contents(&mut items, key, desc);
-    paginate(ctx, q, site_path, items, limit, |c| {
-        content_json(st, ctx, c, body_format, false)
-    })
+    paginate(ctx, q, site_path, items, limit, |c| content_json(st, ctx, c, body_format, false))
 }
 
 /// `GET /wiki/api/v2/pages/{id}` and `/blogposts/{id}`.
-fn single_content(
-    st: &State,
-    ctx: &Ctx<'_>,
-    q: &Query,
-    id: &str,
-    kind: Kind,
-) -> Result<Reply, Reply> {
+fn single_content(st: &State, ctx: &Ctx<'_>, q: &Query, id: &str, kind: Kind) -> Result<Reply, Reply> {
     let id = parse_id(id, "id")?;
     let body_format = parse_body_format(q, true)?;
     let statuses = parse_statuses(q, kind)?;
@@ -947,10 +840,7 @@ fn single_content(
             return Err(not_found());
         }
     }
-    Ok(Reply::json(
-        200,
-        &content_json(st, ctx, c, body_format, true),
-    ))
+    Ok(Reply::json(200, &content_json(st, ctx, c, body_format, true)))
 }
 
 /// `GET /wiki/api/v2/pages/{id}/ancestors`.
@@ -963,13 +853,6 @@ fn ancestors(st: &State, ctx: &Ctx<'_>, q: &Query, id: &str) -> Result<Reply, Re
         .ok_or_else(not_found)?;
     let all = st.ancestors(id);
     let skip = all.len().saturating_sub(limit);
-    let results: Vec<Value> = all
-        .iter()
-        .skip(skip)
-        .map(|a| json!({"id": a.id.to_string(), "type": "page"}))
-        .collect();
-    Ok(Reply::json(
-        200,
-        &json!({"results": results, "_links": {"base": ctx.base()}}),
-    ))
+    let results: Vec<Value> = all.iter().skip(skip).map(|a| json!({"id": a.id.to_string(), "type": "page"})).collect();
+    Ok(Reply::json(200, &json!({"results": results, "_links": {"base": ctx.base()}})))
 }

@@ -126,6 +126,7 @@ pub(crate) struct State {
     pub legacy_v1: bool,
     pub latency: Duration,
     pub failures: Vec<Failure>,
+    pub faults: Option<crate::faults::FaultState>,
     pub default_author: String,
     next_id: u64,
     clock: u64,
@@ -154,6 +155,7 @@ impl State {
             legacy_v1: false,
             latency: Duration::ZERO,
             failures: Vec::new(),
+            faults: None,
             default_author: "557058:00000000-0000-4000-8000-0000000000ad".to_string(),
             next_id: 65_537,
             clock: CLOCK_START_MS,
@@ -177,18 +179,13 @@ impl State {
 
     /// The account id the first registered user (or a fixed admin) has: authors all content.
     fn author(&self) -> String {
-        self.users
-            .first()
-            .map(|u| u.account_id.clone())
-            .unwrap_or_else(|| self.default_author.clone())
+        self.users.first().map(|u| u.account_id.clone()).unwrap_or_else(|| self.default_author.clone())
     }
 
     /// Registers a user; an existing user with the same token is replaced.
     pub fn add_user(&mut self, email: &str, token: &str, kind: TokenKind) {
         self.users.retain(|u| u.token != token);
-        let h = mix(email.bytes().fold(0xcbf2_9ce4_8422_2325u64, |a, b| {
-            (a ^ b as u64).wrapping_mul(0x100_0000_01b3)
-        }));
+        let h = mix(email.bytes().fold(0xcbf2_9ce4_8422_2325u64, |a, b| (a ^ b as u64).wrapping_mul(0x100_0000_01b3)));
         let account_id = format!(
             "712020:{:08x}-{:04x}-4{:03x}-9{:03x}-{:012x}",
             (h >> 32) as u32,
@@ -249,29 +246,33 @@ impl State {
         self.spaces.values().find(|s| s.key == key)
     }
 
-    fn insert_content(
+    fn insert_content(&mut self, kind: Kind, space_id: u64, parent_id: Option<u64>, title: &str, storage: &str) -> u64 {
+        let position = match kind {
+            Kind::Page => {
+                let siblings = self
+                    .contents
+                    .values()
+                    .filter(|c| c.kind == Kind::Page && c.parent_id == parent_id && parent_id.is_some())
+                    .count() as i64;
+                siblings * 256 + 1
+            }
+            Kind::BlogPost => 0,
+        };
+        self.insert_at(kind, space_id, parent_id, title, storage, position)
+    }
+
+    /// Inserts a page or blog post with a given sibling `position` (no sibling scan: bulk loads).
+    pub fn insert_at(
         &mut self,
         kind: Kind,
         space_id: u64,
         parent_id: Option<u64>,
         title: &str,
         storage: &str,
+        position: i64,
     ) -> u64 {
         let id = self.alloc_id();
         let now = self.tick();
-        let position = match kind {
-            Kind::Page => {
-                let siblings = self
-                    .contents
-                    .values()
-                    .filter(|c| {
-                        c.kind == Kind::Page && c.parent_id == parent_id && parent_id.is_some()
-                    })
-                    .count() as i64;
-                siblings * 256 + 1
-            }
-            Kind::BlogPost => 0,
-        };
         let author = self.author();
         self.contents.insert(
             id,
@@ -295,16 +296,9 @@ impl State {
     }
 
     /// Adds a page; `parent_id` None means a child of the space homepage. Panics on unknown space.
-    pub fn add_page(
-        &mut self,
-        space_key: &str,
-        parent_id: Option<u64>,
-        title: &str,
-        storage: &str,
-    ) -> u64 {
-        let space = self
-            .space_by_key(space_key)
-            .unwrap_or_else(|| panic!("fake-confluence: unknown space key {space_key:?}"));
+    pub fn add_page(&mut self, space_key: &str, parent_id: Option<u64>, title: &str, storage: &str) -> u64 {
+        let space =
+            self.space_by_key(space_key).unwrap_or_else(|| panic!("fake-confluence: unknown space key {space_key:?}"));
         let (space_id, home) = (space.id, space.homepage_id);
         let parent = parent_id.unwrap_or(home);
         self.insert_content(Kind::Page, space_id, Some(parent), title, storage)
@@ -321,9 +315,7 @@ impl State {
 
     /// Mutable access to a piece of content; panics on an unknown id.
     pub fn content_mut(&mut self, id: u64) -> &mut Content {
-        self.contents
-            .get_mut(&id)
-            .unwrap_or_else(|| panic!("fake-confluence: unknown content id {id}"))
+        self.contents.get_mut(&id).unwrap_or_else(|| panic!("fake-confluence: unknown content id {id}"))
     }
 
     /// Publishes a new version.
@@ -403,13 +395,7 @@ pub(crate) fn format_ts(ms: u64) -> String {
     let secs = ms / 1000;
     let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        ms % 1000
-    )
+    format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, (rem / 60) % 60, rem % 60, ms % 1000)
 }
 
 /// The `yyyy/MM/dd` part used in blog post URLs.
@@ -425,10 +411,7 @@ mod tests {
     #[test]
     fn clock_formats_and_increases() {
         assert_eq!(format_ts(CLOCK_START_MS), "2026-01-05T09:00:00.000Z");
-        assert_eq!(
-            days_from_civil(2026, 1, 5) * 86_400_000 + 9 * 3_600_000,
-            CLOCK_START_MS as i64
-        );
+        assert_eq!(days_from_civil(2026, 1, 5) * 86_400_000 + 9 * 3_600_000, CLOCK_START_MS as i64);
         let mut s = State::new(1);
         let a = s.tick();
         let b = s.tick();

@@ -5,9 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::cql;
-use crate::routes::{
-    Ctx, Query, Reply, decode_cursor, encode_cursor, plain_text, tiny_code, webui,
-};
+use crate::routes::{Ctx, Query, Reply, decode_cursor, encode_cursor, plain_text, tiny_code, webui};
 use crate::state::{Content, Kind, Space, State, Status, format_ts};
 
 const DEPRECATION: &str = "Wed, 1 Mar 2023 00:00:00 GMT";
@@ -32,10 +30,7 @@ pub(crate) fn gone() -> Reply {
 /// Adds the headers deprecated-but-alive v1 endpoints carry.
 pub(crate) fn with_deprecation_headers(r: Reply) -> Reply {
     r.with_header("Deprecation", DEPRECATION.into())
-        .with_header(
-            "Warning",
-            "299 - \"Deprecated API, will be removed on Mon, 31 Mar 2025 00:00:00 GMT\"".into(),
-        )
+        .with_header("Warning", "299 - \"Deprecated API, will be removed on Mon, 31 Mar 2025 00:00:00 GMT\"".into())
         .with_header("Link", DEPRECATION_LINK.into())
 }
 
@@ -53,29 +48,19 @@ fn v1_error(status: u16, message: &str, reason: &str) -> Reply {
 }
 
 fn expands(q: &Query, strip: &str) -> Vec<String> {
-    q.multi("expand")
-        .into_iter()
-        .map(|e| e.strip_prefix(strip).map(str::to_string).unwrap_or(e))
-        .collect()
+    q.multi("expand").into_iter().map(|e| e.strip_prefix(strip).map(str::to_string).unwrap_or(e)).collect()
 }
 
 fn has(expand: &[String], name: &str) -> bool {
-    expand
-        .iter()
-        .any(|e| e == name || e.starts_with(&format!("{name}.")))
+    expand.iter().any(|e| e == name || e.starts_with(&format!("{name}.")))
 }
 
 fn v1_limit(q: &Query) -> usize {
-    q.get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .unwrap_or(25)
-        .clamp(1, 100)
+    q.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(25).clamp(1, 100)
 }
 
 fn v1_start(q: &Query) -> usize {
-    q.get("start")
-        .and_then(|s| s.parse::<usize>().ok())
-        .unwrap_or(0)
+    q.get("start").and_then(|s| s.parse::<usize>().ok()).unwrap_or(0)
 }
 
 fn user_v1(st: &State, ctx: &Ctx<'_>, account_id: &str) -> Value {
@@ -159,10 +144,7 @@ fn content_v1(st: &State, ctx: &Ctx<'_>, c: &Content, expand: &[String]) -> Valu
             }
         });
     } else {
-        expandable.insert(
-            "history".into(),
-            json!(format!("/rest/api/content/{}/history", c.id)),
-        );
+        expandable.insert("history".into(), json!(format!("/rest/api/content/{}/history", c.id)));
     }
     if has(expand, "version") {
         v["version"] = json!({
@@ -180,20 +162,13 @@ fn content_v1(st: &State, ctx: &Ctx<'_>, c: &Content, expand: &[String]) -> Valu
         expandable.insert("version".into(), json!(""));
     }
     if has(expand, "ancestors") {
-        let anc: Vec<Value> = st
-            .ancestors(c.id)
-            .into_iter()
-            .map(|a| content_v1(st, ctx, a, &[]))
-            .collect();
+        let anc: Vec<Value> = st.ancestors(c.id).into_iter().map(|a| content_v1(st, ctx, a, &[])).collect();
         v["ancestors"] = json!(anc);
     } else {
         expandable.insert("ancestors".into(), json!(""));
     }
-    let reps: Vec<&str> = expand
-        .iter()
-        .filter_map(|e| e.strip_prefix("body."))
-        .map(|e| e.split('.').next().unwrap_or(e))
-        .collect();
+    let reps: Vec<&str> =
+        expand.iter().filter_map(|e| e.strip_prefix("body.")).map(|e| e.split('.').next().unwrap_or(e)).collect();
     if reps.is_empty() {
         expandable.insert("body".into(), json!(""));
     } else {
@@ -210,34 +185,15 @@ fn content_v1(st: &State, ctx: &Ctx<'_>, c: &Content, expand: &[String]) -> Valu
         }
         v["body"] = Value::Object(body);
     }
-    expandable.insert(
-        "children".into(),
-        json!(format!("/rest/api/content/{}/child", c.id)),
-    );
-    expandable.insert(
-        "descendants".into(),
-        json!(format!("/rest/api/content/{}/descendant", c.id)),
-    );
-    expandable.insert(
-        "restrictions".into(),
-        json!(format!(
-            "/rest/api/content/{}/restriction/byOperation",
-            c.id
-        )),
-    );
+    expandable.insert("children".into(), json!(format!("/rest/api/content/{}/child", c.id)));
+    expandable.insert("descendants".into(), json!(format!("/rest/api/content/{}/descendant", c.id)));
+    expandable.insert("restrictions".into(), json!(format!("/rest/api/content/{}/restriction/byOperation", c.id)));
     v["_expandable"] = Value::Object(expandable);
     v
 }
 
 /// The v1 offset-paginated array envelope.
-fn v1_array(
-    ctx: &Ctx<'_>,
-    q: &Query,
-    rel_path: &str,
-    items: Vec<Value>,
-    start: usize,
-    limit: usize,
-) -> Value {
+fn v1_array(ctx: &Ctx<'_>, q: &Query, rel_path: &str, items: Vec<Value>, start: usize, limit: usize) -> Value {
     let total = items.len();
     let page: Vec<Value> = items.into_iter().skip(start).take(limit).collect();
     let size = page.len();
@@ -250,13 +206,7 @@ fn v1_array(
     if start + size < total {
         links["next"] = json!(format!(
             "{rel_path}?{}",
-            q.rebuild(
-                &["start", "limit"],
-                &[
-                    ("limit", limit.to_string()),
-                    ("start", (start + size).to_string())
-                ]
-            )
+            q.rebuild(&["start", "limit"], &[("limit", limit.to_string()), ("start", (start + size).to_string())])
         ));
     }
     if start > 0 {
@@ -264,10 +214,7 @@ fn v1_array(
             "{rel_path}?{}",
             q.rebuild(
                 &["start", "limit"],
-                &[
-                    ("limit", limit.to_string()),
-                    ("start", start.saturating_sub(limit).to_string())
-                ]
+                &[("limit", limit.to_string()), ("start", start.saturating_sub(limit).to_string())]
             )
         ));
     }
@@ -279,9 +226,7 @@ fn status_ok(c: &Content, q: &Query) -> bool {
     if statuses.is_empty() {
         c.status == Status::Current
     } else {
-        statuses
-            .iter()
-            .any(|s| s == "any" || s == c.status.as_str())
+        statuses.iter().any(|s| s == "any" || s == c.status.as_str())
     }
 }
 
@@ -313,19 +258,11 @@ pub(crate) fn list_content(st: &State, ctx: &Ctx<'_>, q: &Query) -> Result<Reply
         .filter(|c| title.is_none_or(|t| c.title == t))
         .map(|c| content_v1(st, ctx, c, &expand))
         .collect();
-    Ok(Reply::json(
-        200,
-        &v1_array(ctx, q, "/rest/api/content", items, v1_start(q), v1_limit(q)),
-    ))
+    Ok(Reply::json(200, &v1_array(ctx, q, "/rest/api/content", items, v1_start(q), v1_limit(q))))
 }
 
 /// `GET /wiki/rest/api/content/{id}` (legacy mode).
-pub(crate) fn content_by_id(
-    st: &State,
-    ctx: &Ctx<'_>,
-    q: &Query,
-    id: &str,
-) -> Result<Reply, Reply> {
+pub(crate) fn content_by_id(st: &State, ctx: &Ctx<'_>, q: &Query, id: &str) -> Result<Reply, Reply> {
     let not_found = || {
         v1_error(
             404,
@@ -336,28 +273,21 @@ pub(crate) fn content_by_id(
         )
     };
     let n: u64 = id.parse().map_err(|_| not_found())?;
-    let c = visible(st)
-        .find(|c| c.id == n && status_ok(c, q))
-        .ok_or_else(not_found)?;
+    let c = visible(st).find(|c| c.id == n && status_ok(c, q)).ok_or_else(not_found)?;
     Ok(Reply::json(200, &content_v1(st, ctx, c, &expands(q, ""))))
 }
 
 fn cql_error(msg: &str) -> Reply {
     v1_error(
         400,
-        &format!(
-            "com.atlassian.confluence.api.service.exceptions.BadRequestException: Could not parse cql : {msg}"
-        ),
+        &format!("com.atlassian.confluence.api.service.exceptions.BadRequestException: Could not parse cql : {msg}"),
         "Bad Request",
     )
 }
 
 /// Runs a CQL query: matching visible current content, sorted.
 fn run_cql<'a>(st: &'a State, q: &Query) -> Result<(String, Vec<&'a Content>), Reply> {
-    let text = q
-        .get("cql")
-        .ok_or_else(|| cql_error("the cql parameter is required"))?
-        .to_string();
+    let text = q.get("cql").ok_or_else(|| cql_error("the cql parameter is required"))?.to_string();
     let parsed = cql::parse(&text).map_err(|e| cql_error(&e))?;
     let mut out = Vec::new();
     for c in visible(st).filter(|c| c.status == Status::Current) {
@@ -393,11 +323,7 @@ fn search_links(
             "{rel_path}?{}",
             q.rebuild(
                 &["cursor", "start", "limit", "next", "prev"],
-                &[
-                    ("next", "true".into()),
-                    ("limit", limit.to_string()),
-                    ("cursor", encode_cursor(start + size))
-                ]
+                &[("next", "true".into()), ("limit", limit.to_string()), ("cursor", encode_cursor(start + size))]
             )
         ));
     }
@@ -430,26 +356,10 @@ pub(crate) fn content_search(st: &State, ctx: &Ctx<'_>, q: &Query) -> Result<Rep
     let (start, limit) = (search_start(q)?, v1_limit(q));
     let expand = expands(q, "");
     let total = hits.len();
-    let page: Vec<Value> = hits
-        .into_iter()
-        .skip(start)
-        .take(limit)
-        .map(|c| content_v1(st, ctx, c, &expand))
-        .collect();
+    let page: Vec<Value> = hits.into_iter().skip(start).take(limit).map(|c| content_v1(st, ctx, c, &expand)).collect();
     let size = page.len();
-    let links = search_links(
-        ctx,
-        q,
-        "/rest/api/content/search",
-        start,
-        size,
-        limit,
-        total,
-    );
-    Ok(Reply::json(
-        200,
-        &json!({"results": page, "start": start, "limit": limit, "size": size, "_links": links}),
-    ))
+    let links = search_links(ctx, q, "/rest/api/content/search", start, size, limit, total);
+    Ok(Reply::json(200, &json!({"results": page, "start": start, "limit": limit, "size": size, "_links": links})))
 }
 
 /// `GET /wiki/rest/api/search?cql=...` (always served).
@@ -495,24 +405,13 @@ pub(crate) fn search(st: &State, ctx: &Ctx<'_>, q: &Query) -> Result<Reply, Repl
 pub(crate) fn list_spaces(st: &State, ctx: &Ctx<'_>, q: &Query) -> Result<Reply, Reply> {
     let mut keys = q.multi("spaceKey");
     keys.extend(q.multi("keys"));
-    let items: Vec<Value> = st
-        .spaces
-        .values()
-        .filter(|s| keys.is_empty() || keys.contains(&s.key))
-        .map(|s| space_v1(ctx, s))
-        .collect();
-    Ok(Reply::json(
-        200,
-        &v1_array(ctx, q, "/rest/api/space", items, v1_start(q), v1_limit(q)),
-    ))
+    let items: Vec<Value> =
+        st.spaces.values().filter(|s| keys.is_empty() || keys.contains(&s.key)).map(|s| space_v1(ctx, s)).collect();
+    Ok(Reply::json(200, &v1_array(ctx, q, "/rest/api/space", items, v1_start(q), v1_limit(q))))
 }
 
 fn space_not_found(key: &str) -> Reply {
-    v1_error(
-        404,
-        &format!("No space found with key : {key}"),
-        "Not Found",
-    )
+    v1_error(404, &format!("No space found with key : {key}"), "Not Found")
 }
 
 /// `GET /wiki/rest/api/space/{key}` (legacy mode).

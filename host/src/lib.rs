@@ -18,4 +18,5 @@ pub mod bindings;
 pub mod capabilities;
 pub mod driver;
 pub mod runtime;
+pub mod schedule;
 pub mod state;

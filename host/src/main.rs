@@ -1,8 +1,10 @@
 //! `connector-host`: run the Confluence knowledge connector from the command line.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
@@ -12,6 +14,7 @@ use serde_json::{Value, json};
 use connector_host::bindings::types::{Connection, ConnectorError, IngestOutcome, Memory, MemoryStatus, Passage};
 use connector_host::driver::{describe_error, drive, error_kind};
 use connector_host::runtime::{ConnectorHost, HostConfig, Instance};
+use connector_host::schedule::{Schedule, now, parse_interval};
 
 #[derive(Parser)]
 #[command(
@@ -105,6 +108,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Turn Auto Resync of a memory on (with an interval) or off; `serve` runs the schedules.
+    AutoResync {
+        /// Memory id (see `status`).
+        memory_id: String,
+        /// Interval, e.g. 15m, 1h, 1d.
+        #[arg(long, conflicts_with = "off", required_unless_present = "off")]
+        every: Option<String>,
+        /// Turn Auto Resync off.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Run continuously: finish interrupted work, then run Auto Resync schedules (one sync at a time).
+    Serve {
+        /// Stop after this long (e.g. 30s); default: run until stopped.
+        #[arg(long)]
+        run_for: Option<String>,
+    },
+    /// Print every indexed passage as JSON lines (for audits and exact comparisons).
+    Export,
     /// Show connections and memories.
     Status {
         /// Print one JSON document.
@@ -222,14 +244,75 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status { json } => {
             let status = instance.status().await?;
+            let namespace = instance.namespace().to_string();
+            let schedules: HashMap<String, Schedule> =
+                host.schedules(&namespace)?.into_iter().map(|s| (s.memory.clone(), s)).collect();
             if *json {
+                let memories: Vec<Value> = status
+                    .memories
+                    .iter()
+                    .map(|m| {
+                        let mut value = memory_json(m);
+                        // This process holds the data directory: nothing else is working on it.
+                        value["resumable"] = json!(matches!(m.status, MemoryStatus::InProgress));
+                        value["auto_resync"] = schedules.get(&m.id).map_or(Value::Null, schedule_json);
+                        value
+                    })
+                    .collect();
                 let document = json!({
                     "connections": status.connections.iter().map(connection_json).collect::<Vec<_>>(),
-                    "memories": status.memories.iter().map(memory_json).collect::<Vec<_>>(),
+                    "memories": memories,
                 });
                 println!("{document}");
             } else {
-                print_status(&status.connections, &status.memories);
+                print_status(&status.connections, &status.memories, &schedules);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AutoResync { memory_id, every, off } => {
+            let namespace = instance.namespace().to_string();
+            let status = instance.status().await?;
+            let memory = status
+                .memories
+                .iter()
+                .find(|m| &m.id == memory_id)
+                .ok_or_else(|| anyhow!("no memory '{memory_id}' (see `status`)"))?;
+            if *off {
+                host.remove_schedule(&namespace, memory_id)?;
+                println!("Auto Resync of {memory_id} is off");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let connected = status.connections.iter().any(|c| c.id == memory.connection_id && c.connected);
+            if !connected {
+                bail!(
+                    "connection {} is disconnected: connect the Confluence account again before turning on Auto Resync of {memory_id}",
+                    memory.connection_id
+                );
+            }
+            let every = parse_interval(every.as_deref().unwrap_or_default())?;
+            let schedule = Schedule {
+                memory: memory_id.clone(),
+                every_secs: every.as_secs(),
+                next_run: now() + every.as_secs(),
+                failures: 0,
+                last_error: None,
+                last_success: None,
+            };
+            host.save_schedule(&namespace, &schedule)?;
+            println!("Auto Resync of {memory_id} every {}s; `connector-host serve` runs it", every.as_secs());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { run_for } => {
+            let run_for = run_for.as_deref().map(parse_interval).transpose()?;
+            serve(&mut instance, run_for).await
+        }
+        Command::Export => {
+            for hit in instance.export()? {
+                let line = json!({
+                    "memory": hit.memory_id, "page_id": hit.document_id, "ordinal": hit.ordinal,
+                    "title": hit.title, "heading": hit.heading, "text": hit.text,
+                });
+                println!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -239,6 +322,74 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Finishes interrupted work, then runs due Auto Resync schedules until `run_for` ends.
+async fn serve(instance: &mut Instance<'_>, run_for: Option<Duration>) -> Result<ExitCode> {
+    let deadline = run_for.map(|d| Instant::now() + d);
+    let namespace = instance.namespace().to_string();
+    let pending = instance.pending().await?;
+    if !pending.is_empty() {
+        eprintln!("resuming {}", pending.join(", "));
+        let settled = wait(instance, pending, true).await?;
+        print_memories(&settled, false, &[]);
+    }
+    eprintln!("serving Auto Resync schedules of instance '{namespace}'");
+    while deadline.is_none_or(|d| Instant::now() < d) {
+        let host = instance.host();
+        let due: Vec<Schedule> = host.schedules(&namespace)?.into_iter().filter(|s| s.next_run <= now()).collect();
+        for mut schedule in due {
+            let outcome = match instance.sync(&schedule.memory, false).await? {
+                Ok(memory) => match wait(instance, vec![memory.id], true).await?.pop() {
+                    Some(memory) if matches!(memory.status, MemoryStatus::Ingested) => Ok(memory),
+                    Some(memory) => Err(memory.error.unwrap_or_else(|| "sync failed".into())),
+                    None => Err("sync did not finish".into()),
+                },
+                Err(ConnectorError::NotFound(_)) => {
+                    instance.host().remove_schedule(&namespace, &schedule.memory)?;
+                    continue;
+                }
+                Err(error) => Err(format!("refused: {}", describe_error(&error))),
+            };
+            match outcome {
+                Ok(memory) => {
+                    schedule.succeeded(now());
+                    let p = &memory.progress;
+                    println!(
+                        "auto-resync {}: INGESTED, {} requests, {} fetched, {} updated, {} deleted",
+                        memory.id, p.requests, p.fetched, p.updated, p.deleted
+                    );
+                }
+                Err(error) => {
+                    schedule.failed(now(), error.clone());
+                    println!(
+                        "auto-resync {}: failed ({} in a row), next attempt in {}s: {error}",
+                        schedule.memory,
+                        schedule.failures,
+                        schedule.next_run.saturating_sub(now())
+                    );
+                }
+            }
+            // A schedule turned off meanwhile stays off.
+            if instance.host().schedule(&namespace, &schedule.memory)?.is_some() {
+                instance.host().save_schedule(&namespace, &schedule)?;
+            }
+        }
+        let pause = Duration::from_millis(500);
+        tokio::time::sleep(deadline.map_or(pause, |d| d.saturating_duration_since(Instant::now()).min(pause))).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn schedule_json(schedule: &Schedule) -> Value {
+    json!({
+        "every_secs": schedule.every_secs,
+        "next_run": schedule.next_run,
+        "failures": schedule.failures,
+        "backing_off": schedule.backing_off(),
+        "last_error": schedule.last_error,
+        "last_success": schedule.last_success,
+    })
 }
 
 fn fail(error: ConnectorError) -> anyhow::Error {
@@ -399,7 +550,7 @@ fn print_memories(memories: &[Memory], json: bool, rejected: &[(String, Connecto
     }
 }
 
-fn print_status(connections: &[Connection], memories: &[Memory]) {
+fn print_status(connections: &[Connection], memories: &[Memory], schedules: &HashMap<String, Schedule>) {
     if connections.is_empty() {
         println!("no connections: run `connector-host connect --site URL --email EMAIL --token-env VAR`");
     }
@@ -411,11 +562,23 @@ fn print_status(connections: &[Connection], memories: &[Memory]) {
         let p = &m.progress;
         let detail = match (&m.status, &m.error) {
             (MemoryStatus::Error, Some(error)) => error.clone(),
-            (MemoryStatus::InProgress, _) => format!("{} ({}/{} pages)", p.phase, p.done, p.known),
+            (MemoryStatus::InProgress, _) => {
+                format!("{} ({}/{} pages) — resumable: run `connector-host resume`", p.phase, p.done, p.known)
+            }
             _ => format!("synced {}", m.synced_at.clone().unwrap_or_default()),
         };
+        let auto = match schedules.get(&m.id) {
+            Some(s) if s.backing_off() => format!(
+                "  [auto-resync every {}s, backing off after {} failures: {}]",
+                s.every_secs,
+                s.failures,
+                s.last_error.clone().unwrap_or_default()
+            ),
+            Some(s) => format!("  [auto-resync every {}s]", s.every_secs),
+            None => String::new(),
+        };
         println!(
-            "{}  {}  {:<11}  {} pages  {} chunks  {}",
+            "{}  {}  {:<11}  {} pages  {} chunks  {}{auto}",
             m.id,
             m.source_key,
             status_name(&m.status),

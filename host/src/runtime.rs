@@ -403,4 +403,15 @@ impl Instance<'_> {
     pub async fn status(&mut self) -> Result<types::InstanceStatus> {
         guarded!(self, call_status())
     }
+
+    /// Every committed passage of the instance, in a stable order (host side; the guest
+    /// is not involved).
+    pub fn export(&self) -> Result<Vec<connector_search::Hit>> {
+        self.grants.search.export().map_err(|e| anyhow!("cannot read the search index: {e}"))
+    }
+
+    /// The host's store (schedules and grants live in its private metadata).
+    pub fn host(&self) -> &ConnectorHost {
+        self.host
+    }
 }

@@ -107,6 +107,11 @@ pub enum ApiError {
     /// The host name does not resolve.
     #[error("{0}")]
     Unresolvable(String),
+    /// A `next` link that keeps pointing back into the same listing.
+    #[error(
+        "Confluence returned a pagination link that repeats ({0}); stopped so an incomplete listing is not taken as complete"
+    )]
+    Looping(String),
     /// A `next` link pointing away from the API base.
     #[error("Confluence returned a link to another host ({0}); refusing to follow it")]
     ForeignLink(String),

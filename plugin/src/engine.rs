@@ -582,10 +582,11 @@ impl<'a> Engine<'a> {
             let mut link = Some(format!("/wiki/api/v2/spaces?keys={}&limit={PAGE_LIMIT}", encoded.join(",")));
             let mut visited = HashSet::new();
             while let Some(current) = link.take() {
-                if !visited.insert(current.clone()) {
-                    break;
+                visited.insert(current.clone());
+                let listing: Listing<Space> = fetch_listing(client, &current, |next| visited.contains(next))?;
+                if listing.links.next.as_ref().is_some_and(|next| visited.contains(next)) {
+                    return Err(ApiError::Looping(current));
                 }
-                let listing: Listing<Space> = client.get_json(&current)?;
                 spaces.extend(listing.results);
                 link = listing.links.next;
             }
@@ -786,7 +787,7 @@ impl<'a> Engine<'a> {
             let body = if with_bodies { "&body-format=storage" } else { "" };
             format!("/wiki/api/v2/spaces/{space_id}/{collection}?limit={PAGE_LIMIT}{body}")
         });
-        let listing: Listing<Content> = client.get_json(&link)?;
+        let listing: Listing<Content> = fetch_listing(client, &link, |next| run.visited.contains(&hash_of(next)))?;
         if let Some(base) = listing.links.base.as_deref().filter(|b| !b.is_empty()) {
             memory.wiki_base = base.trim_end_matches('/').to_string();
         } else if memory.wiki_base.is_empty() {
@@ -799,9 +800,7 @@ impl<'a> Engine<'a> {
             Some(next) => {
                 let fingerprint = hash_of(&next);
                 if run.visited.contains(&fingerprint) || next == link {
-                    return Err(RunFailure::Stop(format!(
-                        "Confluence returned a pagination link that repeats ({next}); stopped so an incomplete listing is not taken as complete"
-                    )));
+                    return Err(RunFailure::Api(ApiError::Looping(next)));
                 }
                 run.visited.push(fingerprint);
                 run.cursor = Some(next);
@@ -924,11 +923,9 @@ impl<'a> Engine<'a> {
         let mut visited = HashSet::new();
         while let Some(current) = link.take() {
             if !visited.insert(current.clone()) {
-                return Err(RunFailure::Stop(format!(
-                    "Confluence returned a pagination link that repeats ({current})"
-                )));
+                return Err(RunFailure::Api(ApiError::Looping(current)));
             }
-            let listing: Listing<Content> = client.get_json(&current)?;
+            let listing: Listing<Content> = fetch_listing(client, &current, |next| visited.contains(next))?;
             memory.progress.fetched += listing.results.len() as u32;
             let wanted: Vec<Content> = listing.results.into_iter().filter(|c| batch.contains(&c.id)).collect();
             self.absorb(memory, run, kind, wanted, true)?;
@@ -1071,6 +1068,24 @@ impl<'a> Engine<'a> {
         titles.reverse();
         Ok(titles)
     }
+}
+
+/// GETs one page of a listing. A `next` link that points back into the listing
+/// (`loops`) is re-asked twice before it is believed: a transient glitch heals, a real
+/// loop is left to the caller to stop on.
+fn fetch_listing<T: serde::de::DeserializeOwned>(
+    client: &Client<'_>,
+    link: &str,
+    loops: impl Fn(&str) -> bool,
+) -> Result<Listing<T>, ApiError> {
+    let mut listing: Listing<T> = client.get_json(link)?;
+    for _ in 0..2 {
+        match listing.links.next.as_deref() {
+            Some(next) if next == link || loops(next) => listing = client.get_json(link)?,
+            _ => break,
+        }
+    }
+    Ok(listing)
 }
 
 fn new_memory(id: String, connection: &Connection, key: &str) -> Memory {

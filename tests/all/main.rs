@@ -4,8 +4,11 @@
 
 mod support;
 
+mod auto_resync;
 mod cli;
 mod connect;
+mod faults;
 mod ingest;
+mod resume;
 mod retrieve;
 mod sync;

@@ -12,7 +12,7 @@ pub const SCOPED_TOKEN: &str = "ATATT-scoped-token-1a2b3c4d5e6f";
 
 /// A fake site with one classic and one scoped user, and a data directory.
 pub struct World {
-    pub site: FakeConfluence,
+    pub site: std::sync::Arc<FakeConfluence>,
     pub data: tempfile::TempDir,
 }
 
@@ -30,7 +30,12 @@ impl World {
             SCOPED_TOKEN,
             TokenKind::Scoped { scopes: fake_confluence::ALL_SCOPES.iter().map(|s| s.to_string()).collect() },
         );
-        World { site, data: tempfile::tempdir().expect("temp dir") }
+        World { site: std::sync::Arc::new(site), data: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// A second data directory talking to the same site.
+    pub fn sharing(other: &World) -> World {
+        World { site: other.site.clone(), data: tempfile::tempdir().expect("temp dir") }
     }
 
     pub fn data_dir(&self) -> &Path {

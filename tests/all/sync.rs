@@ -151,3 +151,33 @@ fn an_expired_token_turns_sync_into_error_and_keeps_content() {
     assert!(failed["error"].as_str().unwrap().starts_with("token expired or revoked — reconnect"), "{failed}");
     assert_eq!(world.ask("where is the kettle")[0]["title"], "Tea");
 }
+
+#[test]
+fn an_incomplete_listing_applies_no_deletions() {
+    let world = World::new();
+    world.site.add_space("KB", "Knowledge Base");
+    let doomed = world.site.add_page("KB", None, "Doomed", &body("Text", "the ocelot page"));
+    world.site.add_page("KB", None, "Kept", &body("Text", "the kept page"));
+    let connection = world.connect();
+    let memory_id = world.ingest(&connection, "KB")["memories"][0]["id"].as_str().unwrap().to_string();
+    world.site.trash_page(&doomed);
+    // Pages list fine; the blog-post listing keeps failing, so the listing is incomplete.
+    world.site.set_faults(Some(fake_confluence::FaultPlan {
+        seed: 1,
+        rate: 1.0,
+        faults: vec![fake_confluence::Fault::ServerError(500)],
+        endpoints: Some(vec!["/blogposts".into()]),
+    }));
+    let output = world.run(&["sync", &memory_id, "--json"]);
+    assert!(!output.status.success());
+    let failed = parse(&String::from_utf8_lossy(&output.stdout))["memories"][0].clone();
+    assert_eq!(failed["status"], "ERROR");
+    assert!(failed["error"].as_str().unwrap().contains("kept failing"), "{failed}");
+    assert_eq!(failed["progress"]["deleted"], 0);
+    assert_eq!(world.ask("ocelot")[0]["title"], "Doomed", "nothing removed on an incomplete listing");
+
+    world.site.set_faults(None);
+    let after = synced(&world, &memory_id, &[]);
+    assert_eq!(after["progress"]["deleted"], 1);
+    assert!(world.ask("ocelot").iter().all(|p| p["title"] != "Doomed"));
+}

@@ -246,6 +246,10 @@ pub trait SearchBackend: Send + Sync {
 
     /// Number of committed chunks in a memory.
     fn count(&self, memory_id: &str) -> Result<u64, SearchError>;
+
+    /// Every committed chunk of the instance, ordered by memory, document and ordinal
+    /// (score 0). For audits and for comparing two indexes exactly.
+    fn export(&self) -> Result<Vec<Hit>, SearchError>;
 }
 
 #[derive(Clone, Copy)]
@@ -496,5 +500,28 @@ impl SearchBackend for TantivySearch {
     fn count(&self, memory_id: &str) -> Result<u64, SearchError> {
         let query = TermQuery::new(self.memory_term(memory_id), IndexRecordOption::Basic);
         Ok(self.reader.searcher().search(&query, &Count)? as u64)
+    }
+
+    fn export(&self) -> Result<Vec<Hit>, SearchError> {
+        let f = self.fields;
+        let searcher = self.reader.searcher();
+        let addresses = searcher.search(&tantivy::query::AllQuery, &tantivy::collector::DocSetCollector)?;
+        let mut hits = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            let text_of = |field| doc.get_first(field).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let ordinal = doc.get_first(f.ordinal).and_then(|v| v.as_u64()).unwrap_or_default();
+            hits.push(Hit {
+                memory_id: text_of(f.memory_id),
+                document_id: text_of(f.document_id),
+                ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
+                title: text_of(f.title),
+                heading: text_of(f.heading),
+                text: text_of(f.text),
+                score: 0.0,
+            });
+        }
+        hits.sort_by(|a, b| (&a.memory_id, &a.document_id, a.ordinal).cmp(&(&b.memory_id, &b.document_id, b.ordinal)));
+        Ok(hits)
     }
 }

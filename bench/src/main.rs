@@ -1,0 +1,583 @@
+//! `connector-bench`: measures the Confluence connector end to end and prints a table
+//! (and writes the same numbers as JSON).
+//!
+//! Sections (all against the fake Confluence on loopback):
+//!
+//! - **ingest**: generated spaces (1,000 and 10,000 pages; `--quick`: 200 and 1,000) at
+//!   0 ms and 100 ms of added per-request latency. Each ingest runs in a fresh child
+//!   process (this binary, `child` subcommand, running the host library exactly like
+//!   `connector-host ingest`) so that its peak RSS (`VmHWM`) is the host's alone; the fake
+//!   runs in the parent and counts the HTTP requests.
+//! - **sync**: the largest space unchanged, then with 1% of its pages edited.
+//! - **retrieve**: p50/p99 latency of `retrieve` through the component over 1,000 queries
+//!   against an index of about 100,000 chunks (`--quick`: 10,000).
+//! - **cold start**: first load (compile) and cached load of the component, per-call
+//!   instantiation.
+//! - **convert**: native storage-format conversion throughput (the wasm side is not
+//!   measurable without a conversion-only export; reported as such).
+//! - **scifact** (`--scifact DIR`): BEIR SciFact through the fake and the full pipeline,
+//!   nDCG@10 and Recall@100 over the test queries.
+//! - **peers** (`--peers`): LangChain's `ConfluenceLoader` and LlamaIndex's
+//!   `ConfluenceReader` against the same fake (legacy v1 mode), space and latency.
+
+mod metrics;
+mod peers;
+mod scifact;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use connector_host::bindings::types::Memory;
+use connector_host::runtime::{ConnectorHost, HostConfig, Instance};
+use fake_confluence::{FakeConfluence, TokenKind};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The benchmark user's e-mail on the fake site.
+pub const EMAIL: &str = "bench@example.com";
+/// The benchmark user's classic API token on the fake site.
+pub const TOKEN: &str = "bench-token";
+/// Key of generated benchmark spaces.
+pub const SPACE: &str = "BENCH";
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(name = "connector-bench", about = "Benchmarks of the Confluence connector")]
+struct Cli {
+    /// Small sizes (200/1,000 pages, 10,000 chunks, 200 queries): a run of a minute or two.
+    #[arg(long)]
+    quick: bool,
+    /// BEIR SciFact directory (corpus.jsonl, queries.jsonl, qrels/test.tsv): measure retrieval quality.
+    #[arg(long)]
+    scifact: Option<PathBuf>,
+    /// Also run LangChain and LlamaIndex against the same fake (needs --python).
+    #[arg(long)]
+    peers: bool,
+    /// Python interpreter with langchain-community, atlassian-python-api and
+    /// llama-index-readers-confluence installed (bench/run.sh makes one).
+    #[arg(long, default_value = "target/bench-venv/bin/python")]
+    python: PathBuf,
+    /// Directory of the peer scripts.
+    #[arg(long, default_value = "bench/peers")]
+    peers_dir: PathBuf,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "target/bench-results.json")]
+    out: PathBuf,
+    /// Run only these sections (comma separated: ingest,sync,retrieve,coldstart,convert,scifact,peers).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Scratch directory for data directories (default: a temporary directory).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    child: Option<ChildCommand>,
+}
+
+/// Internal: one ingest or sync in a fresh process (so that its peak RSS is measurable).
+#[derive(Subcommand, Debug)]
+enum ChildCommand {
+    /// Runs one ingest or sync with the host library and prints a JSON report.
+    #[command(hide = true)]
+    Child {
+        /// Host data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Compile cache directory (shared between children).
+        #[arg(long)]
+        cache_dir: PathBuf,
+        /// Site origin (ingest).
+        #[arg(long)]
+        origin: Option<String>,
+        /// Space key (ingest).
+        #[arg(long)]
+        space: Option<String>,
+        /// Memory id (sync).
+        #[arg(long)]
+        memory: Option<String>,
+    },
+}
+
+/// What a child process reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChildReport {
+    /// Wall time of the ingest (or sync) call plus the step loop, in seconds.
+    pub seconds: f64,
+    /// The memory id.
+    pub memory_id: String,
+    /// Documents (pages and blog posts) in the memory afterwards.
+    pub documents: u32,
+    /// Chunks in the memory afterwards.
+    pub chunks: u32,
+    /// HTTP requests of the run as counted by the connector.
+    pub connector_requests: u32,
+    /// Bodies fetched in the run.
+    pub fetched: u32,
+    /// Documents updated in the run.
+    pub updated: u32,
+    /// Peak resident set size of the child process (VmHWM), KiB.
+    pub peak_rss_kib: u64,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(ChildCommand::Child { data_dir, cache_dir, origin, space, memory }) = &cli.child {
+        let rt = runtime()?;
+        let report = rt.block_on(child(data_dir, cache_dir, origin.as_deref(), space.as_deref(), memory.as_deref()))?;
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    run(cli)
+}
+
+/// A multi-thread tokio runtime.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Peak RSS (VmHWM) of this process in KiB, from /proc/self/status (0 where unavailable).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Opens a host on `data_dir` with a shared compile cache.
+pub fn open_host(data_dir: &Path, cache_dir: &Path) -> Result<ConnectorHost> {
+    let mut config = HostConfig::new(data_dir);
+    config.cache_dir = Some(cache_dir.to_path_buf());
+    ConnectorHost::open(config)
+}
+
+/// Connects `instance` to the fake at `origin` with the benchmark user; returns the connection id.
+pub async fn connect(instance: &mut Instance<'_>, origin: &str) -> Result<String> {
+    let connection = instance
+        .connect(vec![
+            ("site".into(), origin.to_string()),
+            ("email".into(), EMAIL.into()),
+            ("token".into(), TOKEN.into()),
+            ("allow-loopback".into(), "true".into()),
+        ])
+        .await?
+        .map_err(|e| anyhow!("connect failed: {}", connector_host::driver::describe_error(&e)))?;
+    Ok(connection.id)
+}
+
+/// Registers an ingest of `space` and steps it to the end; returns the final memory.
+pub async fn ingest(instance: &mut Instance<'_>, connection: &str, space: &str) -> Result<Memory> {
+    let outcomes = instance
+        .ingest(connection, &[space.to_string()])
+        .await?
+        .map_err(|e| anyhow!("ingest failed: {}", connector_host::driver::describe_error(&e)))?;
+    let memory = outcomes
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("no ingest outcome"))?
+        .outcome
+        .map_err(|e| anyhow!("ingest rejected: {}", connector_host::driver::describe_error(&e)))?;
+    settle(instance, &memory.id).await
+}
+
+async fn settle(instance: &mut Instance<'_>, memory_id: &str) -> Result<Memory> {
+    let done = connector_host::driver::drive(instance, &[memory_id.to_string()], |_| {}).await?;
+    let memory = done.into_iter().next().ok_or_else(|| anyhow!("memory {memory_id} did not finish"))?;
+    if let Some(error) = &memory.error {
+        bail!("memory {} ended in error: {error}", memory.id);
+    }
+    Ok(memory)
+}
+
+async fn child(
+    data_dir: &Path,
+    cache_dir: &Path,
+    origin: Option<&str>,
+    space: Option<&str>,
+    memory: Option<&str>,
+) -> Result<ChildReport> {
+    let host = open_host(data_dir, cache_dir)?;
+    let mut instance = host.instance("bench").await?;
+    let (seconds, memory) = match (origin, space, memory) {
+        (Some(origin), Some(space), None) => {
+            let connection = connect(&mut instance, origin).await?;
+            let started = Instant::now();
+            let memory = ingest(&mut instance, &connection, space).await?;
+            (started.elapsed().as_secs_f64(), memory)
+        }
+        (None, None, Some(memory_id)) => {
+            let started = Instant::now();
+            instance
+                .sync(memory_id, false)
+                .await?
+                .map_err(|e| anyhow!("sync failed: {}", connector_host::driver::describe_error(&e)))?;
+            let memory = settle(&mut instance, memory_id).await?;
+            (started.elapsed().as_secs_f64(), memory)
+        }
+        _ => bail!("child wants --origin and --space (ingest) or --memory (sync)"),
+    };
+    Ok(ChildReport {
+        seconds,
+        memory_id: memory.id.clone(),
+        documents: memory.documents,
+        chunks: memory.chunks,
+        connector_requests: memory.progress.requests,
+        fetched: memory.progress.fetched,
+        updated: memory.progress.updated,
+        peak_rss_kib: peak_rss_kib(),
+    })
+}
+
+/// Runs this binary's `child` subcommand and parses its report.
+fn run_child(data_dir: &Path, cache_dir: &Path, args: &[&str]) -> Result<ChildReport> {
+    let exe = std::env::current_exe()?;
+    let output = Command::new(exe)
+        .arg("child")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--cache-dir")
+        .arg(cache_dir)
+        .args(args)
+        .output()
+        .context("cannot start the child process")?;
+    if !output.status.success() {
+        bail!("child failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().ok_or_else(|| anyhow!("child printed nothing"))?;
+    serde_json::from_str(line).with_context(|| format!("unreadable child report {line:?}"))
+}
+
+/// Starts a fake with the benchmark user and a generated space of `pages` pages.
+pub fn fake_with_space(pages: usize) -> Result<FakeConfluence> {
+    let site = FakeConfluence::start()?;
+    site.add_user(EMAIL, TOKEN, TokenKind::Classic);
+    fake_confluence::generate_space(&site, SPACE, pages, 1);
+    Ok(site)
+}
+
+/// Sizes of one run.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    /// Generated space sizes (pages, including the homepage).
+    pub spaces: Vec<usize>,
+    /// Added per-request latencies, in ms.
+    pub latencies: Vec<u64>,
+    /// Chunks wanted in the retrieval index.
+    pub retrieve_chunks: u32,
+    /// Retrieval queries timed.
+    pub queries: usize,
+    /// Space size for the Python peers.
+    pub peer_pages: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                spaces: vec![200, 1_000],
+                latencies: vec![0, 100],
+                retrieve_chunks: 10_000,
+                queries: 200,
+                peer_pages: 200,
+            }
+        } else {
+            Sizes {
+                spaces: vec![1_000, 10_000],
+                latencies: vec![0, 100],
+                retrieve_chunks: 100_000,
+                queries: 1_000,
+                peer_pages: 1_000,
+            }
+        }
+    }
+}
+
+/// One ingest measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestRow {
+    /// Pages generated (including the homepage; plus pages/50 blog posts).
+    pub pages: usize,
+    /// Added latency per request, ms.
+    pub latency_ms: u64,
+    /// Documents ingested (pages and blog posts).
+    pub documents: u32,
+    /// Chunks indexed.
+    pub chunks: u32,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Documents per second.
+    pub docs_per_second: f64,
+    /// HTTP requests served by the fake.
+    pub http_requests: usize,
+    /// Peak RSS of the host process, MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// One sync measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncRow {
+    /// Pages in the space.
+    pub pages: usize,
+    /// Added latency per request, ms.
+    pub latency_ms: u64,
+    /// What changed: `unchanged` or `1% edited`.
+    pub change: String,
+    /// Pages edited before the sync.
+    pub edited: usize,
+    /// Documents re-indexed by the sync.
+    pub updated: u32,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// HTTP requests served by the fake.
+    pub http_requests: usize,
+    /// Peak RSS of the host process, MiB.
+    pub peak_rss_mib: f64,
+}
+
+struct Bench {
+    cli: Cli,
+    sizes: Sizes,
+    work: PathBuf,
+    cache: PathBuf,
+    results: serde_json::Map<String, Value>,
+    /// Data directory of the largest 0 ms ingest (reused by the retrieval benchmark).
+    largest: Option<PathBuf>,
+    /// Our ingest rows, for the peer ratios.
+    ingest_rows: Vec<IngestRow>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Bench {
+    fn wants(&self, section: &str) -> bool {
+        if self.cli.only.is_empty() {
+            match section {
+                "scifact" => self.cli.scifact.is_some(),
+                "peers" => self.cli.peers,
+                _ => true,
+            }
+        } else {
+            self.cli.only.iter().any(|s| s == section)
+        }
+    }
+
+    fn fresh_dir(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.work.join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    fn ingest_and_sync(&mut self) -> Result<()> {
+        let do_sync = self.wants("sync");
+        let mut ingest_rows = Vec::new();
+        let mut sync_rows = Vec::new();
+        let largest = *self.sizes.spaces.iter().max().unwrap_or(&0);
+        for &pages in &self.sizes.spaces.clone() {
+            let started = Instant::now();
+            let site = fake_with_space(pages)?;
+            eprintln!("[ingest] generated {pages} pages in {:.1?}", started.elapsed());
+            let mut dirs = Vec::new();
+            for &latency in &self.sizes.latencies.clone() {
+                site.set_latency(Duration::from_millis(latency));
+                let dir = self.fresh_dir(&format!("ingest-{pages}-{latency}ms"))?;
+                site.reset_requests();
+                let origin = site.origin();
+                let report = run_child(&dir, &self.cache, &["--origin", &origin, "--space", SPACE])?;
+                let row = IngestRow {
+                    pages,
+                    latency_ms: latency,
+                    documents: report.documents,
+                    chunks: report.chunks,
+                    seconds: report.seconds,
+                    docs_per_second: f64::from(report.documents) / report.seconds,
+                    http_requests: site.requests().len(),
+                    peak_rss_mib: report.peak_rss_kib as f64 / 1024.0,
+                };
+                eprintln!("[ingest] {row:?}");
+                ingest_rows.push(row);
+                if do_sync && pages == largest {
+                    site.reset_requests();
+                    let report = run_child(&dir, &self.cache, &["--memory", &report.memory_id])?;
+                    let row = SyncRow {
+                        pages,
+                        latency_ms: latency,
+                        change: "unchanged".into(),
+                        edited: 0,
+                        updated: report.updated,
+                        seconds: report.seconds,
+                        http_requests: site.requests().len(),
+                        peak_rss_mib: report.peak_rss_kib as f64 / 1024.0,
+                    };
+                    eprintln!("[sync] {row:?}");
+                    sync_rows.push(row);
+                }
+                dirs.push((latency, dir, report.memory_id));
+            }
+            if pages == largest {
+                if do_sync {
+                    let edited = fake_confluence::edit_fraction(&site, SPACE, 0.01, 7);
+                    for (latency, dir, memory) in &dirs {
+                        site.set_latency(Duration::from_millis(*latency));
+                        site.reset_requests();
+                        let report = run_child(dir, &self.cache, &["--memory", memory])?;
+                        let row = SyncRow {
+                            pages,
+                            latency_ms: *latency,
+                            change: "1% edited".into(),
+                            edited,
+                            updated: report.updated,
+                            seconds: report.seconds,
+                            http_requests: site.requests().len(),
+                            peak_rss_mib: report.peak_rss_kib as f64 / 1024.0,
+                        };
+                        eprintln!("[sync] {row:?}");
+                        sync_rows.push(row);
+                    }
+                }
+                self.largest = dirs.iter().find(|(l, _, _)| *l == 0).map(|(_, d, _)| d.clone());
+            }
+        }
+        print_ingest(&ingest_rows);
+        self.results.insert("ingest".into(), serde_json::to_value(&ingest_rows)?);
+        if do_sync {
+            print_sync(&sync_rows);
+            self.results.insert("sync".into(), serde_json::to_value(&sync_rows)?);
+        }
+        self.ingest_rows = ingest_rows;
+        Ok(())
+    }
+}
+
+fn print_ingest(rows: &[IngestRow]) {
+    println!("\n## Ingest (host in a fresh child process; fake Confluence on loopback)\n");
+    println!("| pages | latency | documents | chunks | wall time | docs/s | HTTP requests | peak RSS |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for r in rows {
+        println!(
+            "| {} | {} ms | {} | {} | {:.2} s | {:.0} | {} | {:.0} MiB |",
+            r.pages, r.latency_ms, r.documents, r.chunks, r.seconds, r.docs_per_second, r.http_requests, r.peak_rss_mib
+        );
+    }
+}
+
+fn print_sync(rows: &[SyncRow]) {
+    println!("\n## Sync\n");
+    println!("| pages | latency | change | re-indexed | wall time | HTTP requests | peak RSS |");
+    println!("| ---: | ---: | --- | ---: | ---: | ---: | ---: |");
+    for r in rows {
+        println!(
+            "| {} | {} ms | {} | {} | {:.2} s | {} | {:.0} MiB |",
+            r.pages, r.latency_ms, r.change, r.updated, r.seconds, r.http_requests, r.peak_rss_mib
+        );
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let sizes = Sizes::new(cli.quick);
+    let (work, temp) = match &cli.work_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            (dir.clone(), None)
+        }
+        None => {
+            let temp = tempfile::Builder::new().prefix("connector-bench").tempdir()?;
+            (temp.path().to_path_buf(), Some(temp))
+        }
+    };
+    let cache = work.join("compile-cache");
+    std::fs::create_dir_all(&cache)?;
+    let mut bench = Bench {
+        cli,
+        sizes,
+        work,
+        cache,
+        results: serde_json::Map::new(),
+        largest: None,
+        ingest_rows: Vec::new(),
+        _temp: temp,
+    };
+    bench.results.insert(
+        "machine".into(),
+        json!({
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "cpu_model": cpu_model(),
+            "os": std::env::consts::OS,
+            "quick": bench.cli.quick,
+        }),
+    );
+    let rt = runtime()?;
+
+    if bench.wants("coldstart") {
+        let value = rt.block_on(metrics::cold_start(&bench.work))?;
+        bench.results.insert("cold_start".into(), value);
+    }
+    if bench.wants("convert") {
+        let value = metrics::convert_throughput();
+        bench.results.insert("convert".into(), value);
+    }
+    if bench.wants("ingest") || bench.wants("sync") {
+        bench.ingest_and_sync()?;
+    }
+    if bench.wants("retrieve") {
+        let dir = match &bench.largest {
+            Some(dir) => dir.clone(),
+            None => bench.fresh_dir("retrieve")?,
+        };
+        let value = rt.block_on(metrics::retrieve_latency(
+            &dir,
+            &bench.cache,
+            bench.sizes.retrieve_chunks,
+            bench.sizes.queries,
+        ))?;
+        bench.results.insert("retrieve".into(), value);
+    }
+    if bench.wants("scifact") {
+        match bench.cli.scifact.clone() {
+            Some(dataset) => {
+                let dir = bench.fresh_dir("scifact")?;
+                let value = rt.block_on(scifact::run(&dataset, &dir, &bench.cache))?;
+                bench.results.insert("scifact".into(), value);
+            }
+            None => eprintln!("[scifact] skipped: no --scifact DIR"),
+        }
+    }
+    if bench.wants("peers") {
+        let value = peers::run(
+            &bench.cli.python,
+            &bench.cli.peers_dir,
+            bench.sizes.peer_pages,
+            &bench.sizes.latencies,
+            &bench.work,
+            &bench.cache,
+        )?;
+        bench.results.insert("peers".into(), value);
+    }
+
+    if let Some(parent) = bench.cli.out.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    std::fs::write(&bench.cli.out, serde_json::to_string_pretty(&Value::Object(bench.results.clone()))?)
+        .with_context(|| format!("cannot write {}", bench.cli.out.display()))?;
+    println!("\nresults written to {}", bench.cli.out.display());
+    Ok(())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default()
+}
+
+/// Runs a child ingest of `space` at `origin` into a fresh data directory (used by peers).
+pub fn child_ingest(data_dir: &Path, cache_dir: &Path, origin: &str, space: &str) -> Result<ChildReport> {
+    run_child(data_dir, cache_dir, &["--origin", origin, "--space", space])
+}

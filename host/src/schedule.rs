@@ -1,0 +1,158 @@
+//! Auto Resync: per-memory sync schedules kept in the host's private metadata, so they
+//! survive restarts, and the backoff of memories whose syncs keep failing.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::ConnectorHost;
+
+/// Longest wait between attempts of a failing memory.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(24 * 3600);
+
+/// The Auto Resync state of one memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Memory id.
+    pub memory: String,
+    /// Interval between syncs, in seconds.
+    pub every_secs: u64,
+    /// Unix time of the next attempt.
+    pub next_run: u64,
+    /// Failed attempts in a row (drives the backoff).
+    pub failures: u32,
+    /// Why the last attempt failed or was refused.
+    pub last_error: Option<String>,
+    /// Unix time of the last successful sync.
+    pub last_success: Option<u64>,
+}
+
+impl Schedule {
+    /// Whether the memory is being backed off after failures.
+    pub fn backing_off(&self) -> bool {
+        self.failures > 0
+    }
+
+    /// Records a successful sync.
+    pub fn succeeded(&mut self, now: u64) {
+        self.failures = 0;
+        self.last_error = None;
+        self.last_success = Some(now);
+        self.next_run = now + self.every_secs;
+    }
+
+    /// Records a failed sync: the next attempt waits twice as long per failure in a row.
+    pub fn failed(&mut self, now: u64, error: String) {
+        self.failures = self.failures.saturating_add(1);
+        self.last_error = Some(error);
+        let factor = 1u64 << self.failures.min(16);
+        self.next_run = now + self.every_secs.saturating_mul(factor).min(MAX_BACKOFF.as_secs()).max(self.every_secs);
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+/// Parses an interval like `90s`, `15m`, `1h`, `2d` or plain seconds.
+pub fn parse_interval(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let value: u64 = number.parse().map_err(|_| anyhow!("'{text}' is not an interval: use e.g. 90s, 15m, 1h or 1d"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "m" => value * 60,
+        "h" => value * 3600,
+        "d" => value * 86_400,
+        _ => bail!("'{text}' is not an interval: use e.g. 90s, 15m, 1h or 1d"),
+    };
+    if seconds == 0 {
+        bail!("the Auto Resync interval must be at least 1s");
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+fn key(namespace: &str, memory: &str) -> String {
+    format!("schedule/{namespace}/{memory}")
+}
+
+impl ConnectorHost {
+    /// The schedule of a memory, if Auto Resync is on.
+    pub fn schedule(&self, namespace: &str, memory: &str) -> Result<Option<Schedule>> {
+        match self.store().meta().get(&key(namespace, memory)).map_err(|e| anyhow!("{e}"))? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Saves (turns on or updates) a schedule.
+    pub fn save_schedule(&self, namespace: &str, schedule: &Schedule) -> Result<()> {
+        self.store()
+            .meta()
+            .set(&key(namespace, &schedule.memory), &serde_json::to_vec(schedule)?)
+            .map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Turns Auto Resync off for a memory.
+    pub fn remove_schedule(&self, namespace: &str, memory: &str) -> Result<()> {
+        self.store().meta().delete(&key(namespace, memory)).map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Every schedule of an instance.
+    pub fn schedules(&self, namespace: &str) -> Result<Vec<Schedule>> {
+        let prefix = format!("schedule/{namespace}/");
+        let mut schedules = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store().meta().scan_prefix(&prefix, after.as_deref(), 500).map_err(|e| anyhow!("{e}"))?;
+            if page.is_empty() {
+                return Ok(schedules);
+            }
+            after = page.last().map(|(k, _)| k.clone());
+            for (_, value) in page {
+                schedules.push(serde_json::from_slice(&value)?);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_interval("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_interval("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_interval("2d").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(parse_interval("42").unwrap(), Duration::from_secs(42));
+        for bad in ["", "0s", "1w", "m", "-5s", "1.5h"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_and_success_resets() {
+        let mut schedule = Schedule {
+            memory: "mem-1".into(),
+            every_secs: 60,
+            next_run: 0,
+            failures: 0,
+            last_error: None,
+            last_success: None,
+        };
+        schedule.failed(1000, "token expired".into());
+        assert_eq!((schedule.failures, schedule.next_run), (1, 1120));
+        schedule.failed(1120, "token expired".into());
+        assert_eq!(schedule.next_run, 1120 + 240);
+        for _ in 0..30 {
+            schedule.failed(5000, "x".into());
+        }
+        assert_eq!(schedule.next_run, 5000 + MAX_BACKOFF.as_secs());
+        schedule.succeeded(9000);
+        assert_eq!((schedule.failures, schedule.next_run, schedule.last_error.clone()), (0, 9060, None));
+    }
+}

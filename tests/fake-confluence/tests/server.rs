@@ -135,9 +135,9 @@ fn site_auth_failures_are_text_plain_401() {
         SITE_401_BODY,
         std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/confluence/responses/site-401-bad-credentials-text-plain.txt"
+            "/fixtures/responses/site-401-bad-credentials-text-plain.txt"
         ))
-        .unwrap_or_else(|_| SITE_401_BODY.to_string())
+        .expect("the recorded response is a fixture of this crate")
     );
 
     let ok = get(&url, Some(&auth()));

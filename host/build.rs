@@ -1,6 +1,7 @@
 //! Builds the connector component (`plugin/`, target wasm32-wasip2) and hands its path
 //! to the host as `CONNECTOR_COMPONENT_PATH`, so `connector-host` carries the exact
-//! component of this checkout.
+//! component of this checkout. The sandbox tests' misbehaving component
+//! (`tests/guests/hostile`) is built alongside: `HOSTILE_COMPONENT_PATH`.
 //!
 //! The nested cargo uses its own target directory (`<target>/wasm`), otherwise it would
 //! wait forever on the lock the outer build holds.
@@ -11,7 +12,7 @@ use std::process::Command;
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().unwrap().to_path_buf();
-    for watched in ["plugin/src", "plugin/Cargo.toml", "wit", "Cargo.lock"] {
+    for watched in ["plugin/src", "plugin/Cargo.toml", "tests/guests", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
@@ -22,7 +23,8 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&workspace)
-        .args(["build", "--quiet", "--release", "--package", "confluence-connector", "--target", "wasm32-wasip2"])
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
+        .args(["--package", "confluence-connector", "--package", "hostile-guest"])
         .arg("--target-dir")
         .arg(&target_dir)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -39,8 +41,12 @@ fn main() {
         .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
         .status()
         .expect("run cargo to build the connector component");
-    assert!(status.success(), "building the connector component (plugin/) for wasm32-wasip2 failed");
-    let component = target_dir.join("wasm32-wasip2/release/confluence_connector.wasm");
-    assert!(component.exists(), "missing {}", component.display());
-    println!("cargo:rustc-env=CONNECTOR_COMPONENT_PATH={}", component.display());
+    assert!(status.success(), "building the components (plugin/, tests/guests/) for wasm32-wasip2 failed");
+    for (variable, file) in
+        [("CONNECTOR_COMPONENT_PATH", "confluence_connector"), ("HOSTILE_COMPONENT_PATH", "hostile_guest")]
+    {
+        let component = target_dir.join(format!("wasm32-wasip2/release/{file}.wasm"));
+        assert!(component.exists(), "missing {}", component.display());
+        println!("cargo:rustc-env={variable}={}", component.display());
+    }
 }

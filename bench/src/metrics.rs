@@ -72,7 +72,10 @@ pub async fn cold_start(work: &Path) -> Result<Value> {
         "instantiate_ms_p50": quantile_ms(&per_call, 0.5),
         "instantiate_ms_p99": quantile_ms(&per_call, 0.99),
     });
-    println!("\n## Cold start (component {:.1} MiB)\n", connector_host::runtime::BUNDLED_COMPONENT.len() as f64 / 1048576.0);
+    println!(
+        "\n## Cold start (component {:.1} MiB)\n",
+        connector_host::runtime::BUNDLED_COMPONENT.len() as f64 / 1048576.0
+    );
     println!("| first load (compile) | cached load | per-call instantiation p50 / p99 |");
     println!("| ---: | ---: | ---: |");
     println!(
@@ -122,8 +125,19 @@ pub fn convert_throughput() -> Value {
 const Q_STARTS: &[&str] =
     &["How do I", "Who", "When should we", "What is the procedure to", "Why does the team", "Where do we"];
 const Q_VERBS: &[&str] = &[
-    "validate", "retry", "publish", "monitor", "rotate", "archive", "throttle", "replicate", "review", "migrate",
-    "aggregate", "schedule", "encrypt",
+    "validate",
+    "retry",
+    "publish",
+    "monitor",
+    "rotate",
+    "archive",
+    "throttle",
+    "replicate",
+    "review",
+    "migrate",
+    "aggregate",
+    "schedule",
+    "encrypt",
 ];
 const Q_OBJECTS: &[&str] = &[
     "the schema migration",
@@ -142,8 +156,20 @@ const Q_OBJECTS: &[&str] = &[
     "timeout settings",
 ];
 const Q_AREAS: &[&str] = &[
-    "payments", "search", "identity", "billing", "notifications", "data platform", "mobile", "checkout",
-    "observability", "storage", "networking", "onboarding", "reporting", "security",
+    "payments",
+    "search",
+    "identity",
+    "billing",
+    "notifications",
+    "data platform",
+    "mobile",
+    "checkout",
+    "observability",
+    "storage",
+    "networking",
+    "onboarding",
+    "reporting",
+    "security",
 ];
 
 /// `n` deterministic natural-language questions in the vocabulary of the generated spaces.
@@ -187,14 +213,17 @@ pub async fn retrieve_latency(data_dir: &Path, cache: &Path, target_chunks: u32,
     }
     let questions = questions(queries);
     for q in questions.iter().take(20) {
-        instance.retrieve(q, &[], 10).await?.map_err(|e| anyhow!("{e:?}"))?;
+        instance.retrieve(q, &[], 10).await?.map_err(|e| anyhow!("{}", connector_host::driver::describe_error(&e)))?;
     }
     let mut times = Vec::with_capacity(queries);
     let mut empty = 0;
     let total = Instant::now();
     for q in &questions {
         let started = Instant::now();
-        let passages = instance.retrieve(q, &[], 10).await?.map_err(|e| anyhow!("{e:?}"))?;
+        let passages = instance
+            .retrieve(q, &[], 10)
+            .await?
+            .map_err(|e| anyhow!("{}", connector_host::driver::describe_error(&e)))?;
         times.push(started.elapsed());
         if passages.is_empty() {
             empty += 1;
@@ -213,7 +242,9 @@ pub async fn retrieve_latency(data_dir: &Path, cache: &Path, target_chunks: u32,
         "mean_ms": total.as_secs_f64() * 1000.0 / queries as f64,
         "empty_answers": empty,
     });
-    println!("\n## retrieve through the component ({chunks} chunks, {documents} documents, {queries} queries, limit 10)\n");
+    println!(
+        "\n## retrieve through the component ({chunks} chunks, {documents} documents, {queries} queries, limit 10)\n"
+    );
     println!("| p50 | p99 | mean |");
     println!("| ---: | ---: | ---: |");
     println!(

@@ -11,4 +11,5 @@ mod faults;
 mod ingest;
 mod resume;
 mod retrieve;
+mod sandbox;
 mod sync;

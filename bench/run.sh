@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the benchmark in release and runs it. Arguments go to connector-bench, e.g.
+#   bench/run.sh --quick
+#   bench/run.sh --scifact ../shared/datasets/scifact
+#   bench/run.sh --peers --scifact ../shared/datasets/scifact --out target/bench-results.json
+# With --peers, a throwaway virtualenv (target/bench-venv) gets langchain-community,
+# atlassian-python-api and llama-index-readers-confluence from PyPI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+peers=0
+for arg in "$@"; do
+    [ "$arg" = "--peers" ] && peers=1
+done
+
+cargo build --release -p connector-bench
+
+if [ "$peers" = 1 ]; then
+    venv=target/bench-venv
+    if [ ! -x "$venv/bin/python" ]; then
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet langchain-community atlassian-python-api llama-index-readers-confluence
+    set -- --python "$venv/bin/python" "$@"
+fi
+
+exec target/release/connector-bench "$@"

@@ -1,0 +1,88 @@
+//! The sandbox, proved with a purpose-built misbehaving component
+//! (`tests/guests/hostile`): CPU and memory limits, the HTTP allow-list, and isolation
+//! of storage and search between instances. A trapped instance never takes the host
+//! down: the next call works.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use connector_host::bindings::types::ConnectorError;
+use connector_host::runtime::{ConnectorHost, HostConfig};
+
+use crate::support::cache_dir;
+
+fn hostile_host(dir: &std::path::Path) -> ConnectorHost {
+    let mut config = HostConfig::new(dir);
+    config.component = Some(PathBuf::from(env!("HOSTILE_COMPONENT_PATH")));
+    config.cache_dir = Some(cache_dir());
+    config.memory_limit = 64 << 20;
+    config.call_timeout = Duration::from_secs(2);
+    ConnectorHost::open(config).expect("open the host with the hostile component")
+}
+
+async fn ask(instance: &mut connector_host::runtime::Instance<'_>, question: &str) -> String {
+    let passages = instance.retrieve(question, &[], 1).await.expect("no trap").expect("no connector error");
+    passages[0].text.clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cpu_and_memory_limits_stop_the_guest_and_the_next_call_works() {
+    let data = tempfile::tempdir().unwrap();
+    let host = hostile_host(data.path());
+    let mut instance = host.instance("limits").await.unwrap();
+
+    let started = Instant::now();
+    let error = instance.describe().await.expect_err("a spin loop must be stopped");
+    assert!(error.to_string().contains("ran out of CPU time"), "{error:#}");
+    assert!(started.elapsed() < Duration::from_secs(8), "stopped near the 2 s limit: {:?}", started.elapsed());
+    assert_eq!(ask(&mut instance, "kv-set:alive=yes").await, "ok", "a fresh instance serves the next call");
+
+    let error = instance.status().await.expect_err("a memory bomb must be stopped");
+    assert!(error.to_string().contains("failed in call_status and was restarted"), "{error:#}");
+    assert_eq!(ask(&mut instance, "kv-get:alive").await, "yes", "state in storage survives the restart");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_goes_only_to_granted_origins() {
+    let site = fake_confluence::FakeConfluence::start().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let host = hostile_host(data.path());
+    let mut instance = host.instance("egress").await.unwrap();
+    let target = format!("{}/_edge/tenant_info", site.origin());
+
+    let config = |origin: &str, loopback: bool| {
+        let mut config = vec![("origin".to_string(), origin.to_string()), ("url".to_string(), target.clone())];
+        if loopback {
+            config.push(("allow-loopback".into(), "true".into()));
+        }
+        config
+    };
+    // Granted something else: the request to the fake is refused before it leaves.
+    let outcome = instance.connect(config("https://allowed.example", false)).await.unwrap();
+    assert!(matches!(&outcome, Err(ConnectorError::Network(m)) if m.contains("HttpRequestDenied")), "{outcome:?}");
+    assert!(site.requests().is_empty(), "nothing reached the server");
+    // A loopback origin is not granted without allow-loopback.
+    let outcome = instance.connect(config(&site.origin(), false)).await.unwrap();
+    assert!(matches!(&outcome, Err(ConnectorError::Denied(m)) if m.contains("--allow-loopback")), "{outcome:?}");
+    // Granted exactly that origin: the request goes through.
+    let outcome = instance.connect(config(&site.origin(), true)).await.unwrap();
+    assert!(matches!(&outcome, Err(ConnectorError::Network(m)) if m == "status 200"), "{outcome:?}");
+    assert_eq!(site.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_cannot_see_each_others_storage_or_index() {
+    let data = tempfile::tempdir().unwrap();
+    let host = hostile_host(data.path());
+    let mut alpha = host.instance("alpha").await.unwrap();
+    let mut beta = host.instance("beta").await.unwrap();
+
+    assert_eq!(ask(&mut alpha, "kv-set:secret=alpha-only").await, "ok");
+    assert_eq!(ask(&mut beta, "kv-get:secret").await, "none");
+    assert_eq!(ask(&mut beta, "kv-set:secret=beta-only").await, "ok");
+    assert_eq!(ask(&mut alpha, "kv-get:secret").await, "alpha-only", "beta's write did not reach alpha");
+
+    assert_eq!(ask(&mut alpha, "index:zebra stripes in alpha").await, "ok");
+    assert_eq!(ask(&mut beta, "query:zebra").await, "");
+    assert_eq!(ask(&mut alpha, "query:zebra").await, "zebra stripes in alpha");
+}

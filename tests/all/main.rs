@@ -8,6 +8,7 @@ mod auto_resync;
 mod cli;
 mod connect;
 mod faults;
+mod hostile_input;
 mod ingest;
 mod resume;
 mod retrieve;

@@ -23,6 +23,7 @@
 mod metrics;
 mod peers;
 mod scifact;
+mod tune;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,7 +77,7 @@ struct Cli {
     child: Option<ChildCommand>,
 }
 
-/// Internal: one ingest or sync in a fresh process (so that its peak RSS is measurable).
+/// Subcommands besides the benchmark itself.
 #[derive(Subcommand, Debug)]
 enum ChildCommand {
     /// Runs one ingest or sync with the host library and prints a JSON report.
@@ -97,6 +98,11 @@ enum ChildCommand {
         /// Memory id (sync).
         #[arg(long)]
         memory: Option<String>,
+    },
+    /// Diagnostics: SciFact quality of analyzer and ranking variants, natively (not through the component).
+    TuneScifact {
+        /// BEIR SciFact directory.
+        dataset: PathBuf,
     },
 }
 
@@ -128,6 +134,9 @@ fn main() -> Result<()> {
         let report = rt.block_on(child(data_dir, cache_dir, origin.as_deref(), space.as_deref(), memory.as_deref()))?;
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
+    }
+    if let Some(ChildCommand::TuneScifact { dataset }) = &cli.child {
+        return tune::run(dataset);
     }
     run(cli)
 }

@@ -20,7 +20,7 @@ use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::bindings::{self, Connector, ConnectorPre, types};
-use crate::capabilities::http::{OutboundPolicy, canonical_origin, is_loopback_origin};
+use crate::capabilities::http::{OutboundPolicy, SiteLimiter, canonical_origin, is_loopback_origin};
 use crate::state::{Grants, HostState};
 
 /// The connector component built with this host (`plugin/`, for wasm32-wasip2).
@@ -65,6 +65,7 @@ pub struct ConnectorHost {
     key: connector_store::OperatorKey,
     config: HostConfig,
     indexes: Mutex<HashMap<String, Arc<connector_search::TantivySearch>>>,
+    limiter: SiteLimiter,
 }
 
 /// Environment variable with an operator-supplied key for secrets at rest.
@@ -102,7 +103,15 @@ impl ConnectorHost {
         let key =
             connector_store::OperatorKey::from_env_or_file(OPERATOR_KEY_VAR, &config.data_dir.join("operator.key"))
                 .map_err(|e| anyhow!("{e}"))?;
-        Ok(ConnectorHost { engine, pre, store, key, config, indexes: Mutex::new(HashMap::new()) })
+        Ok(ConnectorHost {
+            engine,
+            pre,
+            store,
+            key,
+            config,
+            indexes: Mutex::new(HashMap::new()),
+            limiter: SiteLimiter::default(),
+        })
     }
 
     /// The host's configuration.
@@ -126,7 +135,7 @@ impl ConnectorHost {
             store: self.store.clone(),
             search,
             secrets: self.store.secrets(namespace, self.key.clone()).map_err(|e| anyhow!("{e}"))?,
-            outbound: OutboundPolicy::new(self.granted_origins(namespace)?),
+            outbound: OutboundPolicy::new(self.granted_origins(namespace)?, self.limiter.clone()),
         };
         let (store, connector) = self.instantiate(grants.clone()).await?;
         Ok(Instance { host: self, grants, store, connector })
@@ -344,7 +353,7 @@ impl Instance<'_> {
             self.host.save_granted_origins(&namespace, &all)?;
         } else {
             // Nothing connected: the grants stay as they were.
-            self.grants.outbound = OutboundPolicy::new(before);
+            self.grants.outbound = OutboundPolicy::new(before, self.host.limiter.clone());
             let (store, connector) = self.host.instantiate(self.grants.clone()).await?;
             self.store = store;
             self.connector = connector;

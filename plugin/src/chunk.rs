@@ -15,7 +15,9 @@
 //!
 //! Lengths are counted in Unicode scalar values (`char`s), not bytes.
 //!
-//! ```ignore
+//! ```
+//! use confluence_connector::chunk::{ChunkConfig, chunk};
+//! use confluence_connector::storage::convert;
 //! let doc = convert("<h1>Install</h1><h2>Linux</h2><p>Run make.</p>");
 //! let chunks = chunk(&doc, &ChunkConfig::default());
 //! assert_eq!(chunks[0].headings, ["Install", "Linux"]);

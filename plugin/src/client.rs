@@ -391,6 +391,15 @@ mod tests {
     }
 
     #[test]
+    fn redirects_are_answers_not_instructions() {
+        let script = Script::new(vec![answer(302, &[("location", "https://evil.example/steal")], "")]);
+        let client = Client::new(&script, "https://a.atlassian.net", "e", "t");
+        let error = client.get_json::<serde_json::Value>("/wiki/api/v2/spaces").unwrap_err();
+        assert!(matches!(error, ApiError::Rejected { status: 302, .. }), "{error:?}");
+        assert_eq!(script.sent.borrow().len(), 1, "the redirect was not followed");
+    }
+
+    #[test]
     fn refuses_links_to_other_hosts() {
         let script = Script::new(vec![]);
         let client = Client::new(&script, "https://a.atlassian.net", "e", "t");

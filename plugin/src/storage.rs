@@ -28,7 +28,8 @@
 //! * dropped: generated macros (`toc`, `children`, `pagetree`, …), macro parameters, task
 //!   ids / uuids / status words, placeholders, comments, `<script>` / `<style>`.
 //!
-//! ```ignore
+//! ```
+//! use confluence_connector::storage::convert;
 //! let doc = convert("<h2>Install</h2><p>Run&nbsp;<code>make</code>.</p>");
 //! assert_eq!(doc.plain_text(), "Install\n\nRun make.");
 //! ```

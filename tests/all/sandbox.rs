@@ -86,3 +86,23 @@ async fn instances_cannot_see_each_others_storage_or_index() {
     assert_eq!(ask(&mut beta, "query:zebra").await, "");
     assert_eq!(ask(&mut alpha, "query:zebra").await, "zebra stripes in alpha");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_blocked_on_slow_io_hits_the_wall_clock_limit() {
+    let site = fake_confluence::FakeConfluence::start().unwrap();
+    site.set_latency(Duration::from_secs(6));
+    let data = tempfile::tempdir().unwrap();
+    let host = hostile_host(data.path());
+    let mut instance = host.instance("slow").await.unwrap();
+    let config = vec![
+        ("origin".to_string(), site.origin()),
+        ("url".to_string(), format!("{}/_edge/tenant_info", site.origin())),
+        ("allow-loopback".to_string(), "true".to_string()),
+    ];
+    let started = Instant::now();
+    let error = instance.connect(config).await.expect_err("the 2 s call limit must end the call");
+    assert!(error.to_string().contains("did not finish call_connect within 2s"), "{error:#}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    site.set_latency(Duration::ZERO);
+    assert_eq!(ask(&mut instance, "kv-set:after=ok").await, "ok", "the next call works");
+}

@@ -5,17 +5,83 @@
 //! requests to loopback, private, link-local or metadata addresses are refused unless
 //! the origin itself was granted as a loopback test site (`--allow-loopback`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-/// The set of origins (`scheme://host:port`, explicit port) an instance may reach.
+/// Requests in flight to one site at most, across every instance of a host
+/// (Atlassian reports 429s from about 20 parallel calls; 2–4 is their advice).
+pub const MAX_IN_FLIGHT_PER_SITE: usize = 4;
+/// Longest pause a `Retry-After` can impose on a site.
+pub const MAX_PAUSE: Duration = Duration::from_secs(60);
+
+/// One rate limiter per site, shared by every instance of a host: it bounds requests in
+/// flight, and after a 429 or 503 with `Retry-After` no request to that site starts
+/// before the pause is over, whichever instance sends it.
+#[derive(Clone, Default, Debug)]
+pub struct SiteLimiter {
+    sites: Arc<Mutex<HashMap<String, Arc<SiteState>>>>,
+}
+
+#[derive(Debug)]
+struct SiteState {
+    in_flight: Arc<Semaphore>,
+    paused_until: Mutex<Option<Instant>>,
+}
+
+impl SiteLimiter {
+    fn site(&self, origin: &str) -> Arc<SiteState> {
+        let mut sites = self.sites.lock().expect("limiter lock");
+        sites
+            .entry(origin.to_string())
+            .or_insert_with(|| {
+                Arc::new(SiteState {
+                    in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_SITE)),
+                    paused_until: Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
+    /// Waits for a slot for `origin` and for any pause to end.
+    pub async fn acquire(&self, origin: &str) -> OwnedSemaphorePermit {
+        let site = self.site(origin);
+        let permit = site.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let until = *site.paused_until.lock().expect("pause lock");
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
+        permit
+    }
+
+    /// Notes a response: 429 and 503 with `Retry-After` pause the site.
+    pub fn note(&self, origin: &str, status: u16, retry_after: Option<&str>) {
+        if status != 429 && status != 503 {
+            return;
+        }
+        let Some(seconds) = retry_after.and_then(|v| v.trim().parse::<u64>().ok()) else { return };
+        let until = Instant::now() + Duration::from_secs(seconds).min(MAX_PAUSE);
+        let site = self.site(origin);
+        let mut paused = site.paused_until.lock().expect("pause lock");
+        if paused.is_none_or(|current| current < until) {
+            *paused = Some(until);
+        }
+    }
+}
+
+/// The set of origins (`scheme://host:port`, explicit port) an instance may reach, and
+/// the host's shared per-site limiter.
 #[derive(Clone, Default, Debug)]
 pub struct OutboundPolicy {
     allowed: Arc<RwLock<BTreeSet<String>>>,
+    limiter: SiteLimiter,
 }
 
 /// Canonical `scheme://host:port` of an origin or URL, or `None` if it has no host.
@@ -67,9 +133,9 @@ pub fn is_forbidden_address(ip: IpAddr) -> bool {
 }
 
 impl OutboundPolicy {
-    /// A policy allowing exactly these origins.
-    pub fn new(origins: impl IntoIterator<Item = String>) -> OutboundPolicy {
-        let policy = OutboundPolicy::default();
+    /// A policy allowing exactly these origins, pacing requests with `limiter`.
+    pub fn new(origins: impl IntoIterator<Item = String>, limiter: SiteLimiter) -> OutboundPolicy {
+        let policy = OutboundPolicy { allowed: Arc::default(), limiter };
         for origin in origins {
             policy.allow(&origin);
         }
@@ -81,6 +147,11 @@ impl OutboundPolicy {
         if let Some(origin) = canonical_origin(origin) {
             self.allowed.write().expect("policy lock").insert(origin);
         }
+    }
+
+    /// The shared per-site limiter.
+    pub fn limiter(&self) -> &SiteLimiter {
+        &self.limiter
     }
 
     /// Whether a URL's origin is allowed.
@@ -105,7 +176,9 @@ impl WasiHttpHooks for OutboundPolicy {
             tracing::warn!(target: "connector_host::http", %url, "denied: origin not granted to this instance");
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
-        let loopback_grant = canonical_origin(&url).is_some_and(|o| is_loopback_origin(&o));
+        let origin = canonical_origin(&url).unwrap_or_default();
+        let loopback_grant = is_loopback_origin(&origin);
+        let limiter = self.limiter.clone();
         let host = request.uri().host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
         let port =
             request.uri().port_u16().unwrap_or(if request.uri().scheme_str() == Some("http") { 80 } else { 443 });
@@ -120,7 +193,10 @@ impl WasiHttpHooks for OutboundPolicy {
                 }
             }
             use http_body_util::BodyExt;
+            let _slot = limiter.acquire(&origin).await;
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok());
+            limiter.note(&origin, response.status().as_u16(), retry_after);
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
@@ -135,13 +211,47 @@ mod tests {
 
     #[test]
     fn origins_compare_with_explicit_ports() {
-        let policy =
-            OutboundPolicy::new(["https://Acme.atlassian.net".to_string(), "http://127.0.0.1:8080".to_string()]);
+        let policy = OutboundPolicy::new(
+            ["https://Acme.atlassian.net".to_string(), "http://127.0.0.1:8080".to_string()],
+            SiteLimiter::default(),
+        );
         assert!(policy.allows("https://acme.atlassian.net:443/wiki/api/v2/spaces"));
         assert!(policy.allows("http://127.0.0.1:8080/wiki"));
         assert!(!policy.allows("http://acme.atlassian.net/wiki"), "scheme matters");
         assert!(!policy.allows("https://acme.atlassian.net.evil.example/"));
         assert!(!policy.allows("http://127.0.0.1:8081/"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_pauses_the_whole_site_and_only_that_site() {
+        let limiter = SiteLimiter::default();
+        let site = "https://acme.atlassian.net:443";
+        drop(limiter.acquire(site).await);
+        limiter.note(site, 429, Some("7"));
+        limiter.note(site, 503, Some("2")); // a shorter pause does not cut the longer one
+        limiter.note(site, 500, Some("600")); // only 429/503 pause
+        let started = Instant::now();
+        drop(limiter.acquire("https://other.atlassian.net:443").await);
+        assert_eq!(started.elapsed(), Duration::ZERO, "other sites are not paused");
+        drop(limiter.acquire(site).await);
+        assert_eq!(started.elapsed(), Duration::from_secs(7));
+        limiter.note(site, 429, Some("100000"));
+        let started = Instant::now();
+        drop(limiter.acquire(site).await);
+        assert_eq!(started.elapsed(), MAX_PAUSE, "pauses are clamped");
+    }
+
+    #[tokio::test]
+    async fn in_flight_requests_per_site_are_bounded() {
+        let limiter = SiteLimiter::default();
+        let mut held = Vec::new();
+        for _ in 0..MAX_IN_FLIGHT_PER_SITE {
+            held.push(limiter.acquire("https://a:443").await);
+        }
+        let blocked = tokio::time::timeout(Duration::from_millis(50), limiter.acquire("https://a:443")).await;
+        assert!(blocked.is_err(), "a fifth request waits");
+        held.pop();
+        assert!(tokio::time::timeout(Duration::from_millis(50), limiter.acquire("https://a:443")).await.is_ok());
     }
 
     #[test]

@@ -395,7 +395,7 @@ impl Instance<'_> {
 
     /// Memories with unfinished work.
     pub async fn pending(&mut self) -> Result<Vec<String>> {
-        guarded!(self, call_pending())
+        guarded!(self, call_pending())?.map_err(|e| anyhow!("{}", crate::driver::describe_error(&e)))
     }
 
     /// Passages for a question.
@@ -410,7 +410,7 @@ impl Instance<'_> {
 
     /// Connections and memories.
     pub async fn status(&mut self) -> Result<types::InstanceStatus> {
-        guarded!(self, call_status())
+        guarded!(self, call_status())?.map_err(|e| anyhow!("{}", crate::driver::describe_error(&e)))
     }
 
     /// Every committed passage of the instance, in a stable order (host side; the guest

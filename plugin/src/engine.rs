@@ -342,10 +342,9 @@ impl<'a> Engine<'a> {
             ))
         };
         match &config.site {
-            Site::Gateway { origin, cloud_id } => {
+            Site::Gateway { cloud_id, .. } => {
                 let base = config.site.api_base();
                 self.check_scoped(&base, config)?;
-                let _ = origin;
                 Ok((base, Access::Scoped, cloud_id.clone()))
             }
             Site::Cloud { origin } => {
@@ -764,7 +763,7 @@ impl<'a> Engine<'a> {
     ) -> Result<Advance, RunFailure> {
         match run.phase {
             Phase::Pages | Phase::BlogPosts => self.list(client, connection, memory, run),
-            Phase::Fetch => self.fetch(client, connection, memory, run),
+            Phase::Fetch => self.fetch(client, memory, run),
             Phase::Count => self.count(memory, run),
             Phase::Delete => self.delete(memory, run),
         }
@@ -902,13 +901,7 @@ impl<'a> Engine<'a> {
         chunks
     }
 
-    fn fetch(
-        &self,
-        client: &Client<'_>,
-        _connection: &Connection,
-        memory: &mut Memory,
-        run: &mut Run,
-    ) -> Result<Advance, RunFailure> {
+    fn fetch(&self, client: &Client<'_>, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
         let kind = run.pending.first().and_then(|p| p.chars().next()).unwrap_or('p');
         let batch: Vec<String> = run
             .pending

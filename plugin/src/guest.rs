@@ -294,11 +294,11 @@ impl wit::Guest for Component {
 
     fn step(memory_id: String) -> Result<types::StepReport, types::ConnectorError> {
         let report = with_engine(|e| e.step(&memory_id)).map_err(error)?;
-        Ok(types::StepReport { memory: memory(report.memory), finished: report.finished, retry_after_seconds: 0 })
+        Ok(types::StepReport { memory: memory(report.memory), finished: report.finished })
     }
 
-    fn pending() -> Vec<String> {
-        with_engine(|e| e.pending()).unwrap_or_default()
+    fn pending() -> Result<Vec<String>, types::ConnectorError> {
+        with_engine(|e| e.pending()).map_err(error)
     }
 
     fn retrieve(
@@ -324,14 +324,12 @@ impl wit::Guest for Component {
             .collect())
     }
 
-    fn status() -> types::InstanceStatus {
-        match with_engine(|e| e.status()) {
-            Ok(report) => types::InstanceStatus {
-                connections: report.connections.into_iter().map(connection).collect(),
-                memories: report.memories.into_iter().map(memory).collect(),
-            },
-            Err(_) => types::InstanceStatus { connections: Vec::new(), memories: Vec::new() },
-        }
+    fn status() -> Result<types::InstanceStatus, types::ConnectorError> {
+        let report = with_engine(|e| e.status()).map_err(error)?;
+        Ok(types::InstanceStatus {
+            connections: report.connections.into_iter().map(connection).collect(),
+            memories: report.memories.into_iter().map(memory).collect(),
+        })
     }
 }
 

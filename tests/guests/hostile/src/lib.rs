@@ -106,8 +106,8 @@ mod guest {
             Err(ConnectorError::NotFound("hostile".into()))
         }
 
-        fn pending() -> Vec<String> {
-            Vec::new()
+        fn pending() -> Result<Vec<String>, ConnectorError> {
+            Ok(Vec::new())
         }
 
         fn retrieve(question: String, _: Vec<String>, _: u32) -> Result<Vec<Passage>, ConnectorError> {
@@ -135,7 +135,7 @@ mod guest {
             Ok(vec![passage(answer)])
         }
 
-        fn status() -> InstanceStatus {
+        fn status() -> Result<InstanceStatus, ConnectorError> {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
                 hoard.push(vec![1u8; 16 << 20]);

@@ -186,7 +186,7 @@ impl<'t> Client<'t> {
             };
             let retry_after = match self.transport.send(request) {
                 Ok(response) => match classify(&url, &response) {
-                    Outcome::Done => match serde_json::from_slice::<T>(&response.body) {
+                    Outcome::Done => match decode::<T>(&response.body) {
                         Ok(value) => return Ok(value),
                         Err(error) => {
                             last = format!("unreadable response body ({error})");
@@ -267,6 +267,17 @@ fn classify(url: &str, response: &Response) -> Outcome {
                 .map(Duration::from_secs),
         },
         status => Outcome::Fail(ApiError::Rejected { url, status, message: message_of(&response.body) }),
+    }
+}
+
+/// Parses JSON; a body with invalid UTF-8 (a page pasted from a broken source) is read
+/// with replacement characters rather than losing the whole listing.
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+    match serde_json::from_slice(body) {
+        Err(error) if std::str::from_utf8(body).is_err() => {
+            serde_json::from_str(&String::from_utf8_lossy(body)).map_err(|_| error)
+        }
+        outcome => outcome,
     }
 }
 
@@ -406,6 +417,18 @@ mod tests {
         assert!(matches!(client.url("https://evil.example/wiki"), Err(ApiError::ForeignLink(_))));
         assert!(matches!(client.url("https://a.atlassian.net.evil.example/x"), Err(ApiError::ForeignLink(_))));
         assert_eq!(client.url("https://a.atlassian.net/wiki/x").unwrap(), "https://a.atlassian.net/wiki/x");
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_body_is_replaced_not_fatal() {
+        let mut body = br#"{"title":"caf"#.to_vec();
+        body.extend_from_slice(&[0xE9, 0xFF]);
+        body.extend_from_slice(br#" menu"}"#);
+        let script = Script::new(vec![Ok(Response { status: 200, headers: vec![], body })]);
+        let client = Client::new(&script, "https://a.atlassian.net", "e", "t");
+        let value: serde_json::Value = client.get_json("/x").unwrap();
+        assert_eq!(value["title"], "caf\u{fffd}\u{fffd} menu");
+        assert_eq!(client.traffic().retries, 0);
     }
 
     #[test]

@@ -40,29 +40,20 @@ fn every_pasted_url_form_reaches_the_same_connection() {
     assert_eq!(world.status()["connections"].as_array().unwrap().len(), 1);
 }
 
+/// Connects with the scoped token, the gateway pointed at the fake; returns the connection.
+fn connect_scoped(world: &World, site: &str) -> serde_json::Value {
+    let gateway = world.site.gateway_origin();
+    let args = ["connect", "--site", site, "--email", EMAIL, "--token-env", "CONFLUENCE_TOKEN", "--allow-loopback"];
+    let output = world.run_with_token(SCOPED_TOKEN, &[&args[..], &["--gateway", &gateway, "--json"]].concat());
+    assert!(output.status.success(), "{}", text(&output));
+    parse(&String::from_utf8_lossy(&output.stdout))
+}
+
 #[test]
 fn scoped_tokens_are_detected_and_use_the_gateway() {
     let world = World::new();
     let origin = world.site.origin();
-    let gateway = world.site.gateway_origin();
-    let output = world.run_with_token(
-        SCOPED_TOKEN,
-        &[
-            "connect",
-            "--site",
-            &origin,
-            "--email",
-            EMAIL,
-            "--token-env",
-            "CONFLUENCE_TOKEN",
-            "--allow-loopback",
-            "--gateway",
-            &gateway,
-            "--json",
-        ],
-    );
-    assert!(output.status.success(), "{}", text(&output));
-    let connection = parse(&String::from_utf8_lossy(&output.stdout));
+    let connection = connect_scoped(&world, &origin);
     assert_eq!(connection["access"], "scoped token via API gateway");
 
     world.site.add_space("ENG", "Engineering");
@@ -79,25 +70,7 @@ fn scoped_tokens_are_detected_and_use_the_gateway() {
 fn the_gateway_form_is_accepted_as_given() {
     let world = World::new();
     let base = world.site.gateway_base();
-    let gateway = world.site.gateway_origin();
-    let output = world.run_with_token(
-        SCOPED_TOKEN,
-        &[
-            "connect",
-            "--site",
-            &base,
-            "--email",
-            EMAIL,
-            "--token-env",
-            "CONFLUENCE_TOKEN",
-            "--allow-loopback",
-            "--gateway",
-            &gateway,
-            "--json",
-        ],
-    );
-    assert!(output.status.success(), "{}", text(&output));
-    let connection = parse(&String::from_utf8_lossy(&output.stdout));
+    let connection = connect_scoped(&world, &base);
     assert_eq!(connection["access"], "scoped token via API gateway");
 }
 

@@ -397,6 +397,24 @@ fn check_memory_id(memory_id: &str) -> Result<(), SearchError> {
     Ok(())
 }
 
+impl TantivySearch {
+    /// A stored document as a [`Hit`].
+    fn hit(&self, doc: &TantivyDocument, score: f32) -> Hit {
+        let f = self.fields;
+        let text_of = |field| doc.get_first(field).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let ordinal = doc.get_first(f.ordinal).and_then(|v| v.as_u64()).unwrap_or_default();
+        Hit {
+            memory_id: text_of(f.memory_id),
+            document_id: text_of(f.document_id),
+            ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
+            title: text_of(f.title),
+            heading: text_of(f.heading),
+            text: text_of(f.text),
+            score,
+        }
+    }
+}
+
 impl SearchBackend for TantivySearch {
     fn replace_document(&self, memory_id: &str, document_id: &str, chunks: &[Chunk]) -> Result<(), SearchError> {
         check_memory_id(memory_id)?;
@@ -479,22 +497,7 @@ impl SearchBackend for TantivySearch {
 
         let searcher = self.reader.searcher();
         let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, address) in top {
-            let doc: TantivyDocument = searcher.doc(address)?;
-            let text_of = |field| doc.get_first(field).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-            let ordinal = doc.get_first(f.ordinal).and_then(|v| v.as_u64()).unwrap_or_default();
-            hits.push(Hit {
-                memory_id: text_of(f.memory_id),
-                document_id: text_of(f.document_id),
-                ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
-                title: text_of(f.title),
-                heading: text_of(f.heading),
-                text: text_of(f.text),
-                score,
-            });
-        }
-        Ok(hits)
+        top.into_iter().map(|(score, address)| Ok(self.hit(&searcher.doc(address)?, score))).collect()
     }
 
     fn count(&self, memory_id: &str) -> Result<u64, SearchError> {
@@ -503,24 +506,12 @@ impl SearchBackend for TantivySearch {
     }
 
     fn export(&self) -> Result<Vec<Hit>, SearchError> {
-        let f = self.fields;
         let searcher = self.reader.searcher();
         let addresses = searcher.search(&tantivy::query::AllQuery, &tantivy::collector::DocSetCollector)?;
-        let mut hits = Vec::with_capacity(addresses.len());
-        for address in addresses {
-            let doc: TantivyDocument = searcher.doc(address)?;
-            let text_of = |field| doc.get_first(field).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-            let ordinal = doc.get_first(f.ordinal).and_then(|v| v.as_u64()).unwrap_or_default();
-            hits.push(Hit {
-                memory_id: text_of(f.memory_id),
-                document_id: text_of(f.document_id),
-                ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
-                title: text_of(f.title),
-                heading: text_of(f.heading),
-                text: text_of(f.text),
-                score: 0.0,
-            });
-        }
+        let mut hits = addresses
+            .into_iter()
+            .map(|address| Ok(self.hit(&searcher.doc(address)?, 0.0)))
+            .collect::<Result<Vec<Hit>, SearchError>>()?;
         hits.sort_by(|a, b| (&a.memory_id, &a.document_id, a.ordinal).cmp(&(&b.memory_id, &b.document_id, b.ordinal)));
         Ok(hits)
     }

@@ -23,7 +23,11 @@ def main() -> int:
 
     reader = ConfluenceReader(base_url=args.url, user_name=args.user, password=args.token, cloud=True)
     started = time.perf_counter()
-    documents = reader.load_data(space_key=args.space, include_attachments=False, page_status="current")
+    # max_num_results=None crashes atlassian-python-api (it compares len(results) <= None);
+    # a bound larger than any space means "all pages".
+    documents = reader.load_data(
+        space_key=args.space, include_attachments=False, page_status="current", max_num_results=1_000_000
+    )
     seconds = time.perf_counter() - started
     print(
         json.dumps(

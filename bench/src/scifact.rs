@@ -15,8 +15,8 @@ use crate::{EMAIL, TOKEN, connect, ingest, open_host};
 
 /// Space key of the SciFact corpus on the fake.
 const KEY: &str = "SCIFACT";
-/// Passages asked per query: the connector's maximum.
-const LIMIT: u32 = 100;
+/// Passages asked per query (the connector's maximum), collapsed to documents for ranking.
+const LIMIT: u32 = 1000;
 
 #[derive(Deserialize)]
 struct CorpusDoc {

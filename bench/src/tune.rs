@@ -40,6 +40,8 @@ struct Variant {
     fetch: usize,
     /// Collapse by summing the scores of a document's chunks instead of taking the best.
     sum_chunks: bool,
+    /// Index the title inside the text field only (one BM25 field, like Anserini's `contents`).
+    title_in_text: bool,
 }
 
 /// Scores every variant on SciFact and prints a table.
@@ -66,6 +68,7 @@ pub fn run(dataset: &Path) -> Result<()> {
             chunking: ChunkConfig::default(),
             fetch: 100,
             sum_chunks: false,
+            title_in_text: false,
         },
         Variant {
             name: "defaults, 1000 chunks → docs",
@@ -73,6 +76,7 @@ pub fn run(dataset: &Path) -> Result<()> {
             chunking: ChunkConfig::default(),
             fetch: 1000,
             sum_chunks: false,
+            title_in_text: false,
         },
         Variant {
             name: "title boost 1.0",
@@ -80,6 +84,7 @@ pub fn run(dataset: &Path) -> Result<()> {
             chunking: ChunkConfig::default(),
             fetch: 1000,
             sum_chunks: false,
+            title_in_text: false,
         },
         Variant {
             name: "no stop words",
@@ -90,6 +95,7 @@ pub fn run(dataset: &Path) -> Result<()> {
             chunking: ChunkConfig::default(),
             fetch: 1000,
             sum_chunks: false,
+            title_in_text: false,
         },
         Variant {
             name: "no stemming",
@@ -100,6 +106,7 @@ pub fn run(dataset: &Path) -> Result<()> {
             chunking: ChunkConfig::default(),
             fetch: 1000,
             sum_chunks: false,
+            title_in_text: false,
         },
         Variant {
             name: "whole document per chunk",
@@ -107,6 +114,7 @@ pub fn run(dataset: &Path) -> Result<()> {
             chunking: whole,
             fetch: 1000,
             sum_chunks: false,
+            title_in_text: false,
         },
         Variant {
             name: "whole document, title boost 1.0",
@@ -114,6 +122,7 @@ pub fn run(dataset: &Path) -> Result<()> {
             chunking: whole,
             fetch: 1000,
             sum_chunks: false,
+            title_in_text: false,
         },
         Variant {
             name: "sum of chunk scores per doc",
@@ -121,6 +130,39 @@ pub fn run(dataset: &Path) -> Result<()> {
             chunking: ChunkConfig::default(),
             fetch: 1000,
             sum_chunks: true,
+            title_in_text: false,
+        },
+        Variant {
+            name: "title boost 0.5",
+            search: SearchConfig { title_boost: 0.5, ..base.clone() },
+            chunking: ChunkConfig::default(),
+            fetch: 1000,
+            sum_chunks: false,
+            title_in_text: false,
+        },
+        Variant {
+            name: "whole document, title boost 0.5",
+            search: SearchConfig { title_boost: 0.5, ..base.clone() },
+            chunking: whole,
+            fetch: 1000,
+            sum_chunks: false,
+            title_in_text: false,
+        },
+        Variant {
+            name: "whole document, title in text field only",
+            search: SearchConfig { title_boost: 0.0, ..base.clone() },
+            chunking: whole,
+            fetch: 1000,
+            sum_chunks: false,
+            title_in_text: true,
+        },
+        Variant {
+            name: "chunks, title in text field only",
+            search: SearchConfig { title_boost: 0.0, ..base.clone() },
+            chunking: ChunkConfig::default(),
+            fetch: 1000,
+            sum_chunks: false,
+            title_in_text: true,
         },
     ];
     println!("| variant | chunks | nDCG@10 | Recall@100 |");
@@ -136,9 +178,9 @@ pub fn run(dataset: &Path) -> Result<()> {
                 .enumerate()
                 .map(|(i, c)| Chunk {
                     ordinal: i as u32,
-                    title: title.clone(),
+                    title: if v.title_in_text { String::new() } else { title.clone() },
                     heading: c.headings.join(" › "),
-                    text: c.text,
+                    text: if v.title_in_text { format!("{title}\n{}", c.text) } else { c.text },
                 })
                 .collect();
             if chunks.is_empty() {

@@ -985,7 +985,7 @@ impl<'a> Engine<'a> {
         if question.is_empty() {
             return Err(ConnectorError::InvalidInput("the question is empty".into()));
         }
-        let limit = if limit == 0 { 5 } else { limit.min(100) };
+        let limit = if limit == 0 { 5 } else { limit.min(1000) };
         let mut memories: HashMap<String, Memory> = HashMap::new();
         for id in memory_ids {
             memories.insert(id.clone(), self.memory(id)?);

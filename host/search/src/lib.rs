@@ -193,7 +193,10 @@ pub struct SearchConfig {
     /// Total indexing memory of the (single, long-lived) index writer, split among its
     /// threads (default 50 MB; tantivy needs at least 15 MB).
     pub writer_heap_bytes: usize,
-    /// Score multiplier of title matches (default 2.0).
+    /// Score multiplier of matches in the separate title field (default 0: off). The
+    /// title is always indexed with the text as well, so a chunk is scored as one
+    /// title-plus-text field; boosting short titles on top over-weights them (BEIR
+    /// SciFact nDCG@10: 0.622 with a 2.0 title boost, 0.690 with the title in the text).
     pub title_boost: f32,
     /// Score multiplier of heading matches (default 1.5).
     pub heading_boost: f32,
@@ -211,7 +214,7 @@ impl Default for SearchConfig {
         SearchConfig {
             analyzer: AnalyzerConfig::default(),
             writer_heap_bytes: 50_000_000,
-            title_boost: 2.0,
+            title_boost: 0.0,
             heading_boost: 1.5,
             text_boost: 1.0,
             max_limit: 1000,
@@ -432,7 +435,9 @@ impl SearchBackend for TantivySearch {
             doc.add_u64(f.ordinal, u64::from(chunk.ordinal));
             doc.add_text(f.title, &chunk.title);
             doc.add_text(f.heading, &chunk.heading);
+            // The text first: it is the stored value hits return.
             doc.add_text(f.text, &chunk.text);
+            doc.add_text(f.text, &chunk.title);
             writer.add_document(doc)?;
         }
         Ok(())
@@ -478,7 +483,7 @@ impl SearchBackend for TantivySearch {
         ];
         let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len() * 3);
         for term in &terms {
-            for (field, boost) in boosts {
+            for (field, boost) in boosts.into_iter().filter(|(_, boost)| *boost > 0.0) {
                 let q = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
                 should.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
             }

@@ -30,10 +30,8 @@ def main() -> int:
         limit=100,  # the largest page size v1 allows with bodies expanded
         max_pages=1_000_000,
         include_attachments=False,
-        # The default (False) checks each page's restrictions with one more request per page
-        # (/content/{id}/restriction/byOperation), which the fake does not serve; skipping it
-        # only makes LangChain faster.
-        include_restricted_content=True,
+        # include_restricted_content stays at its default (False): LangChain then asks
+        # /content/{id}/restriction/byOperation once per page, as it does against Cloud.
     )
     started = time.perf_counter()
     documents = loader.load()

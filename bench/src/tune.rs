@@ -40,8 +40,6 @@ struct Variant {
     fetch: usize,
     /// Collapse by summing the scores of a document's chunks instead of taking the best.
     sum_chunks: bool,
-    /// Index the title inside the text field only (one BM25 field, like Anserini's `contents`).
-    title_in_text: bool,
 }
 
 /// Scores every variant on SciFact and prints a table.
@@ -63,28 +61,32 @@ pub fn run(dataset: &Path) -> Result<()> {
     let whole = ChunkConfig { target_chars: 100_000, max_chars: 100_000 };
     let mut variants = vec![
         Variant {
-            name: "pipeline defaults (100 chunks)",
+            name: "pipeline defaults, 100 chunks → docs",
             search: base.clone(),
             chunking: ChunkConfig::default(),
             fetch: 100,
             sum_chunks: false,
-            title_in_text: false,
         },
         Variant {
-            name: "defaults, 1000 chunks → docs",
+            name: "pipeline defaults, 1000 chunks → docs",
             search: base.clone(),
             chunking: ChunkConfig::default(),
             fetch: 1000,
             sum_chunks: false,
-            title_in_text: false,
         },
         Variant {
-            name: "title boost 1.0",
-            search: SearchConfig { title_boost: 1.0, ..base.clone() },
+            name: "plus title field, boost 0.5",
+            search: SearchConfig { title_boost: 0.5, ..base.clone() },
             chunking: ChunkConfig::default(),
             fetch: 1000,
             sum_chunks: false,
-            title_in_text: false,
+        },
+        Variant {
+            name: "plus title field, boost 2.0 (the first default)",
+            search: SearchConfig { title_boost: 2.0, ..base.clone() },
+            chunking: ChunkConfig::default(),
+            fetch: 1000,
+            sum_chunks: false,
         },
         Variant {
             name: "no stop words",
@@ -95,7 +97,6 @@ pub fn run(dataset: &Path) -> Result<()> {
             chunking: ChunkConfig::default(),
             fetch: 1000,
             sum_chunks: false,
-            title_in_text: false,
         },
         Variant {
             name: "no stemming",
@@ -106,7 +107,6 @@ pub fn run(dataset: &Path) -> Result<()> {
             chunking: ChunkConfig::default(),
             fetch: 1000,
             sum_chunks: false,
-            title_in_text: false,
         },
         Variant {
             name: "whole document per chunk",
@@ -114,15 +114,6 @@ pub fn run(dataset: &Path) -> Result<()> {
             chunking: whole,
             fetch: 1000,
             sum_chunks: false,
-            title_in_text: false,
-        },
-        Variant {
-            name: "whole document, title boost 1.0",
-            search: SearchConfig { title_boost: 1.0, ..base.clone() },
-            chunking: whole,
-            fetch: 1000,
-            sum_chunks: false,
-            title_in_text: false,
         },
         Variant {
             name: "sum of chunk scores per doc",
@@ -130,39 +121,6 @@ pub fn run(dataset: &Path) -> Result<()> {
             chunking: ChunkConfig::default(),
             fetch: 1000,
             sum_chunks: true,
-            title_in_text: false,
-        },
-        Variant {
-            name: "title boost 0.5",
-            search: SearchConfig { title_boost: 0.5, ..base.clone() },
-            chunking: ChunkConfig::default(),
-            fetch: 1000,
-            sum_chunks: false,
-            title_in_text: false,
-        },
-        Variant {
-            name: "whole document, title boost 0.5",
-            search: SearchConfig { title_boost: 0.5, ..base.clone() },
-            chunking: whole,
-            fetch: 1000,
-            sum_chunks: false,
-            title_in_text: false,
-        },
-        Variant {
-            name: "whole document, title in text field only",
-            search: SearchConfig { title_boost: 0.0, ..base.clone() },
-            chunking: whole,
-            fetch: 1000,
-            sum_chunks: false,
-            title_in_text: true,
-        },
-        Variant {
-            name: "chunks, title in text field only",
-            search: SearchConfig { title_boost: 0.0, ..base.clone() },
-            chunking: ChunkConfig::default(),
-            fetch: 1000,
-            sum_chunks: false,
-            title_in_text: true,
         },
     ];
     println!("| variant | chunks | nDCG@10 | Recall@100 |");
@@ -178,9 +136,9 @@ pub fn run(dataset: &Path) -> Result<()> {
                 .enumerate()
                 .map(|(i, c)| Chunk {
                     ordinal: i as u32,
-                    title: if v.title_in_text { String::new() } else { title.clone() },
+                    title: title.clone(),
                     heading: c.headings.join(" › "),
-                    text: if v.title_in_text { format!("{title}\n{}", c.text) } else { c.text },
+                    text: c.text,
                 })
                 .collect();
             if chunks.is_empty() {

@@ -148,6 +148,7 @@ enum Ep {
     Blogpost(String),
     V1Content,
     V1ContentId(String),
+    V1Restrictions(String),
     V1ContentOther,
     V1ContentSearch,
     V1Search,
@@ -182,6 +183,7 @@ impl Ep {
                 ["content"] => Ep::V1Content,
                 ["content", "search"] => Ep::V1ContentSearch,
                 ["content", id] if !id.is_empty() => Ep::V1ContentId(own(id)),
+                ["content", id, "restriction", "byOperation"] => Ep::V1Restrictions(own(id)),
                 ["content", _, ..] => Ep::V1ContentOther,
                 ["search"] => Ep::V1Search,
                 ["space"] => Ep::V1Spaces,
@@ -204,7 +206,7 @@ impl Ep {
                 &["read:page:confluence"]
             }
             Ep::Ancestors(_) => &["read:content.metadata:confluence"],
-            Ep::V1Content | Ep::V1ContentId(_) | Ep::V1ContentOther => {
+            Ep::V1Content | Ep::V1ContentId(_) | Ep::V1Restrictions(_) | Ep::V1ContentOther => {
                 &["read:content-details:confluence", "read:confluence-content.summary", "read:confluence-content.all"]
             }
             Ep::V1ContentSearch | Ep::V1Search => &["read:content-details:confluence", "search:confluence"],
@@ -220,6 +222,7 @@ impl Ep {
             self,
             Ep::V1Content
                 | Ep::V1ContentId(_)
+                | Ep::V1Restrictions(_)
                 | Ep::V1ContentOther
                 | Ep::V1Spaces
                 | Ep::V1Space(_)
@@ -374,6 +377,7 @@ fn dispatch(st: &mut State, origin: &str, method: &str, path: &str, raw_query: &
         Ep::Ancestors(id) => ancestors(st, &ctx, &q, &id),
         Ep::V1Content => v1::list_content(st, &ctx, &q),
         Ep::V1ContentId(id) => v1::content_by_id(st, &ctx, &q, &id),
+        Ep::V1Restrictions(id) => v1::restrictions(st, &ctx, &q, &id),
         Ep::V1ContentOther => Ok(not_found()),
         Ep::V1ContentSearch => v1::content_search(st, &ctx, &q),
         Ep::V1Search => v1::search(st, &ctx, &q),

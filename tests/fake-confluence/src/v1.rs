@@ -277,6 +277,19 @@ pub(crate) fn content_by_id(st: &State, ctx: &Ctx<'_>, q: &Query, id: &str) -> R
     Ok(Reply::json(200, &content_v1(st, ctx, c, &expands(q, ""))))
 }
 
+/// `GET /wiki/rest/api/content/{id}/restriction/byOperation` (legacy mode): what
+/// LangChain's loader asks for every page by default. Visible pages are unrestricted.
+pub(crate) fn restrictions(st: &State, ctx: &Ctx<'_>, q: &Query, id: &str) -> Result<Reply, Reply> {
+    content_by_id(st, ctx, q, id)?;
+    let none = |operation: &str| {
+        json!({
+            "operation": operation,
+            "restrictions": {"user": {"results": [], "size": 0}, "group": {"results": [], "size": 0}},
+        })
+    };
+    Ok(Reply::json(200, &json!({"read": none("read"), "update": none("update")})))
+}
+
 fn cql_error(msg: &str) -> Reply {
     v1_error(
         400,

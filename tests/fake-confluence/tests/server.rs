@@ -316,6 +316,7 @@ fn legacy_v1_is_gone_by_default_and_servable_on_demand() {
         "/wiki/rest/api/space".to_string(),
         "/wiki/rest/api/space/ENG".to_string(),
         "/wiki/rest/api/space/ENG/content".to_string(),
+        format!("/wiki/rest/api/content/{p}/restriction/byOperation"),
     ] {
         let r = get(&format!("{}{path}", s.origin()), Some(&auth()));
         assert_eq!(r.status, 410, "{path}");
@@ -346,6 +347,12 @@ fn legacy_v1_is_gone_by_default_and_servable_on_demand() {
     assert!(v["id"].is_u64(), "v1 space ids are numbers");
     assert_eq!(v["key"], "ENG");
     assert_eq!(get(&format!("{}/wiki/rest/api/space/NOPE", s.origin()), Some(&auth())).status, 404);
+    let r = get(&format!("{}/wiki/rest/api/content/{p}/restriction/byOperation", s.origin()), Some(&auth()));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["read"]["restrictions"]["user"]["results"], serde_json::json!([]));
+    s.restrict_page(&p, true);
+    let r = get(&format!("{}/wiki/rest/api/content/{p}/restriction/byOperation", s.origin()), Some(&auth()));
+    assert_eq!(r.status, 404, "invisible pages stay invisible");
 }
 
 #[test]

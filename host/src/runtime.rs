@@ -77,9 +77,7 @@ impl ConnectorHost {
     pub fn open(config: HostConfig) -> Result<ConnectorHost> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
-        let mut wasm_config = Config::new();
-        wasm_config.epoch_interruption(true);
-        let engine = Engine::new(&wasm_config).map_err(|e| anyhow!("{e}"))?;
+        let engine = new_engine()?;
         spawn_epoch_ticker(&engine);
 
         let bytes = match &config.component {
@@ -195,6 +193,15 @@ impl ConnectorHost {
             .map_err(|e| anyhow!("cannot instantiate the connector: {e}"))?;
         Ok((store, connector))
     }
+}
+
+/// The engine configuration every host uses (epoch interruption for CPU limits). Compiled
+/// components are cached per configuration, so tools that load from the same cache must
+/// use this too.
+pub fn new_engine() -> Result<Engine> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    Engine::new(&config).map_err(|e| anyhow!("{e}"))
 }
 
 fn spawn_epoch_ticker(engine: &Engine) {

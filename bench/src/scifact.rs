@@ -18,21 +18,70 @@ const KEY: &str = "SCIFACT";
 /// Passages asked per query (the connector's maximum), collapsed to documents for ranking.
 const LIMIT: u32 = 1000;
 
+/// One corpus document (`corpus.jsonl`).
 #[derive(Deserialize)]
-struct CorpusDoc {
+pub struct CorpusDoc {
+    /// Document id.
     #[serde(rename = "_id")]
-    id: String,
+    pub id: String,
+    /// Title (may be empty).
     #[serde(default)]
-    title: String,
+    pub title: String,
+    /// Abstract.
     #[serde(default)]
-    text: String,
+    pub text: String,
 }
 
+impl CorpusDoc {
+    /// The page title: the document's title, or its id when it has none.
+    pub fn page_title(&self) -> String {
+        if self.title.trim().is_empty() { self.id.clone() } else { self.title.trim().to_string() }
+    }
+}
+
+/// One query (`queries.jsonl`).
 #[derive(Deserialize)]
-struct QueryLine {
+pub struct QueryLine {
+    /// Query id.
     #[serde(rename = "_id")]
-    id: String,
-    text: String,
+    pub id: String,
+    /// The question.
+    pub text: String,
+}
+
+/// SciFact: the corpus, the test queries (those with judgements) and their judgements.
+pub struct Dataset {
+    /// Corpus documents.
+    pub docs: Vec<CorpusDoc>,
+    /// Test queries.
+    pub queries: Vec<QueryLine>,
+    /// Test judgements.
+    pub qrels: Qrels,
+}
+
+/// Reads a BEIR dataset directory (`corpus.jsonl`, `queries.jsonl`, `qrels/test.tsv`).
+pub fn load(dataset: &Path) -> Result<Dataset> {
+    let read = |name: &str| {
+        std::fs::read_to_string(dataset.join(name)).with_context(|| format!("cannot read {}/{name}", dataset.display()))
+    };
+    let docs = read("corpus.jsonl")?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<Vec<CorpusDoc>, _>>()?;
+    let qrels = read_qrels(&dataset.join("qrels").join("test.tsv"))?;
+    let queries = read("queries.jsonl")?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<Vec<QueryLine>, _>>()?
+        .into_iter()
+        .filter(|q| qrels.contains_key(&q.id))
+        .collect::<Vec<_>>();
+    if queries.is_empty() {
+        bail!("no test queries found in {}", dataset.display());
+    }
+    Ok(Dataset { docs, queries, qrels })
 }
 
 /// Escapes text for the Confluence storage format (XHTML).
@@ -94,30 +143,15 @@ pub fn recall_at(ranked: &[String], judged: &HashMap<String, u32>, k: usize) -> 
 /// Loads SciFact from `dataset`, ingests it through the fake and the component in
 /// `data_dir`, and scores the test queries.
 pub async fn run(dataset: &Path, data_dir: &Path, cache: &Path) -> Result<Value> {
-    let corpus_text = std::fs::read_to_string(dataset.join("corpus.jsonl"))
-        .with_context(|| format!("cannot read {}/corpus.jsonl", dataset.display()))?;
-    let qrels = read_qrels(&dataset.join("qrels").join("test.tsv"))?;
-    let queries_text = std::fs::read_to_string(dataset.join("queries.jsonl"))
-        .with_context(|| format!("cannot read {}/queries.jsonl", dataset.display()))?;
-    let mut queries: Vec<QueryLine> = Vec::new();
-    for line in queries_text.lines().filter(|l| !l.trim().is_empty()) {
-        let q: QueryLine = serde_json::from_str(line)?;
-        if qrels.contains_key(&q.id) {
-            queries.push(q);
-        }
-    }
-    if queries.is_empty() {
-        bail!("no test queries found in {}", dataset.display());
-    }
+    let Dataset { docs, queries, qrels } = load(dataset)?;
 
     let site = fake_confluence::FakeConfluence::start()?;
     site.add_user(EMAIL, TOKEN, fake_confluence::TokenKind::Classic);
     site.add_space(KEY, "SciFact");
     let mut page_to_doc: HashMap<String, String> = HashMap::new();
     let mut corpus_bytes = 0usize;
-    for line in corpus_text.lines().filter(|l| !l.trim().is_empty()) {
-        let doc: CorpusDoc = serde_json::from_str(line)?;
-        let title = if doc.title.trim().is_empty() { doc.id.clone() } else { doc.title.trim().to_string() };
+    for doc in docs {
+        let title = doc.page_title();
         let body = format!("<p>{}</p>", escape(&doc.text));
         corpus_bytes += body.len();
         let page = site.add_page(KEY, None, &title, &body);

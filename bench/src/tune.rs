@@ -7,29 +7,11 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use confluence_connector::chunk::{ChunkConfig, chunk};
 use connector_search::{AnalyzerConfig, Chunk, SearchBackend, SearchConfig, StopWords, TantivySearch};
-use serde::Deserialize;
 
-use crate::scifact::{escape, ndcg_at, read_qrels, recall_at};
-
-#[derive(Deserialize)]
-struct Doc {
-    #[serde(rename = "_id")]
-    id: String,
-    #[serde(default)]
-    title: String,
-    #[serde(default)]
-    text: String,
-}
-
-#[derive(Deserialize)]
-struct Q {
-    #[serde(rename = "_id")]
-    id: String,
-    text: String,
-}
+use crate::scifact::{Dataset, escape, load, ndcg_at, recall_at};
 
 /// One variant to score.
 struct Variant {
@@ -44,18 +26,7 @@ struct Variant {
 
 /// Scores every variant on SciFact and prints a table.
 pub fn run(dataset: &Path) -> Result<()> {
-    let corpus = std::fs::read_to_string(dataset.join("corpus.jsonl")).context("corpus.jsonl")?;
-    let docs: Vec<Doc> =
-        corpus.lines().filter(|l| !l.trim().is_empty()).map(serde_json::from_str).collect::<Result<_, _>>()?;
-    let qrels = read_qrels(&dataset.join("qrels").join("test.tsv"))?;
-    let queries: Vec<Q> = std::fs::read_to_string(dataset.join("queries.jsonl"))?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(serde_json::from_str)
-        .collect::<Result<Vec<Q>, _>>()?
-        .into_iter()
-        .filter(|q| qrels.contains_key(&q.id))
-        .collect();
+    let Dataset { docs, queries, qrels } = load(dataset)?;
 
     let base = SearchConfig::default();
     let whole = ChunkConfig { target_chars: 100_000, max_chars: 100_000 };
@@ -129,7 +100,7 @@ pub fn run(dataset: &Path) -> Result<()> {
         let index = TantivySearch::open_in_ram_with(v.search.clone())?;
         let mut chunks_total = 0;
         for d in &docs {
-            let title = if d.title.trim().is_empty() { d.id.clone() } else { d.title.trim().to_string() };
+            let title = d.page_title();
             let converted = confluence_connector::storage::convert(&format!("<p>{}</p>", escape(&d.text)));
             let mut chunks: Vec<Chunk> = chunk(&converted, &v.chunking)
                 .into_iter()

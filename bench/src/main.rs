@@ -20,6 +20,7 @@
 //! - **peers** (`--peers`): LangChain's `ConfluenceLoader` and LlamaIndex's
 //!   `ConfluenceReader` against the same fake (legacy v1 mode), space and latency.
 
+mod convert;
 mod metrics;
 mod peers;
 mod scifact;

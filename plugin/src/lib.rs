@@ -20,5 +20,5 @@ pub mod records;
 pub mod site;
 pub mod storage;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod guest;

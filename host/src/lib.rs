@@ -17,6 +17,7 @@
 pub mod bindings;
 pub mod capabilities;
 pub mod driver;
+pub mod profile;
 pub mod runtime;
 pub mod schedule;
 pub mod state;

@@ -21,6 +21,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::bindings::{self, Connector, ConnectorPre, types};
 use crate::capabilities::http::{OutboundPolicy, SiteLimiter, canonical_origin, is_loopback_origin};
+use crate::profile::{CallProfile, Totals};
 use crate::state::{Grants, HostState};
 
 /// The connector component built with this host (`plugin/`, for wasm32-wasip2).
@@ -66,6 +67,7 @@ pub struct ConnectorHost {
     config: HostConfig,
     indexes: Mutex<HashMap<String, Arc<connector_search::TantivySearch>>>,
     limiter: SiteLimiter,
+    profile: CallProfile,
 }
 
 /// Environment variable with an operator-supplied key for secrets at rest.
@@ -109,12 +111,18 @@ impl ConnectorHost {
             config,
             indexes: Mutex::new(HashMap::new()),
             limiter: SiteLimiter::default(),
+            profile: CallProfile::default(),
         })
     }
 
     /// The host's configuration.
     pub fn config(&self) -> &HostConfig {
         &self.config
+    }
+
+    /// Where the calls of this host's instances have spent their time so far.
+    pub fn profile(&self) -> Totals {
+        self.profile.totals()
     }
 
     /// The embedded store (host metadata lives in its private table).
@@ -133,7 +141,8 @@ impl ConnectorHost {
             store: self.store.clone(),
             search,
             secrets: self.store.secrets(namespace, self.key.clone()).map_err(|e| anyhow!("{e}"))?,
-            outbound: OutboundPolicy::new(self.granted_origins(namespace)?, self.limiter.clone()),
+            outbound: OutboundPolicy::new(self.granted_origins(namespace)?, self.limiter.clone(), self.profile.clone()),
+            profile: self.profile.clone(),
         };
         let (store, connector) = self.instantiate(grants.clone()).await?;
         Ok(Instance { host: self, grants, store, connector })
@@ -360,7 +369,7 @@ impl Instance<'_> {
             self.host.save_granted_origins(&namespace, &all)?;
         } else {
             // Nothing connected: the grants stay as they were.
-            self.grants.outbound = OutboundPolicy::new(before, self.host.limiter.clone());
+            self.grants.outbound = OutboundPolicy::new(before, self.host.limiter.clone(), self.host.profile.clone());
             let (store, connector) = self.host.instantiate(self.grants.clone()).await?;
             self.store = store;
             self.connector = connector;

@@ -8,6 +8,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capabilities::http::OutboundPolicy;
+use crate::profile::CallProfile;
 
 /// The capabilities of one connector instance (cheap to clone: handles only).
 #[derive(Clone)]
@@ -22,6 +23,8 @@ pub struct Grants {
     pub secrets: connector_store::Secrets,
     /// Where its HTTP may go.
     pub outbound: OutboundPolicy,
+    /// Where its calls spend their time (shared by the host's instances).
+    pub profile: CallProfile,
 }
 
 /// Data of one wasmtime store.

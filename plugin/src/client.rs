@@ -177,14 +177,7 @@ impl<'t> Client<'t> {
         for attempt in 1..=self.policy.attempts {
             attempts = attempt;
             self.count(attempt > 1);
-            let request = Request {
-                url: url.clone(),
-                headers: vec![
-                    ("authorization".into(), self.authorization.clone()),
-                    ("accept".into(), "application/json".into()),
-                ],
-            };
-            let retry_after = match self.transport.send(request) {
+            let retry_after = match self.transport.send(self.request(&url)) {
                 Ok(response) => match classify(&url, &response) {
                     Outcome::Done => match decode::<T>(&response.body) {
                         Ok(value) => return Ok(value),
@@ -218,6 +211,25 @@ impl<'t> Client<'t> {
             self.transport.sleep(delay);
         }
         Err(ApiError::Exhausted { url, attempts, last })
+    }
+
+    /// Starts fetching `path_or_link` ahead of need, so that a later
+    /// [`get_json`](Client::get_json) of it finds the response on its way. Links that
+    /// [`url`](Client::url) refuses are not fetched.
+    pub fn prefetch(&self, path_or_link: &str) {
+        if let Ok(url) = self.url(path_or_link) {
+            self.transport.prefetch(self.request(&url));
+        }
+    }
+
+    fn request(&self, url: &str) -> Request {
+        Request {
+            url: url.to_string(),
+            headers: vec![
+                ("authorization".into(), self.authorization.clone()),
+                ("accept".into(), "application/json".into()),
+            ],
+        }
     }
 
     fn count(&self, retry: bool) {

@@ -782,10 +782,7 @@ impl<'a> Engine<'a> {
             _ => ("blogposts", 'b'),
         };
         let with_bodies = run.kind == RunKind::Ingest;
-        let link = run.cursor.clone().unwrap_or_else(|| {
-            let body = if with_bodies { "&body-format=storage" } else { "" };
-            format!("/wiki/api/v2/spaces/{space_id}/{collection}?limit={PAGE_LIMIT}{body}")
-        });
+        let link = run.cursor.clone().unwrap_or_else(|| listing_start(&space_id, collection, with_bodies));
         let listing: Listing<Content> = fetch_listing(client, &link, |next| run.visited.contains(&hash_of(next)))?;
         if let Some(base) = listing.links.base.as_deref().filter(|b| !b.is_empty()) {
             memory.wiki_base = base.trim_end_matches('/').to_string();
@@ -794,6 +791,12 @@ impl<'a> Engine<'a> {
         }
         memory.progress.listed += listing.results.len() as u32;
         memory.progress.known += listing.results.len() as u32;
+        // The next listing request travels while this batch is converted and indexed.
+        match (&listing.links.next, run.phase) {
+            (Some(next), _) if *next != link && !run.visited.contains(&hash_of(next)) => client.prefetch(next),
+            (None, Phase::Pages) => client.prefetch(&listing_start(&space_id, "blogposts", with_bodies)),
+            _ => {}
+        }
         self.absorb(memory, run, kind, listing.results, with_bodies)?;
         match listing.links.next {
             Some(next) => {
@@ -1061,6 +1064,12 @@ impl<'a> Engine<'a> {
         titles.reverse();
         Ok(titles)
     }
+}
+
+/// The first page of a space's `pages` or `blogposts` listing, with bodies for an ingest.
+fn listing_start(space_id: &str, collection: &str, with_bodies: bool) -> String {
+    let body = if with_bodies { "&body-format=storage" } else { "" };
+    format!("/wiki/api/v2/spaces/{space_id}/{collection}?limit={PAGE_LIMIT}{body}")
 }
 
 /// GETs one page of a listing. A `next` link that points back into the listing

@@ -135,11 +135,28 @@ impl SecretStore for HostSecrets {
     }
 }
 
+/// Prefetched requests kept at most: one per memory being stepped in turn is plenty.
+const MAX_PREFETCHED: usize = 8;
+
+thread_local! {
+    /// Requests started ahead of need, oldest first. They outlive the export call that
+    /// started them: the next `step` asks for them.
+    static PREFETCHED: RefCell<Vec<(Request, outgoing_handler::FutureIncomingResponse)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
 /// `wasi:http/outgoing-handler`: every request of a batch is started before any
 /// response is awaited, so they are in flight concurrently.
 struct WasiTransport;
 
 impl WasiTransport {
+    fn take_prefetched(request: &Request) -> Option<outgoing_handler::FutureIncomingResponse> {
+        PREFETCHED.with_borrow_mut(|prefetched| {
+            let position = prefetched.iter().position(|(started, _)| started == request)?;
+            Some(prefetched.remove(position).1)
+        })
+    }
+
     fn start(request: &Request) -> Result<outgoing_handler::FutureIncomingResponse, TransportError> {
         let invalid = |detail: &str| TransportError::Connection { url: request.url.clone(), detail: detail.into() };
         let url = url::Url::parse(&request.url).map_err(|_| invalid("invalid URL"))?;
@@ -221,12 +238,29 @@ fn map_error(url: &str, code: ErrorCode) -> TransportError {
 
 impl Transport for WasiTransport {
     fn send_all(&self, requests: Vec<Request>) -> Vec<Result<Response, TransportError>> {
-        let started: Vec<_> = requests.iter().map(Self::start).collect();
+        let started: Vec<_> = requests
+            .iter()
+            .map(|request| Self::take_prefetched(request).map_or_else(|| Self::start(request), Ok))
+            .collect();
         started
             .into_iter()
             .zip(&requests)
             .map(|(pending, request)| pending.and_then(|p| Self::finish(&request.url, p)))
             .collect()
+    }
+    fn prefetch(&self, request: Request) {
+        if PREFETCHED.with_borrow(|prefetched| prefetched.iter().any(|(started, _)| *started == request)) {
+            return;
+        }
+        // A request that cannot even start is simply sent (and reported) when it is needed.
+        if let Ok(pending) = Self::start(&request) {
+            PREFETCHED.with_borrow_mut(|prefetched| {
+                if prefetched.len() == MAX_PREFETCHED {
+                    prefetched.remove(0);
+                }
+                prefetched.push((request, pending));
+            });
+        }
     }
     fn sleep(&self, duration: Duration) {
         wasip2::clocks::monotonic_clock::subscribe_duration(duration.as_nanos() as u64).block();

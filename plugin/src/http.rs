@@ -66,6 +66,12 @@ pub trait Transport {
     fn send(&self, request: Request) -> Result<Response, TransportError> {
         self.send_all(vec![request]).pop().expect("one outcome per request")
     }
+    /// Starts `request` ahead of need: a later [`send`](Transport::send) of an equal request
+    /// takes its response instead of sending it again. Lets the next page of a listing travel
+    /// while the current one is processed. Transports that cannot do this ignore it.
+    fn prefetch(&self, request: Request) {
+        let _ = request;
+    }
     /// Blocks for `duration` (backoff between retries).
     fn sleep(&self, duration: Duration);
     /// A number that differs between calls, for retry jitter.

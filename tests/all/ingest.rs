@@ -111,3 +111,43 @@ fn a_revoked_token_is_reported_as_such() {
     assert!(stderr.contains("token expired or revoked — reconnect"), "{stderr}");
     assert!(world.status()["memories"].as_array().unwrap().is_empty(), "nothing half-registered");
 }
+
+/// While one listing page is converted and indexed, the next is already on its way: the
+/// request for it reaches the site before the next `step`, and is not sent twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_listing_page_is_requested_while_this_one_is_indexed() {
+    let world = World::new();
+    world.site.add_space("ENG", "Engineering");
+    for n in 0..300 {
+        world.site.add_page("ENG", None, &format!("Runbook {n}"), &body("Steps", &format!("runbook {n}")));
+    }
+    let connection = world.connect();
+    let mut config = connector_host::runtime::HostConfig::new(world.data_dir());
+    config.cache_dir = Some(cache_dir());
+    let host = connector_host::runtime::ConnectorHost::open(config).unwrap();
+    let mut instance = host.instance("default").await.unwrap();
+    let outcomes = instance.ingest(&connection, &["ENG".to_string()]).await.unwrap().unwrap();
+    let memory = outcomes[0].outcome.as_ref().expect("ENG is accepted").id.clone();
+    world.site.reset_requests();
+    let second_page = |world: &World| {
+        world.site.requests().into_iter().filter(|r| r.path.ends_with("/pages") && r.query.contains("cursor=")).count()
+    };
+
+    let report = instance.step(&memory).await.unwrap().unwrap();
+    assert!(!report.finished);
+    assert_eq!(report.memory.progress.listed, 250, "the first step took the first listing page");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while second_page(&world) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(second_page(&world), 1, "the second listing page was requested without another step");
+
+    loop {
+        let report = instance.step(&memory).await.unwrap().unwrap();
+        if report.finished {
+            assert_eq!(report.memory.documents, 301, "{:?}", report.memory);
+            break;
+        }
+    }
+    assert_eq!(second_page(&world), 1, "the prefetched response was used, not requested again");
+}

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::profile::CallProfile;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// Requests in flight to one site at most, across every instance of a host
@@ -82,6 +83,7 @@ impl SiteLimiter {
 pub struct OutboundPolicy {
     allowed: Arc<RwLock<BTreeSet<String>>>,
     limiter: SiteLimiter,
+    profile: CallProfile,
 }
 
 /// Canonical `scheme://host:port` of an origin or URL, or `None` if it has no host.
@@ -133,9 +135,14 @@ pub fn is_forbidden_address(ip: IpAddr) -> bool {
 }
 
 impl OutboundPolicy {
-    /// A policy allowing exactly these origins, pacing requests with `limiter`.
-    pub fn new(origins: impl IntoIterator<Item = String>, limiter: SiteLimiter) -> OutboundPolicy {
-        let policy = OutboundPolicy { allowed: Arc::default(), limiter };
+    /// A policy allowing exactly these origins, pacing requests with `limiter` and
+    /// charging their waits to `profile`.
+    pub fn new(
+        origins: impl IntoIterator<Item = String>,
+        limiter: SiteLimiter,
+        profile: CallProfile,
+    ) -> OutboundPolicy {
+        let policy = OutboundPolicy { allowed: Arc::default(), limiter, profile };
         for origin in origins {
             policy.allow(&origin);
         }
@@ -179,10 +186,12 @@ impl WasiHttpHooks for OutboundPolicy {
         let origin = canonical_origin(&url).unwrap_or_default();
         let loopback_grant = is_loopback_origin(&origin);
         let limiter = self.limiter.clone();
+        let profile = self.profile.clone();
         let host = request.uri().host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
         let port =
             request.uri().port_u16().unwrap_or(if request.uri().scheme_str() == Some("http") { 80 } else { 443 });
         Box::new(async move {
+            let _waiting = profile.http_waiting();
             if !loopback_grant {
                 let addresses =
                     tokio::net::lookup_host((host.as_str(), port)).await.map_err(|_| Error::DestinationNotFound)?;
@@ -214,6 +223,7 @@ mod tests {
         let policy = OutboundPolicy::new(
             ["https://Acme.atlassian.net".to_string(), "http://127.0.0.1:8080".to_string()],
             SiteLimiter::default(),
+            CallProfile::default(),
         );
         assert!(policy.allows("https://acme.atlassian.net:443/wiki/api/v2/spaces"));
         assert!(policy.allows("http://127.0.0.1:8080/wiki"));

@@ -6,6 +6,7 @@
 use wasmtime::component::Resource;
 
 use crate::bindings::wasi::keyvalue::{batch, store};
+use crate::profile::Part;
 use crate::state::HostState;
 
 /// An open bucket, as held in the resource table.
@@ -28,6 +29,10 @@ impl HostState {
     fn bucket(&self, handle: &Resource<BucketHandle>) -> wasmtime::Result<connector_store::Bucket> {
         Ok(self.table.get(handle)?.0.clone())
     }
+
+    fn timed<T>(&self, work: impl FnOnce() -> T) -> T {
+        self.grants.profile.time(Part::Storage, work)
+    }
 }
 
 impl store::Host for HostState {
@@ -49,7 +54,8 @@ impl store::HostBucket for HostState {
         bucket: Resource<BucketHandle>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
-        Ok(self.bucket(&bucket)?.get(&key).map_err(other))
+        let bucket = self.bucket(&bucket)?;
+        Ok(self.timed(|| bucket.get(&key)).map_err(other))
     }
 
     async fn set(
@@ -58,7 +64,8 @@ impl store::HostBucket for HostState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
-        Ok(self.bucket(&bucket)?.set(&key, &value).map_err(other))
+        let bucket = self.bucket(&bucket)?;
+        Ok(self.timed(|| bucket.set(&key, &value)).map_err(other))
     }
 
     async fn delete(
@@ -66,7 +73,8 @@ impl store::HostBucket for HostState {
         bucket: Resource<BucketHandle>,
         key: String,
     ) -> wasmtime::Result<Result<(), store::Error>> {
-        Ok(self.bucket(&bucket)?.delete(&key).map_err(other))
+        let bucket = self.bucket(&bucket)?;
+        Ok(self.timed(|| bucket.delete(&key)).map_err(other))
     }
 
     async fn exists(
@@ -74,7 +82,8 @@ impl store::HostBucket for HostState {
         bucket: Resource<BucketHandle>,
         key: String,
     ) -> wasmtime::Result<Result<bool, store::Error>> {
-        Ok(self.bucket(&bucket)?.exists(&key).map_err(other))
+        let bucket = self.bucket(&bucket)?;
+        Ok(self.timed(|| bucket.exists(&key)).map_err(other))
     }
 
     async fn list_keys(
@@ -82,9 +91,9 @@ impl store::HostBucket for HostState {
         bucket: Resource<BucketHandle>,
         cursor: Option<u64>,
     ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
+        let bucket = self.bucket(&bucket)?;
         Ok(self
-            .bucket(&bucket)?
-            .list_keys(cursor, LIST_PAGE)
+            .timed(|| bucket.list_keys(cursor, LIST_PAGE))
             .map(|(keys, cursor)| store::KeyResponse { keys, cursor })
             .map_err(other))
     }
@@ -101,7 +110,8 @@ impl batch::Host for HostState {
         bucket: Resource<BucketHandle>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
-        let values = match self.bucket(&bucket)?.get_many(&keys) {
+        let bucket = self.bucket(&bucket)?;
+        let values = match self.timed(|| bucket.get_many(&keys)) {
             Ok(values) => values,
             Err(error) => return Ok(Err(other(error))),
         };
@@ -113,7 +123,8 @@ impl batch::Host for HostState {
         bucket: Resource<BucketHandle>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
-        Ok(self.bucket(&bucket)?.set_many(&key_values).map_err(other))
+        let bucket = self.bucket(&bucket)?;
+        Ok(self.timed(|| bucket.set_many(&key_values)).map_err(other))
     }
 
     async fn delete_many(
@@ -121,6 +132,7 @@ impl batch::Host for HostState {
         bucket: Resource<BucketHandle>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
-        Ok(self.bucket(&bucket)?.delete_many(&keys).map_err(other))
+        let bucket = self.bucket(&bucket)?;
+        Ok(self.timed(|| bucket.delete_many(&keys)).map_err(other))
     }
 }

@@ -2,6 +2,7 @@
 //! one index per connector instance, so tenancy needs no cooperation from the guest.
 
 use crate::bindings::knowledge::connector::search;
+use crate::profile::Part;
 use crate::state::HostState;
 
 impl search::Host for HostState {
@@ -15,7 +16,10 @@ impl search::Host for HostState {
             .into_iter()
             .map(|c| connector_search::Chunk { ordinal: c.ordinal, title: c.title, heading: c.heading, text: c.text })
             .collect();
-        Ok(self.grants.search.replace_document(&memory_id, &document_id, &chunks).map_err(|e| e.to_string()))
+        let search = &self.grants.search;
+        let replaced =
+            self.grants.profile.time(Part::IndexWrite, || search.replace_document(&memory_id, &document_id, &chunks));
+        Ok(replaced.map_err(|e| e.to_string()))
     }
 
     async fn remove_documents(
@@ -23,11 +27,14 @@ impl search::Host for HostState {
         memory_id: String,
         document_ids: Vec<String>,
     ) -> wasmtime::Result<Result<(), String>> {
-        Ok(self.grants.search.remove_documents(&memory_id, &document_ids).map_err(|e| e.to_string()))
+        let search = &self.grants.search;
+        let removed = self.grants.profile.time(Part::IndexWrite, || search.remove_documents(&memory_id, &document_ids));
+        Ok(removed.map_err(|e| e.to_string()))
     }
 
     async fn commit(&mut self) -> wasmtime::Result<Result<(), String>> {
-        Ok(self.grants.search.commit().map_err(|e| e.to_string()))
+        let search = &self.grants.search;
+        Ok(self.grants.profile.time(Part::IndexWrite, || search.commit()).map_err(|e| e.to_string()))
     }
 
     async fn query(
@@ -36,10 +43,9 @@ impl search::Host for HostState {
         memory_ids: Vec<String>,
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<search::Hit>, String>> {
-        Ok(self
-            .grants
-            .search
-            .query(&text, &memory_ids, limit as usize)
+        let search = &self.grants.search;
+        let hits = self.grants.profile.time(Part::IndexQuery, || search.query(&text, &memory_ids, limit as usize));
+        Ok(hits
             .map(|hits| {
                 hits.into_iter()
                     .map(|h| search::Hit {

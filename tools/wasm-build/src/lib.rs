@@ -38,6 +38,7 @@ pub fn build(workspace: &Path, subdir: &str, packages: &[&str]) -> PathBuf {
     let status = command
         .arg("--target-dir")
         .arg(&target_dir)
+        .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+simd128")
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
         .env("CARGO_PROFILE_RELEASE_LTO", "true")

@@ -60,11 +60,22 @@ pub fn run(dataset: &Path) -> Result<()> {
             sum_chunks: false,
         },
         Variant {
-            name: "no stop words",
+            name: "tantivy's English stop words (the first default)",
             search: SearchConfig {
-                analyzer: AnalyzerConfig { name: "nostop".into(), stop_words: StopWords::None, ..Default::default() },
+                analyzer: AnalyzerConfig {
+                    name: "stop".into(),
+                    stop_words: StopWords::Language(connector_search::Language::English),
+                    ..Default::default()
+                },
                 ..base.clone()
             },
+            chunking: ChunkConfig::default(),
+            fetch: 1000,
+            sum_chunks: false,
+        },
+        Variant {
+            name: "every query term kept (no common-term cutoff)",
+            search: SearchConfig { common_term_cutoff: 1.0, ..base.clone() },
             chunking: ChunkConfig::default(),
             fetch: 1000,
             sum_chunks: false,

@@ -49,7 +49,7 @@ use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
     TokenizerManager,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 pub use tantivy::tokenizer::Language;
 
@@ -139,7 +139,10 @@ pub struct AnalyzerConfig {
     pub max_token_bytes: usize,
     /// Fold accented characters to ASCII, e.g. `café` → `cafe` (default true).
     pub ascii_folding: bool,
-    /// Stop words to drop (default English).
+    /// Stop words to drop (default none). BM25's IDF already makes common words cheap,
+    /// while dropping them loses negations and phrases ("not supported", "how to");
+    /// Lucene and Elasticsearch stopped removing them by default for the same reason
+    /// (BEIR SciFact nDCG@10: 0.690 with tantivy's English list, 0.695 without).
     pub stop_words: StopWords,
     /// Snowball stemmer language, or `None` for no stemming (default English).
     pub stemmer: Option<Language>,
@@ -151,7 +154,7 @@ impl Default for AnalyzerConfig {
             name: "en_stem".into(),
             max_token_bytes: 40,
             ascii_folding: true,
-            stop_words: StopWords::Language(Language::English),
+            stop_words: StopWords::None,
             stemmer: Some(Language::English),
         }
     }
@@ -207,6 +210,13 @@ pub struct SearchConfig {
     /// Distinct query terms considered; the rest of a very long question is ignored
     /// (default 256).
     pub max_query_terms: usize,
+    /// Query terms found in more than this fraction of all chunks find no chunks by
+    /// themselves when a question also has rarer terms: they only add to the score of the
+    /// chunks the rarer terms find (Lucene's common-terms query; default 0.5, 1.0 turns it
+    /// off). Their BM25 weight is small (IDF under ln 2) and their postings the longest, so
+    /// a chunk matching nothing else is noise that costs the most time to rank. A question
+    /// made only of such words searches with all of them.
+    pub common_term_cutoff: f64,
 }
 
 impl Default for SearchConfig {
@@ -219,6 +229,7 @@ impl Default for SearchConfig {
             text_boost: 1.0,
             max_limit: 1000,
             max_query_terms: 256,
+            common_term_cutoff: 0.5,
         }
     }
 }
@@ -243,8 +254,8 @@ pub trait SearchBackend: Send + Sync {
     fn commit(&self) -> Result<(), SearchError>;
 
     /// The best `limit` chunks for the natural-language `text` among `memory_ids` (all
-    /// memories when empty), best first. Query syntax is never interpreted; an empty or
-    /// stop-word-only question, or `limit == 0`, gives no hits.
+    /// memories when empty), best first. Query syntax is never interpreted; a question
+    /// without words (after analysis), or `limit == 0`, gives no hits.
     fn query(&self, text: &str, memory_ids: &[String], limit: usize) -> Result<Vec<Hit>, SearchError>;
 
     /// Number of committed chunks in a memory.
@@ -391,6 +402,44 @@ impl TantivySearch {
         }
         terms
     }
+
+    /// Splits the query terms found in the index into those in at most
+    /// [`SearchConfig::common_term_cutoff`] of the chunks and the more common rest.
+    fn split_common_terms(
+        &self,
+        searcher: &Searcher,
+        terms: Vec<String>,
+    ) -> Result<(Vec<String>, Vec<String>), SearchError> {
+        let chunks = searcher.num_docs();
+        let most = (chunks as f64 * self.config.common_term_cutoff) as u64;
+        let (mut rarer, mut common) = (Vec::new(), Vec::new());
+        for term in terms {
+            match searcher.doc_freq(&Term::from_field_text(self.fields.text, &term))? {
+                0 => {} // finds nothing wherever it goes
+                found if found > most => common.push(term),
+                _ => rarer.push(term),
+            }
+        }
+        Ok((rarer, common))
+    }
+
+    /// Chunks with any of `terms` in any scored field, by BM25.
+    fn any_of(&self, terms: &[String]) -> Box<dyn Query> {
+        let f = self.fields;
+        let boosts = [
+            (f.title, self.config.title_boost),
+            (f.heading, self.config.heading_boost),
+            (f.text, self.config.text_boost),
+        ];
+        let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len() * 3);
+        for term in terms {
+            for (field, boost) in boosts.into_iter().filter(|(_, boost)| *boost > 0.0) {
+                let q = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
+                should.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
+            }
+        }
+        Box::new(BooleanQuery::new(should))
+    }
 }
 
 fn check_memory_id(memory_id: &str) -> Result<(), SearchError> {
@@ -475,20 +524,14 @@ impl SearchBackend for TantivySearch {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        let f = self.fields;
-        let boosts = [
-            (f.title, self.config.title_boost),
-            (f.heading, self.config.heading_boost),
-            (f.text, self.config.text_boost),
-        ];
-        let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len() * 3);
-        for term in &terms {
-            for (field, boost) in boosts.into_iter().filter(|(_, boost)| *boost > 0.0) {
-                let q = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
-                should.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
-            }
-        }
-        let text_query: Box<dyn Query> = Box::new(BooleanQuery::new(should));
+        let searcher = self.reader.searcher();
+        let (rarer, common) = self.split_common_terms(&searcher, terms)?;
+        let text_query = if rarer.is_empty() || common.is_empty() {
+            self.any_of(&[rarer, common].concat())
+        } else {
+            // The common words still rank the chunks the rarer ones find, but find none themselves.
+            Box::new(BooleanQuery::new(vec![(Occur::Must, self.any_of(&rarer)), (Occur::Should, self.any_of(&common))]))
+        };
         let query: Box<dyn Query> = if memory_ids.is_empty() {
             text_query
         } else {
@@ -500,7 +543,6 @@ impl SearchBackend for TantivySearch {
             ]))
         };
 
-        let searcher = self.reader.searcher();
         let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
         top.into_iter().map(|(score, address)| Ok(self.hit(&searcher.doc(address)?, score))).collect()
     }

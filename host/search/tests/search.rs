@@ -134,11 +134,11 @@ fn punctuation_heavy_questions_are_safe() {
 }
 
 #[test]
-fn empty_and_stopword_queries_and_limits() {
+fn empty_queries_and_limits() {
     let s = TantivySearch::open_in_ram().unwrap();
     s.replace_document("m", "d", &chunks(20)).unwrap();
     s.commit().unwrap();
-    for q in ["", "   \n\t", "the and of a", "?!-- ()", "\"\""] {
+    for q in ["", "   \n\t", "?!-- ()", "\"\""] {
         assert!(s.query(q, &[], 10).unwrap().is_empty(), "{q:?}");
     }
     assert!(s.query("deployments", &[], 0).unwrap().is_empty());
@@ -149,6 +149,35 @@ fn empty_and_stopword_queries_and_limits() {
     capped.replace_document("m", "d", &chunks(20)).unwrap();
     capped.commit().unwrap();
     assert_eq!(capped.query("deployments", &[], 1000).unwrap().len(), 5);
+}
+
+#[test]
+fn common_words_are_searchable_but_left_out_beside_rarer_ones() {
+    let load = |s: &TantivySearch| {
+        for i in 0..10 {
+            let text = format!("the service {i} is the best of the lot");
+            s.replace_document("m", &format!("d{i}"), &[chunk(0, "", "", &text)]).unwrap();
+        }
+        s.replace_document("m", "neg", &[chunk(0, "", "", "the export is not supported")]).unwrap();
+        s.commit().unwrap();
+    };
+    let s = TantivySearch::open_in_ram().unwrap();
+    load(&s);
+    let only = |hits: Vec<connector_search::Hit>| hits.into_iter().map(|h| h.document_id).collect::<Vec<_>>();
+    assert_eq!(only(s.query("not", &[], 100).unwrap()), ["neg"], "negations are words, not stop words");
+    assert_eq!(s.query("the", &[], 100).unwrap().len(), 11, "a question of common words alone keeps them");
+    assert_eq!(
+        only(s.query("is the export supported", &[], 100).unwrap()),
+        ["neg"],
+        "words in more than half the chunks are left out beside rarer ones"
+    );
+
+    let keep_all =
+        TantivySearch::open_in_ram_with(SearchConfig { common_term_cutoff: 1.0, ..SearchConfig::default() }).unwrap();
+    load(&keep_all);
+    let hits = keep_all.query("is the export supported", &[], 100).unwrap();
+    assert_eq!(hits.len(), 11, "without the cutoff every chunk with 'the' matches");
+    assert_eq!(hits[0].document_id, "neg", "and still ranks below the rare words");
 }
 
 #[test]

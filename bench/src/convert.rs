@@ -26,14 +26,18 @@ pub struct WasmConverter {
 }
 
 impl WasmConverter {
-    /// Compiles and instantiates the component built by `build.rs`.
-    pub fn load() -> Result<WasmConverter> {
+    /// Compiles and instantiates the component built by `build.rs`, with the CPU-limit
+    /// checks the host compiles into connectors (epoch interruption) or without them.
+    pub fn load(epoch_interruption: bool) -> Result<WasmConverter> {
         let e = |e: wasmtime::Error| anyhow!("{e}");
-        let engine = Engine::new(&Config::new()).map_err(e)?;
+        let mut config = Config::new();
+        config.epoch_interruption(epoch_interruption);
+        let engine = Engine::new(&config).map_err(e)?;
         let component = Component::from_file(&engine, env!("CONVERT_COMPONENT_PATH")).map_err(e)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(e)?;
         let mut store = Store::new(&engine, State { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
+        store.set_epoch_deadline(u64::MAX / 2);
         let converter = Converter::instantiate(&mut store, &component, &linker).map_err(e)?;
         Ok(WasmConverter { store, converter })
     }

@@ -36,6 +36,8 @@
 
 #![warn(missing_docs)]
 
+mod stem;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -46,12 +48,13 @@ use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
-    TokenizerManager,
+    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, StopWordFilter, TextAnalyzer, TokenizerManager,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 pub use tantivy::tokenizer::Language;
+
+use crate::stem::CachedStemmer;
 
 /// Separator between memory id and document id in the internal `doc_key` field.
 const KEY_SEP: char = '\u{1f}';
@@ -182,7 +185,7 @@ impl AnalyzerConfig {
             }
         }
         if let Some(lang) = self.stemmer {
-            builder = builder.filter_dynamic(Stemmer::new(lang));
+            builder = builder.filter_dynamic(CachedStemmer::new(lang));
         }
         Ok(builder.build())
     }

@@ -1,0 +1,250 @@
+//! Connections: validating the site, detecting the kind of token, proving scopes.
+
+use super::*;
+
+/// The fields `connect` takes.
+pub fn config_fields() -> Vec<ConfigField> {
+    vec![
+        ConfigField {
+            name: "site",
+            label: "Site URL",
+            help: "Your Atlassian cloud URL, e.g. https://your-company.atlassian.net (any page URL of the site works too)",
+            secret: false,
+            required: true,
+        },
+        ConfigField {
+            name: "email",
+            label: "Atlassian account e-mail",
+            help: "The e-mail of the Atlassian account the API token belongs to",
+            secret: false,
+            required: true,
+        },
+        ConfigField {
+            name: "token",
+            label: "API token",
+            help: "Classic or scoped API token from id.atlassian.com (scoped: read:space, read:page and read:content-details for Confluence)",
+            secret: true,
+            required: true,
+        },
+        ConfigField {
+            name: "allow-loopback",
+            label: "Allow loopback http site",
+            help: "true only for tests and the demo: accept an http:// site on 127.0.0.1/localhost",
+            secret: false,
+            required: false,
+        },
+        ConfigField {
+            name: "gateway",
+            label: "API gateway origin",
+            help: "Override of https://api.atlassian.com for scoped tokens (tests)",
+            secret: false,
+            required: false,
+        },
+    ]
+}
+
+struct ConnectConfig {
+    site: Site,
+    options: SiteOptions,
+    email: String,
+    token: String,
+}
+
+fn config_value<'c>(config: &'c [(String, String)], name: &str) -> Option<&'c str> {
+    config.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn parse_site(config: &[(String, String)]) -> Result<(Site, SiteOptions), ConnectorError> {
+    for (key, _) in config {
+        if !config_fields().iter().any(|f| f.name == key) {
+            return Err(ConnectorError::InvalidInput(format!(
+                "unknown configuration field '{key}' (expected: site, email, token, allow-loopback, gateway)"
+            )));
+        }
+    }
+    let allow_loopback = match config_value(config, "allow-loopback").map(str::trim) {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ConnectorError::InvalidInput(format!("allow-loopback must be true or false, not '{other}'")));
+        }
+    };
+    let mut options = SiteOptions { allow_loopback, ..SiteOptions::default() };
+    if let Some(gateway) = config_value(config, "gateway").map(str::trim).filter(|g| !g.is_empty()) {
+        let origin = site::origin_of(gateway)
+            .filter(|o| o.starts_with("https://") || allow_loopback)
+            .ok_or_else(|| ConnectorError::InvalidInput(format!("gateway '{gateway}' is not an https origin")))?;
+        options.gateway_origin = origin;
+    }
+    let raw = config_value(config, "site").unwrap_or_default();
+    let site = site::normalize(raw, &options).map_err(|e| ConnectorError::InvalidInput(e.to_string()))?;
+    Ok((site, options))
+}
+
+fn parse_connect_config(config: &[(String, String)]) -> Result<ConnectConfig, ConnectorError> {
+    let (site, options) = parse_site(config)?;
+    let email = config_value(config, "email").unwrap_or_default().trim().to_string();
+    if email.is_empty() {
+        return Err(ConnectorError::InvalidInput("the e-mail is empty: give the Atlassian account e-mail".into()));
+    }
+    if email.chars().any(|c| c.is_control() || c.is_whitespace()) || !email.contains('@') || email.len() > 254 {
+        return Err(ConnectorError::InvalidInput(
+            "the e-mail is not valid: give the Atlassian account e-mail, like name@company.com".into(),
+        ));
+    }
+    let token = config_value(config, "token").unwrap_or_default().trim().to_string();
+    if token.is_empty() {
+        return Err(ConnectorError::InvalidInput(
+            "the API token is empty: create one at id.atlassian.com → Security → API tokens".into(),
+        ));
+    }
+    if token.chars().any(|c| c.is_control() || c.is_whitespace()) || token.len() > 4096 {
+        return Err(ConnectorError::InvalidInput(
+            "the API token contains spaces or control characters: paste it again without extra characters".into(),
+        ));
+    }
+    Ok(ConnectConfig { site, options, email, token })
+}
+
+impl Engine<'_> {
+    /// The origins the configuration needs (site and, for scoped tokens, the gateway).
+    pub fn required_origins(&self, config: &[(String, String)]) -> Result<Vec<String>, ConnectorError> {
+        let (site, options) = parse_site(config)?;
+        Ok(match site {
+            Site::Cloud { origin } => {
+                if origin == options.gateway_origin {
+                    vec![origin]
+                } else {
+                    vec![origin, options.gateway_origin]
+                }
+            }
+            Site::Gateway { origin, .. } => vec![origin],
+        })
+    }
+
+    /// Validates credentials (detecting classic vs scoped tokens) and stores the connection.
+    pub fn connect(&self, config: &[(String, String)]) -> Result<Connection, ConnectorError> {
+        let config = parse_connect_config(config)?;
+        let (api_base, access, site_identity) = self.detect_access(&config)?;
+        let site = match &config.site {
+            Site::Cloud { origin } => origin.clone(),
+            Site::Gateway { .. } => config.site.api_base(),
+        };
+        let existing = self
+            .connections()?
+            .into_iter()
+            .find(|c| c.site_identity == site_identity && c.email.eq_ignore_ascii_case(&config.email));
+        let id = match &existing {
+            Some(connection) => connection.id.clone(),
+            None => self.next_id("conn")?,
+        };
+        let connection = Connection {
+            id,
+            site,
+            api_base,
+            site_identity,
+            email: config.email.clone(),
+            access,
+            connected: true,
+            allow_loopback: config.options.allow_loopback,
+        };
+        self.secrets.put(&token_secret(&connection.id), &config.token)?;
+        self.kv.set(MAIN_BUCKET, &connection_key(&connection.id), &encode(&connection))?;
+        Ok(connection)
+    }
+
+    fn detect_access(&self, config: &ConnectConfig) -> Result<(String, Access, String), ConnectorError> {
+        let rejected = || {
+            ConnectorError::Unauthorized(format!(
+                "Confluence rejected the e-mail and API token for {}: check the e-mail ({}) and the token; it may have expired or been revoked",
+                config.site.api_base(),
+                config.email
+            ))
+        };
+        match &config.site {
+            Site::Gateway { cloud_id, .. } => {
+                let base = config.site.api_base();
+                self.check_scoped(&base, config)?;
+                Ok((base, Access::Scoped, cloud_id.clone()))
+            }
+            Site::Cloud { origin } => {
+                let client = Client::new(self.transport, origin, &config.email, &config.token);
+                match client.get_json::<CurrentUser>("/wiki/rest/api/user/current") {
+                    Ok(user) if user.kind == "known" => {
+                        return Ok((origin.clone(), Access::Classic, self.identity(origin)));
+                    }
+                    Ok(_) => {}
+                    Err(
+                        ApiError::Unauthorized { .. } | ApiError::Forbidden { .. } | ApiError::ScopeMismatch { .. },
+                    ) => {}
+                    Err(ApiError::NotFound { url }) => {
+                        return Err(ConnectorError::NotFound(format!(
+                            "{origin} does not look like a Confluence Cloud site ({url} answered 404)"
+                        )));
+                    }
+                    Err(error) => return Err(network(error)),
+                }
+                // A scoped token (or a bad one): scoped tokens only work through the gateway.
+                let tenant: TenantInfo = match client.get_json("/_edge/tenant_info") {
+                    Ok(tenant) => tenant,
+                    Err(ApiError::NotFound { .. } | ApiError::Rejected { .. } | ApiError::Exhausted { .. }) => {
+                        return Err(rejected());
+                    }
+                    Err(error) => return Err(network(error)),
+                };
+                let gateway =
+                    Site::Gateway { origin: config.options.gateway_origin.clone(), cloud_id: tenant.cloud_id.clone() };
+                let base = gateway.api_base();
+                match self.check_scoped(&base, config) {
+                    Ok(()) => Ok((base, Access::Scoped, tenant.cloud_id)),
+                    // The gateway is only our second guess: when it also says no (or cannot
+                    // be reached), the site's own answer stands.
+                    Err(missing @ ConnectorError::MissingScopes(_)) => Err(missing),
+                    Err(_) => Err(rejected()),
+                }
+            }
+        }
+    }
+
+    /// Site identity for reconnects: the cloud id when the site tells it, else the origin.
+    fn identity(&self, origin: &str) -> String {
+        let anonymous = Client::new(self.transport, origin, "", "");
+        match anonymous.get_json::<TenantInfo>("/_edge/tenant_info") {
+            Ok(tenant) => tenant.cloud_id,
+            Err(_) => origin.to_string(),
+        }
+    }
+
+    /// Probes every endpoint family through the gateway and names missing scopes.
+    fn check_scoped(&self, base: &str, config: &ConnectConfig) -> Result<(), ConnectorError> {
+        let client = Client::new(self.transport, base, &config.email, &config.token);
+        let mut missing = Vec::new();
+        for (scope, probe) in SCOPE_PROBES {
+            match client.get_json::<serde_json::Value>(probe) {
+                Ok(_) => {}
+                Err(ApiError::ScopeMismatch { .. } | ApiError::Forbidden { .. }) => missing.push(scope.to_string()),
+                Err(ApiError::Unauthorized { .. }) => {
+                    return Err(ConnectorError::Unauthorized(format!(
+                        "the API gateway rejected the e-mail and token for {base}"
+                    )));
+                }
+                Err(error) => return Err(network(error)),
+            }
+        }
+        if missing.len() == SCOPE_PROBES.len() {
+            return Err(ConnectorError::Unauthorized(format!(
+                "the API gateway rejected the e-mail and token for {base}"
+            )));
+        }
+        if missing.is_empty() { Ok(()) } else { Err(ConnectorError::MissingScopes(missing)) }
+    }
+
+    /// Forgets a connection's token; its memories stay.
+    pub fn disconnect(&self, connection_id: &str) -> Result<Connection, ConnectorError> {
+        let mut connection = self.connection(connection_id)?;
+        self.secrets.remove(&token_secret(connection_id))?;
+        connection.connected = false;
+        self.kv.set(MAIN_BUCKET, &connection_key(connection_id), &encode(&connection))?;
+        Ok(connection)
+    }
+}

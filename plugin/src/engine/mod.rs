@@ -1,0 +1,366 @@
+//! The connector's product logic: connect, ingest, sync, step, retrieve, status.
+//!
+//! One [`Engine`], its methods grouped by concern: `connect` (connections, token kinds,
+//! scopes), `ingest` (registering memories and runs), `work` (the step loop) and `answers`
+//! (retrieval with citations); records and shared helpers live here.
+//!
+//! Everything is plain Rust over the capability traits of [`crate::caps`] and the
+//! [`Transport`]; the WebAssembly layer only translates types. State lives in
+//! key-value storage and every step ends with a checkpoint, so work survives a host
+//! crash at any point: a repeated step re-does at most one batch, and every write it
+//! makes is idempotent.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use crate::caps::{HostError, IndexChunk, KeyValue, SearchIndex, SecretStore};
+use crate::chunk::{ChunkConfig, chunk};
+use crate::client::{ApiError, Client};
+use crate::http::Transport;
+use crate::model::{Content, CurrentUser, Listing, Space, TenantInfo};
+use crate::records::*;
+use crate::site::{self, Site, SiteOptions};
+use crate::storage;
+
+mod answers;
+mod connect;
+mod ingest;
+mod work;
+
+pub use connect::config_fields;
+
+/// Listing page size: the v2 maximum, so a space costs one request per 250 pages.
+const PAGE_LIMIT: u32 = 250;
+/// Documents removed per step.
+const DELETE_BATCH: usize = 500;
+/// Spaces resolved per lookup request.
+const KEYS_PER_LOOKUP: usize = 100;
+/// Scopes a scoped token needs, and the probe that proves each.
+const SCOPE_PROBES: [(&str, &str); 3] = [
+    ("read:content-details:confluence", "/wiki/rest/api/user/current"),
+    ("read:space:confluence", "/wiki/api/v2/spaces?limit=1"),
+    ("read:page:confluence", "/wiki/api/v2/pages?limit=1"),
+];
+
+/// Why an operation failed; mirrors the WIT `connector-error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectorError {
+    /// Malformed input.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// Credentials rejected.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Scopes to add to the token.
+    #[error("the API token is missing the scopes: {}", .0.join(", "))]
+    MissingScopes(Vec<String>),
+    /// Unknown connection, memory or space.
+    #[error("{0}")]
+    NotFound(String),
+    /// Already a memory.
+    #[error("{0}")]
+    Duplicate(String),
+    /// Not possible in the current state.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Confluence unreachable or failing.
+    #[error("{0}")]
+    Network(String),
+    /// The host refused something.
+    #[error("{0}")]
+    Denied(String),
+    /// A host capability failed.
+    #[error("{0}")]
+    Host(String),
+}
+
+impl From<HostError> for ConnectorError {
+    fn from(error: HostError) -> Self {
+        ConnectorError::Host(format!("host storage failed: {error}"))
+    }
+}
+
+/// The outcome of one requested space in `ingest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// The key as typed (trimmed).
+    pub requested: String,
+    /// The memory, or why the key was rejected.
+    pub outcome: Result<Memory, ConnectorError>,
+}
+
+/// Everything the instance holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    /// Connections.
+    pub connections: Vec<Connection>,
+    /// Memories.
+    pub memories: Vec<Memory>,
+}
+
+/// The connector, bound to its capabilities for one call.
+pub struct Engine<'a> {
+    kv: &'a dyn KeyValue,
+    index: &'a dyn SearchIndex,
+    secrets: &'a dyn SecretStore,
+    transport: &'a dyn Transport,
+    chunking: ChunkConfig,
+}
+
+/// Checks the characters of a space key (Confluence keys are letters, digits and `_`;
+/// personal spaces start with `~`).
+fn check_space_key(key: &str) -> Result<(), ConnectorError> {
+    let body = key.strip_prefix('~').unwrap_or(key);
+    let valid = !body.is_empty()
+        && key.len() <= 255
+        && body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || (key.starts_with('~') && (c == '-' || c == ':')));
+    if valid {
+        Ok(())
+    } else {
+        Err(ConnectorError::InvalidInput(format!(
+            "'{}' is not a space key: keys are letters, digits and _ (personal spaces start with ~), as in the space's URL /wiki/spaces/KEY",
+            key.chars().take(60).collect::<String>()
+        )))
+    }
+}
+
+fn hash_of(text: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialise")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ConnectorError> {
+    serde_json::from_slice(bytes).map_err(|e| ConnectorError::Host(format!("stored {what} is unreadable: {e}")))
+}
+
+/// RFC 3339 (UTC, seconds) for a Unix time.
+pub fn rfc3339(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+impl<'a> Engine<'a> {
+    /// Binds the engine to its capabilities.
+    pub fn new(
+        kv: &'a dyn KeyValue,
+        index: &'a dyn SearchIndex,
+        secrets: &'a dyn SecretStore,
+        transport: &'a dyn Transport,
+    ) -> Engine<'a> {
+        Engine { kv, index, secrets, transport, chunking: ChunkConfig::default() }
+    }
+
+    fn connection(&self, id: &str) -> Result<Connection, ConnectorError> {
+        match self.kv.get(MAIN_BUCKET, &connection_key(id))? {
+            Some(bytes) => decode(&bytes, "connection"),
+            None => Err(ConnectorError::NotFound(format!(
+                "no connection '{id}' (see `status` for the connections of this instance)"
+            ))),
+        }
+    }
+
+    fn connections(&self) -> Result<Vec<Connection>, ConnectorError> {
+        self.records("conn/", "connection")
+    }
+
+    fn memories(&self) -> Result<Vec<Memory>, ConnectorError> {
+        self.records("mem/", "memory")
+    }
+
+    fn records<T: serde::de::DeserializeOwned>(&self, prefix: &str, what: &str) -> Result<Vec<T>, ConnectorError> {
+        let keys: Vec<String> = self.all_keys(MAIN_BUCKET)?.into_iter().filter(|k| k.starts_with(prefix)).collect();
+        let mut records = Vec::with_capacity(keys.len());
+        for value in self.kv.get_many(MAIN_BUCKET, &keys)?.into_iter().flatten() {
+            records.push(decode(&value, what)?);
+        }
+        Ok(records)
+    }
+
+    fn all_keys(&self, bucket: &str) -> Result<Vec<String>, HostError> {
+        let mut keys = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = self.kv.list_keys(bucket, cursor)?;
+            keys.extend(page);
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(keys),
+            }
+        }
+    }
+
+    fn next_id(&self, kind: &str) -> Result<String, ConnectorError> {
+        let key = format!("counter/{kind}");
+        let next = match self.kv.get(MAIN_BUCKET, &key)? {
+            Some(bytes) => decode::<u64>(&bytes, "counter")? + 1,
+            None => 1,
+        };
+        self.kv.set(MAIN_BUCKET, &key, &encode(&next))?;
+        Ok(format!("{kind}-{next}"))
+    }
+
+    fn client_for(&self, connection: &Connection) -> Result<(Client<'a>, String), ConnectorError> {
+        if !connection.connected {
+            return Err(ConnectorError::Unavailable(format!(
+                "connection {} ({}) is disconnected: connect the Confluence account again to sync its memories",
+                connection.id, connection.site
+            )));
+        }
+        let token = self.secrets.get(&token_secret(&connection.id))?.ok_or_else(|| {
+            ConnectorError::Unavailable(format!(
+                "connection {} has no stored token: connect the Confluence account again",
+                connection.id
+            ))
+        })?;
+        Ok((Client::new(self.transport, &connection.api_base, &connection.email, &token), token))
+    }
+
+    fn memory(&self, id: &str) -> Result<Memory, ConnectorError> {
+        match self.kv.get(MAIN_BUCKET, &memory_key(id))? {
+            Some(bytes) => decode(&bytes, "memory"),
+            None => Err(ConnectorError::NotFound(format!(
+                "no memory '{id}' (see `status` for the memories of this instance)"
+            ))),
+        }
+    }
+
+    fn save_memory(&self, memory: &Memory) -> Result<(), HostError> {
+        self.kv.set(MAIN_BUCKET, &memory_key(&memory.id), &encode(memory))
+    }
+
+    /// Memories with unfinished runs.
+    pub fn pending(&self) -> Result<Vec<String>, ConnectorError> {
+        Ok(self.memories()?.into_iter().filter(|m| m.run.is_some()).map(|m| m.id).collect())
+    }
+
+    /// Connections and memories.
+    pub fn status(&self) -> Result<StatusReport, ConnectorError> {
+        let mut connections = self.connections()?;
+        connections.sort_by_key(|c| numeric_suffix(&c.id));
+        let mut memories = self.memories()?;
+        memories.sort_by_key(|m| numeric_suffix(&m.id));
+        Ok(StatusReport { connections, memories })
+    }
+}
+
+/// GETs one page of a listing. A `next` link that points back into the listing
+/// (`loops`) is re-asked twice before it is believed: a transient glitch heals, a real
+/// loop is left to the caller to stop on.
+fn fetch_listing<T: serde::de::DeserializeOwned>(
+    client: &Client<'_>,
+    link: &str,
+    loops: impl Fn(&str) -> bool,
+) -> Result<Listing<T>, ApiError> {
+    let mut listing: Listing<T> = client.get_json(link)?;
+    for _ in 0..2 {
+        match listing.links.next.as_deref() {
+            Some(next) if next == link || loops(next) => listing = client.get_json(link)?,
+            _ => break,
+        }
+    }
+    Ok(listing)
+}
+
+fn new_memory(id: String, connection: &Connection, key: &str) -> Memory {
+    Memory {
+        id,
+        connection_id: connection.id.clone(),
+        space_key: key.to_string(),
+        space_id: None,
+        space_name: key.to_string(),
+        homepage_id: None,
+        wiki_base: String::new(),
+        status: MemoryStatus::InProgress,
+        error: None,
+        documents: 0,
+        chunks: 0,
+        progress: Progress::default(),
+        synced_at: None,
+        generation: 0,
+        run: None,
+    }
+}
+
+fn numeric_suffix(id: &str) -> u64 {
+    id.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(u64::MAX)
+}
+
+fn token_rejected(connection: &Connection) -> ConnectorError {
+    ConnectorError::Unauthorized(format!(
+        "token expired or revoked — reconnect: Confluence rejected the stored API token of {} on {} (connection {})",
+        connection.email, connection.site, connection.id
+    ))
+}
+
+fn space_not_found(key: &str, connection: &Connection) -> String {
+    format!(
+        "space key '{key}' is invalid or not accessible: it does not exist on {} or {} cannot see it",
+        connection.site, connection.email
+    )
+}
+
+fn network(error: ApiError) -> ConnectorError {
+    match error {
+        ApiError::Denied(detail) => ConnectorError::Denied(detail),
+        ApiError::Unresolvable(detail) => ConnectorError::NotFound(detail),
+        other => ConnectorError::Network(other.to_string()),
+    }
+}
+
+fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn space_keys() {
+        for good in ["ENG", "sd", "A_1", "~5fc9e78d2730d800760becc4", "~557058:abc-def"] {
+            assert!(check_space_key(good).is_ok(), "{good}");
+        }
+        for bad in ["", "~", "EN G", "ENG/../x", "ENG;", "<b>", "É"] {
+            assert!(check_space_key(bad).is_err(), "{bad}");
+        }
+        assert!(check_space_key(&"A".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn url_encoding_of_keys() {
+        assert_eq!(url_encode("~557058:ab"), "~557058%3Aab");
+    }
+}

@@ -1,0 +1,322 @@
+//! The work loop: one bounded step of listing, fetching, counting or deleting, ending
+//! in a checkpoint.
+
+use super::*;
+
+enum Advance {
+    More,
+    Finished,
+}
+
+/// A failure inside a run, before it is turned into the memory's error message.
+enum RunFailure {
+    Api(ApiError),
+    Stop(String),
+    Host(HostError),
+}
+
+impl From<ApiError> for RunFailure {
+    fn from(error: ApiError) -> Self {
+        RunFailure::Api(error)
+    }
+}
+
+impl From<HostError> for RunFailure {
+    fn from(error: HostError) -> Self {
+        RunFailure::Host(error)
+    }
+}
+
+impl Engine<'_> {
+    /// One bounded piece of work on a memory, ending in a checkpoint.
+    pub fn step(&self, memory_id: &str) -> Result<StepReport, ConnectorError> {
+        let mut memory = self.memory(memory_id)?;
+        let Some(mut run) = memory.run.take() else {
+            return Ok(StepReport { memory, finished: true });
+        };
+        let connection = self.connection(&memory.connection_id)?;
+        let client = match self.client_for(&connection) {
+            Ok((client, _)) => client,
+            Err(error) => {
+                memory.status = MemoryStatus::Error;
+                memory.error = Some(error.to_string());
+                self.save_memory(&memory)?;
+                return Ok(StepReport { memory, finished: true });
+            }
+        };
+        let result = self.advance(&client, &connection, &mut memory, &mut run);
+        let traffic = client.traffic();
+        memory.progress.requests += traffic.requests;
+        memory.progress.retries += traffic.retries;
+        let finished = match result {
+            Ok(Advance::More) => {
+                memory.progress.phase = run.phase.label().into();
+                memory.run = Some(run);
+                false
+            }
+            Ok(Advance::Finished) => {
+                memory.status = MemoryStatus::Ingested;
+                memory.error = None;
+                memory.progress.phase = "done".into();
+                memory.synced_at = Some(rfc3339(self.transport.unix_time()));
+                true
+            }
+            Err(failure) => {
+                memory.status = MemoryStatus::Error;
+                memory.error = Some(self.explain(failure, &connection, &memory));
+                memory.progress.phase = "failed".into();
+                true
+            }
+        };
+        self.save_memory(&memory)?;
+        Ok(StepReport { memory, finished })
+    }
+
+    fn explain(&self, failure: RunFailure, connection: &Connection, memory: &Memory) -> String {
+        let kept = if memory.documents > 0 { " (the last good content stays searchable)" } else { "" };
+        match failure {
+            RunFailure::Api(ApiError::Unauthorized { .. }) => format!("{}{kept}", token_rejected(connection)),
+            RunFailure::Api(ApiError::ScopeMismatch { url }) => format!(
+                "the API token lacks a scope needed for {url}: add read:page:confluence and read:space:confluence to the token, then reconnect{kept}"
+            ),
+            RunFailure::Api(ApiError::NotFound { .. }) => {
+                format!("{}{kept}", space_not_found(&memory.space_key, connection))
+            }
+            RunFailure::Api(error) => format!("{error}{kept}"),
+            RunFailure::Stop(message) => format!("{message}{kept}"),
+            RunFailure::Host(error) => format!("host storage failed: {error}{kept}"),
+        }
+    }
+
+    fn advance(
+        &self,
+        client: &Client<'_>,
+        connection: &Connection,
+        memory: &mut Memory,
+        run: &mut Run,
+    ) -> Result<Advance, RunFailure> {
+        match run.phase {
+            Phase::Pages | Phase::BlogPosts => self.list(client, connection, memory, run),
+            Phase::Fetch => self.fetch(client, memory, run),
+            Phase::Count => self.count(memory, run),
+            Phase::Delete => self.delete(memory, run),
+        }
+    }
+
+    fn list(
+        &self,
+        client: &Client<'_>,
+        connection: &Connection,
+        memory: &mut Memory,
+        run: &mut Run,
+    ) -> Result<Advance, RunFailure> {
+        let space_id = memory.space_id.clone().unwrap_or_default();
+        let (collection, kind) = match run.phase {
+            Phase::Pages => ("pages", 'p'),
+            _ => ("blogposts", 'b'),
+        };
+        let with_bodies = run.kind == RunKind::Ingest;
+        let link = run.cursor.clone().unwrap_or_else(|| listing_start(&space_id, collection, with_bodies));
+        let listing: Listing<Content> = fetch_listing(client, &link, |next| run.visited.contains(&hash_of(next)))?;
+        if let Some(base) = listing.links.base.as_deref().filter(|b| !b.is_empty()) {
+            memory.wiki_base = base.trim_end_matches('/').to_string();
+        } else if memory.wiki_base.is_empty() {
+            memory.wiki_base = format!("{}/wiki", connection.site);
+        }
+        memory.progress.listed += listing.results.len() as u32;
+        memory.progress.known += listing.results.len() as u32;
+        // The next listing request travels while this batch is converted and indexed.
+        match (&listing.links.next, run.phase) {
+            (Some(next), _) if *next != link && !run.visited.contains(&hash_of(next)) => client.prefetch(next),
+            (None, Phase::Pages) => client.prefetch(&listing_start(&space_id, "blogposts", with_bodies)),
+            _ => {}
+        }
+        self.absorb(memory, run, kind, listing.results, with_bodies)?;
+        match listing.links.next {
+            Some(next) => {
+                let fingerprint = hash_of(&next);
+                if run.visited.contains(&fingerprint) || next == link {
+                    return Err(RunFailure::Api(ApiError::Looping(next)));
+                }
+                run.visited.push(fingerprint);
+                run.cursor = Some(next);
+            }
+            None => {
+                run.cursor = None;
+                run.visited.clear();
+                run.phase = match run.phase {
+                    Phase::Pages => Phase::BlogPosts,
+                    _ if run.pending.is_empty() => Phase::Count,
+                    _ => Phase::Fetch,
+                };
+            }
+        }
+        Ok(Advance::More)
+    }
+
+    /// Takes listed documents into the memory: indexes new and changed ones (when the
+    /// bodies are at hand) or queues them for fetching, and marks everything seen.
+    fn absorb(
+        &self,
+        memory: &mut Memory,
+        run: &mut Run,
+        kind: char,
+        contents: Vec<Content>,
+        with_bodies: bool,
+    ) -> Result<(), RunFailure> {
+        if contents.is_empty() {
+            return Ok(());
+        }
+        let bucket = docs_bucket(&memory.id);
+        let ids: Vec<String> = contents.iter().map(|c| c.id.clone()).collect();
+        let existing = self.kv.get_many(&bucket, &ids)?;
+        let mut writes = Vec::with_capacity(contents.len());
+        let mut indexed = false;
+        for (content, stored) in contents.into_iter().zip(existing) {
+            let stored: Option<DocRecord> = stored.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            let changed =
+                stored.as_ref().is_none_or(|r| r.version != content.version.number || r.title != content.title);
+            let webui = content.links.webui.clone().unwrap_or_default();
+            if changed && with_bodies {
+                let chunks = self.chunks_of(&content);
+                let count = chunks.len() as u32;
+                self.index.replace_document(&memory.id, &content.id, chunks)?;
+                indexed = true;
+                memory.progress.updated += 1;
+                let record = DocRecord {
+                    kind,
+                    title: content.title,
+                    parent: content.parent_id,
+                    version: content.version.number,
+                    modified: content.version.created_at,
+                    webui,
+                    chunks: count,
+                    seen: memory.generation,
+                };
+                writes.push((content.id, encode(&record)));
+            } else if changed {
+                run.pending.push(format!("{kind}:{}", content.id));
+            } else if let Some(mut record) = stored {
+                // Unchanged body; a move or a new link still updates the citation.
+                record.parent = content.parent_id;
+                record.webui = webui;
+                record.seen = memory.generation;
+                writes.push((content.id, encode(&record)));
+            }
+            memory.progress.done += u32::from(!changed || with_bodies);
+        }
+        if indexed {
+            self.index.commit()?;
+        }
+        if !writes.is_empty() {
+            self.kv.set_many(&bucket, writes)?;
+        }
+        Ok(())
+    }
+
+    fn chunks_of(&self, content: &Content) -> Vec<IndexChunk> {
+        let converted = storage::convert(content.storage());
+        let mut chunks: Vec<IndexChunk> = chunk(&converted, &self.chunking)
+            .into_iter()
+            .enumerate()
+            .map(|(ordinal, c)| IndexChunk {
+                ordinal: ordinal as u32,
+                title: content.title.clone(),
+                heading: c.headings.join(" › "),
+                text: c.text,
+            })
+            .collect();
+        if chunks.is_empty() {
+            // A page with no text is still findable by its title.
+            chunks.push(IndexChunk {
+                ordinal: 0,
+                title: content.title.clone(),
+                heading: String::new(),
+                text: content.title.clone(),
+            });
+        }
+        chunks
+    }
+
+    fn fetch(&self, client: &Client<'_>, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
+        let kind = run.pending.first().and_then(|p| p.chars().next()).unwrap_or('p');
+        let batch: Vec<String> = run
+            .pending
+            .iter()
+            .filter(|p| p.starts_with(kind))
+            .take(PAGE_LIMIT as usize)
+            .map(|p| p[2..].to_string())
+            .collect();
+        let collection = if kind == 'b' { "blogposts" } else { "pages" };
+        let mut link =
+            Some(format!("/wiki/api/v2/{collection}?id={}&body-format=storage&limit={PAGE_LIMIT}", batch.join(",")));
+        let mut visited = HashSet::new();
+        while let Some(current) = link.take() {
+            if !visited.insert(current.clone()) {
+                return Err(RunFailure::Api(ApiError::Looping(current)));
+            }
+            let listing: Listing<Content> = fetch_listing(client, &current, |next| visited.contains(next))?;
+            memory.progress.fetched += listing.results.len() as u32;
+            let wanted: Vec<Content> = listing.results.into_iter().filter(|c| batch.contains(&c.id)).collect();
+            self.absorb(memory, run, kind, wanted, true)?;
+            link = listing.links.next;
+        }
+        let done: HashSet<String> = batch.into_iter().map(|id| format!("{kind}:{id}")).collect();
+        run.pending.retain(|p| !done.contains(p));
+        if run.pending.is_empty() {
+            run.phase = Phase::Count;
+        }
+        Ok(Advance::More)
+    }
+
+    fn count(&self, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
+        let bucket = docs_bucket(&memory.id);
+        let keys = self.all_keys(&bucket)?;
+        let (mut documents, mut chunks, mut stale) = (0u32, 0u32, Vec::new());
+        for (batch, values) in keys.chunks(1000).map(|batch| (batch, self.kv.get_many(&bucket, batch))) {
+            for (key, value) in batch.iter().zip(values?) {
+                let Some(record) = value.and_then(|bytes| serde_json::from_slice::<DocRecord>(&bytes).ok()) else {
+                    stale.push(key.clone());
+                    continue;
+                };
+                if record.seen < memory.generation {
+                    stale.push(key.clone());
+                } else {
+                    documents += 1;
+                    chunks += record.chunks;
+                }
+            }
+        }
+        let total = documents + stale.len() as u32;
+        if run.kind == RunKind::Sync && !run.allow_mass_delete && stale.len() > 2 && stale.len() * 2 > total as usize {
+            return Err(RunFailure::Stop(format!(
+                "this sync would remove {} of the {total} pages of space {}: nothing was removed; if that is right, sync again allowing mass deletion",
+                stale.len(),
+                memory.space_key
+            )));
+        }
+        memory.documents = documents;
+        memory.chunks = chunks;
+        run.stale = stale;
+        run.phase = Phase::Delete;
+        Ok(Advance::More)
+    }
+
+    fn delete(&self, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
+        let take = run.stale.len().min(DELETE_BATCH);
+        let batch: Vec<String> = run.stale.drain(..take).collect();
+        if !batch.is_empty() {
+            self.index.remove_documents(&memory.id, &batch)?;
+            self.index.commit()?;
+            self.kv.delete_many(&docs_bucket(&memory.id), &batch)?;
+            memory.progress.deleted += batch.len() as u32;
+        }
+        Ok(if run.stale.is_empty() { Advance::Finished } else { Advance::More })
+    }
+}
+
+/// The first page of a space's `pages` or `blogposts` listing, with bodies for an ingest.
+fn listing_start(space_id: &str, collection: &str, with_bodies: bool) -> String {
+    let body = if with_bodies { "&body-format=storage" } else { "" };
+    format!("/wiki/api/v2/spaces/{space_id}/{collection}?limit={PAGE_LIMIT}{body}")
+}

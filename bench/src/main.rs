@@ -614,10 +614,10 @@ fn run(cli: Cli) -> Result<()> {
         bench.results.insert("peers".into(), value);
     }
 
-    if let Some(parent) = bench.cli.out.parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)?;
-        }
+    if let Some(parent) = bench.cli.out.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)?;
     }
     std::fs::write(&bench.cli.out, serde_json::to_string_pretty(&Value::Object(bench.results.clone()))?)
         .with_context(|| format!("cannot write {}", bench.cli.out.display()))?;

@@ -227,7 +227,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest { connection, spaces, no_wait, json } => {
-            let outcomes = instance.ingest(connection, &[spaces.clone()]).await?.map_err(fail)?;
+            let outcomes = instance.ingest(connection, std::slice::from_ref(spaces)).await?.map_err(fail)?;
             ingest(&mut instance, outcomes, *no_wait, *json).await
         }
         Command::Sync { memory_id, allow_mass_delete, json } => {

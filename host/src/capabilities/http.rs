@@ -14,8 +14,9 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::profile::CallProfile;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::profile::CallProfile;
 
 /// Requests in flight to one site at most, across every instance of a host
 /// (Atlassian reports 429s from about 20 parallel calls; 2–4 is their advice).

@@ -527,7 +527,7 @@ fn body_json(c: &Content, format: Option<&str>) -> Value {
 }
 
 /// Checks `body-format` against the allowed set.
-fn parse_body_format<'q>(q: &'q Query, single: bool) -> Result<Option<&'q str>, Reply> {
+fn parse_body_format(q: &Query, single: bool) -> Result<Option<&str>, Reply> {
     let Some(f) = q.get("body-format") else {
         return Ok(None);
     };
@@ -839,10 +839,10 @@ fn single_content(st: &State, ctx: &Ctx<'_>, q: &Query, id: &str, kind: Kind) ->
         .get(&id)
         .filter(|c| c.kind == kind && !c.restricted && status_matches(c, &statuses))
         .ok_or_else(not_found)?;
-    if let Some(v) = q.get("version") {
-        if v.parse::<u64>().ok() != Some(c.version) {
-            return Err(not_found());
-        }
+    if let Some(v) = q.get("version")
+        && v.parse::<u64>().ok() != Some(c.version)
+    {
+        return Err(not_found());
     }
     Ok(Reply::json(200, &content_json(st, ctx, c, body_format, true)))
 }

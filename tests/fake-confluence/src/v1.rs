@@ -230,7 +230,7 @@ fn status_ok(c: &Content, q: &Query) -> bool {
     }
 }
 
-fn visible<'a>(st: &'a State) -> impl Iterator<Item = &'a Content> {
+fn visible(st: &State) -> impl Iterator<Item = &Content> {
     st.contents.values().filter(|c| !c.restricted)
 }
 
@@ -431,10 +431,10 @@ fn space_not_found(key: &str) -> Reply {
 pub(crate) fn space(st: &State, ctx: &Ctx<'_>, q: &Query, key: &str) -> Result<Reply, Reply> {
     let s = st.space_by_key(key).ok_or_else(|| space_not_found(key))?;
     let mut v = space_v1(ctx, s);
-    if has(&expands(q, ""), "homepage") {
-        if let Some(home) = st.contents.get(&s.homepage_id) {
-            v["homepage"] = content_v1(st, ctx, home, &[]);
-        }
+    if has(&expands(q, ""), "homepage")
+        && let Some(home) = st.contents.get(&s.homepage_id)
+    {
+        v["homepage"] = content_v1(st, ctx, home, &[]);
     }
     Ok(Reply::json(200, &v))
 }

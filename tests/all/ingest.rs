@@ -118,7 +118,7 @@ fn a_revoked_token_is_reported_as_such() {
 async fn the_next_listing_page_is_requested_while_this_one_is_indexed() {
     let world = World::new();
     world.site.add_space("ENG", "Engineering");
-    for n in 0..300 {
+    for n in 0..600 {
         world.site.add_page("ENG", None, &format!("Runbook {n}"), &body("Steps", &format!("runbook {n}")));
     }
     let connection = world.connect();
@@ -129,25 +129,25 @@ async fn the_next_listing_page_is_requested_while_this_one_is_indexed() {
     let outcomes = instance.ingest(&connection, &["ENG".to_string()]).await.unwrap().unwrap();
     let memory = outcomes[0].outcome.as_ref().expect("ENG is accepted").id.clone();
     world.site.reset_requests();
-    let second_page = |world: &World| {
+    let later_pages = |world: &World| {
         world.site.requests().into_iter().filter(|r| r.path.ends_with("/pages") && r.query.contains("cursor=")).count()
     };
 
     let report = instance.step(&memory).await.unwrap().unwrap();
     assert!(!report.finished);
-    assert_eq!(report.memory.progress.listed, 250, "the first step took the first listing page");
+    assert_eq!(report.memory.progress.listed, 500, "the first step took two listing pages of 250");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while second_page(&world) == 0 && std::time::Instant::now() < deadline {
+    while later_pages(&world) < 2 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert_eq!(second_page(&world), 1, "the second listing page was requested without another step");
+    assert_eq!(later_pages(&world), 2, "the third listing page was requested without another step");
 
     loop {
         let report = instance.step(&memory).await.unwrap().unwrap();
         if report.finished {
-            assert_eq!(report.memory.documents, 301, "{:?}", report.memory);
+            assert_eq!(report.memory.documents, 601, "{:?}", report.memory);
             break;
         }
     }
-    assert_eq!(second_page(&world), 1, "the prefetched response was used, not requested again");
+    assert_eq!(later_pages(&world), 2, "the prefetched response was used, not requested again");
 }

@@ -3,9 +3,20 @@
 
 use super::*;
 
+/// Documents a listing step takes in at most (two listing pages): each step ends in one
+/// index commit and one checkpoint, so bigger steps mean fewer commits.
+const STEP_DOCUMENTS: usize = 2 * PAGE_LIMIT as usize;
+
 enum Advance {
     More,
     Finished,
+}
+
+/// Records of documents indexed in this step, written once the index commit is durable.
+#[derive(Default)]
+struct Uncommitted {
+    writes: Vec<(String, Vec<u8>)>,
+    indexed: bool,
 }
 
 /// A failure inside a run, before it is turned into the memory's error message.
@@ -103,6 +114,8 @@ impl Engine<'_> {
         }
     }
 
+    /// Takes the next pages of the current listing, up to [`STEP_DOCUMENTS`] documents, with
+    /// one index commit and one checkpoint for all of them.
     fn list(
         &self,
         client: &Client<'_>,
@@ -116,46 +129,54 @@ impl Engine<'_> {
             _ => ("blogposts", 'b'),
         };
         let with_bodies = run.kind == RunKind::Ingest;
-        let link = run.cursor.clone().unwrap_or_else(|| listing_start(&space_id, collection, with_bodies));
-        let listing: Listing<Content> = fetch_listing(client, &link, |next| run.visited.contains(&hash_of(next)))?;
-        if let Some(base) = listing.links.base.as_deref().filter(|b| !b.is_empty()) {
-            memory.wiki_base = base.trim_end_matches('/').to_string();
-        } else if memory.wiki_base.is_empty() {
-            memory.wiki_base = format!("{}/wiki", connection.site);
-        }
-        memory.progress.listed += listing.results.len() as u32;
-        memory.progress.known += listing.results.len() as u32;
-        // The next listing request travels while this batch is converted and indexed.
-        match (&listing.links.next, run.phase) {
-            (Some(next), _) if *next != link && !run.visited.contains(&hash_of(next)) => client.prefetch(next),
-            (None, Phase::Pages) => client.prefetch(&listing_start(&space_id, "blogposts", with_bodies)),
-            _ => {}
-        }
-        self.absorb(memory, run, kind, listing.results, with_bodies)?;
-        match listing.links.next {
-            Some(next) => {
-                let fingerprint = hash_of(&next);
-                if run.visited.contains(&fingerprint) || next == link {
-                    return Err(RunFailure::Api(ApiError::Looping(next)));
+        let phase = run.phase;
+        let mut uncommitted = Uncommitted::default();
+        let mut taken = 0;
+        while run.phase == phase && taken < STEP_DOCUMENTS {
+            let link = run.cursor.clone().unwrap_or_else(|| listing_start(&space_id, collection, with_bodies));
+            let listing: Listing<Content> = fetch_listing(client, &link, |next| run.visited.contains(&hash_of(next)))?;
+            if let Some(base) = listing.links.base.as_deref().filter(|b| !b.is_empty()) {
+                memory.wiki_base = base.trim_end_matches('/').to_string();
+            } else if memory.wiki_base.is_empty() {
+                memory.wiki_base = format!("{}/wiki", connection.site);
+            }
+            memory.progress.listed += listing.results.len() as u32;
+            memory.progress.known += listing.results.len() as u32;
+            taken += listing.results.len();
+            // The next listing request travels while this batch is converted and indexed.
+            match (&listing.links.next, run.phase) {
+                (Some(next), _) if *next != link && !run.visited.contains(&hash_of(next)) => client.prefetch(next),
+                (None, Phase::Pages) => client.prefetch(&listing_start(&space_id, "blogposts", with_bodies)),
+                _ => {}
+            }
+            self.absorb(memory, run, kind, listing.results, with_bodies, &mut uncommitted)?;
+            match listing.links.next {
+                Some(next) => {
+                    let fingerprint = hash_of(&next);
+                    if run.visited.contains(&fingerprint) || next == link {
+                        return Err(RunFailure::Api(ApiError::Looping(next)));
+                    }
+                    run.visited.push(fingerprint);
+                    run.cursor = Some(next);
                 }
-                run.visited.push(fingerprint);
-                run.cursor = Some(next);
-            }
-            None => {
-                run.cursor = None;
-                run.visited.clear();
-                run.phase = match run.phase {
-                    Phase::Pages => Phase::BlogPosts,
-                    _ if run.pending.is_empty() => Phase::Count,
-                    _ => Phase::Fetch,
-                };
+                None => {
+                    run.cursor = None;
+                    run.visited.clear();
+                    run.phase = match run.phase {
+                        Phase::Pages => Phase::BlogPosts,
+                        _ if run.pending.is_empty() => Phase::Count,
+                        _ => Phase::Fetch,
+                    };
+                }
             }
         }
+        self.record(memory, uncommitted)?;
         Ok(Advance::More)
     }
 
     /// Takes listed documents into the memory: indexes new and changed ones (when the
     /// bodies are at hand) or queues them for fetching, and marks everything seen.
+    /// Nothing is recorded until [`Self::record`]: the records follow the commit.
     fn absorb(
         &self,
         memory: &mut Memory,
@@ -163,6 +184,7 @@ impl Engine<'_> {
         kind: char,
         contents: Vec<Content>,
         with_bodies: bool,
+        uncommitted: &mut Uncommitted,
     ) -> Result<(), RunFailure> {
         if contents.is_empty() {
             return Ok(());
@@ -170,8 +192,7 @@ impl Engine<'_> {
         let bucket = docs_bucket(&memory.id);
         let ids: Vec<String> = contents.iter().map(|c| c.id.clone()).collect();
         let existing = self.kv.get_many(&bucket, &ids)?;
-        let mut writes = Vec::with_capacity(contents.len());
-        let mut indexed = false;
+        let Uncommitted { writes, indexed } = uncommitted;
         for (content, stored) in contents.into_iter().zip(existing) {
             let stored: Option<DocRecord> = stored.and_then(|bytes| serde_json::from_slice(&bytes).ok());
             let changed =
@@ -181,7 +202,7 @@ impl Engine<'_> {
                 let chunks = self.chunks_of(&content);
                 let count = chunks.len() as u32;
                 self.index.replace_document(&memory.id, &content.id, chunks)?;
-                indexed = true;
+                *indexed = true;
                 memory.progress.updated += 1;
                 let record = DocRecord {
                     kind,
@@ -205,11 +226,17 @@ impl Engine<'_> {
             }
             memory.progress.done += u32::from(!changed || with_bodies);
         }
-        if indexed {
+        Ok(())
+    }
+
+    /// Commits what [`Self::absorb`] indexed, then writes its records: a record never
+    /// claims a document the index does not durably hold.
+    fn record(&self, memory: &Memory, uncommitted: Uncommitted) -> Result<(), RunFailure> {
+        if uncommitted.indexed {
             self.index.commit()?;
         }
-        if !writes.is_empty() {
-            self.kv.set_many(&bucket, writes)?;
+        if !uncommitted.writes.is_empty() {
+            self.kv.set_many(&docs_bucket(&memory.id), uncommitted.writes)?;
         }
         Ok(())
     }
@@ -251,6 +278,7 @@ impl Engine<'_> {
         let mut link =
             Some(format!("/wiki/api/v2/{collection}?id={}&body-format=storage&limit={PAGE_LIMIT}", batch.join(",")));
         let mut visited = HashSet::new();
+        let mut uncommitted = Uncommitted::default();
         while let Some(current) = link.take() {
             if !visited.insert(current.clone()) {
                 return Err(RunFailure::Api(ApiError::Looping(current)));
@@ -258,9 +286,10 @@ impl Engine<'_> {
             let listing: Listing<Content> = fetch_listing(client, &current, |next| visited.contains(next))?;
             memory.progress.fetched += listing.results.len() as u32;
             let wanted: Vec<Content> = listing.results.into_iter().filter(|c| batch.contains(&c.id)).collect();
-            self.absorb(memory, run, kind, wanted, true)?;
+            self.absorb(memory, run, kind, wanted, true, &mut uncommitted)?;
             link = listing.links.next;
         }
+        self.record(memory, uncommitted)?;
         let done: HashSet<String> = batch.into_iter().map(|id| format!("{kind}:{id}")).collect();
         run.pending.retain(|p| !done.contains(p));
         if run.pending.is_empty() {

@@ -3,9 +3,9 @@
 
 use super::*;
 
-/// Documents a listing step takes in at most (two listing pages): each step ends in one
-/// index commit and one checkpoint, so bigger steps mean fewer commits.
-const STEP_DOCUMENTS: usize = 2 * PAGE_LIMIT as usize;
+/// Listing pages a step takes at most (500 documents): each step ends in one index commit
+/// and one checkpoint, so bigger steps mean fewer commits.
+const LISTING_PAGES_PER_STEP: usize = 2;
 
 enum Advance {
     More,
@@ -114,7 +114,7 @@ impl Engine<'_> {
         }
     }
 
-    /// Takes the next pages of the current listing, up to [`STEP_DOCUMENTS`] documents, with
+    /// Takes the next pages of the current listing, [`LISTING_PAGES_PER_STEP`] at most, with
     /// one index commit and one checkpoint for all of them.
     fn list(
         &self,
@@ -131,8 +131,10 @@ impl Engine<'_> {
         let with_bodies = run.kind == RunKind::Ingest;
         let phase = run.phase;
         let mut uncommitted = Uncommitted::default();
-        let mut taken = 0;
-        while run.phase == phase && taken < STEP_DOCUMENTS {
+        for _ in 0..LISTING_PAGES_PER_STEP {
+            if run.phase != phase {
+                break;
+            }
             let link = run.cursor.clone().unwrap_or_else(|| listing_start(&space_id, collection, with_bodies));
             let listing: Listing<Content> = fetch_listing(client, &link, |next| run.visited.contains(&hash_of(next)))?;
             if let Some(base) = listing.links.base.as_deref().filter(|b| !b.is_empty()) {
@@ -142,7 +144,6 @@ impl Engine<'_> {
             }
             memory.progress.listed += listing.results.len() as u32;
             memory.progress.known += listing.results.len() as u32;
-            taken += listing.results.len();
             // The next listing request travels while this batch is converted and indexed.
             match (&listing.links.next, run.phase) {
                 (Some(next), _) if *next != link && !run.visited.contains(&hash_of(next)) => client.prefetch(next),

@@ -65,6 +65,8 @@ pub trait SearchIndex {
     fn remove_documents(&self, memory_id: &str, document_ids: &[String]) -> Result<(), HostError>;
     /// Makes writes durable and visible.
     fn commit(&self) -> Result<(), HostError>;
+    /// Discards the writes since the last commit.
+    fn rollback(&self) -> Result<(), HostError>;
     /// Best chunks for a question.
     fn query(&self, text: &str, memory_ids: &[String], limit: u32) -> Result<Vec<IndexHit>, HostError>;
 }

@@ -103,6 +103,9 @@ impl SearchIndex for HostSearch {
     fn commit(&self) -> Result<(), HostError> {
         search::commit().map_err(HostError)
     }
+    fn rollback(&self) -> Result<(), HostError> {
+        search::rollback().map_err(HostError)
+    }
     fn query(&self, text: &str, memory_ids: &[String], limit: u32) -> Result<Vec<IndexHit>, HostError> {
         let hits = search::query(text, memory_ids, limit).map_err(HostError)?;
         Ok(hits

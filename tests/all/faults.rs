@@ -78,3 +78,44 @@ fn exhausted_retries_and_real_loops_become_clear_errors() {
     assert_eq!(failed["status"], "ERROR");
     assert!(failed["error"].as_str().unwrap().contains("pagination link that repeats"), "{failed}");
 }
+
+/// A step that fails after indexing part of its batch leaves nothing behind: the next
+/// commit in the same host (another memory's) publishes none of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_step_leaves_no_chunks_behind() {
+    let world = World::new();
+    world.site.add_space("KB", "Knowledge Base");
+    world.site.add_page("KB", None, "Looping page", &body("Text", "zebra crossings everywhere"));
+    world.site.add_space("OPS", "Operations");
+    world.site.add_page("OPS", None, "Pager", &body("Rotation", "the pager rotates weekly"));
+    let connection = world.connect();
+    let kb_id = world.site.spaces().into_iter().find(|s| s.key == "KB").unwrap().id;
+    let mut config = connector_host::runtime::HostConfig::new(world.data_dir());
+    config.cache_dir = Some(cache_dir());
+    let host = connector_host::runtime::ConnectorHost::open(config).unwrap();
+    let mut instance = host.instance("default").await.unwrap();
+
+    world.site.set_faults(Some(FaultPlan {
+        seed: 1,
+        rate: 1.0,
+        faults: vec![Fault::LoopingNext],
+        endpoints: Some(vec![format!("/spaces/{kb_id}/pages")]),
+    }));
+    let kb = instance.ingest(&connection, &["KB".to_string()]).await.unwrap().unwrap();
+    let kb = kb[0].outcome.as_ref().unwrap().id.clone();
+    let failed = connector_host::driver::drive(&mut instance, std::slice::from_ref(&kb), |_| {}).await.unwrap();
+    assert!(failed[0].error.as_deref().unwrap_or_default().contains("pagination link that repeats"), "{failed:?}");
+    world.site.set_faults(None);
+
+    let ops = instance.ingest(&connection, &["OPS".to_string()]).await.unwrap().unwrap();
+    let ops = ops[0].outcome.as_ref().unwrap().id.clone();
+    let done = connector_host::driver::drive(&mut instance, std::slice::from_ref(&ops), |_| {}).await.unwrap();
+    assert!(done[0].error.is_none(), "{done:?}");
+
+    let chunks = instance.export().unwrap();
+    assert!(chunks.iter().any(|c| c.memory_id == ops), "OPS was indexed");
+    assert!(
+        !chunks.iter().any(|c| c.memory_id == kb),
+        "the failed KB step's chunks were published by a later commit: {chunks:?}"
+    );
+}

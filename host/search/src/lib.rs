@@ -1,7 +1,7 @@
 //! Full-text search capability of the connector host.
 //!
 //! The host's `search` WIT interface (`replace-document`, `remove-documents`, `commit`,
-//! `query`) is served by a [`SearchBackend`]. The reference backend, [`TantivySearch`],
+//! `rollback`, `query`) is served by a [`SearchBackend`]. The reference backend, [`TantivySearch`],
 //! keeps **one tantivy index per connector instance** — the host gives each instance its
 //! own directory, so tenancy is enforced by separate directories, not by filters.
 //! Inside an index, passages ("chunks") are grouped by memory id and document id, and
@@ -255,6 +255,9 @@ pub trait SearchBackend: Send + Sync {
 
     /// Makes all writes so far durable and visible to [`Self::query`].
     fn commit(&self) -> Result<(), SearchError>;
+
+    /// Discards the writes since the last [`Self::commit`].
+    fn rollback(&self) -> Result<(), SearchError>;
 
     /// The best `limit` chunks for the natural-language `text` among `memory_ids` (all
     /// memories when empty), best first. Query syntax is never interpreted; a question
@@ -515,6 +518,11 @@ impl SearchBackend for TantivySearch {
         writer.commit()?;
         // Reload while still holding the writer lock so readers see commits in order.
         self.reader.reload()?;
+        Ok(())
+    }
+
+    fn rollback(&self) -> Result<(), SearchError> {
+        self.writer().rollback()?;
         Ok(())
     }
 

@@ -225,6 +225,21 @@ fn headings_are_boosted_and_titles_count_as_text() {
 }
 
 #[test]
+fn rollback_forgets_what_was_not_committed() {
+    let s = TantivySearch::open_in_ram().unwrap();
+    s.replace_document("m", "committed", &chunks(2)).unwrap();
+    s.commit().unwrap();
+    s.replace_document("m", "abandoned", &chunks(3)).unwrap();
+    s.remove_documents("m", &["committed".into()]).unwrap();
+    s.rollback().unwrap();
+    s.replace_document("m", "next", &[chunk(0, "", "", "paragraph after the rollback")]).unwrap();
+    s.commit().unwrap();
+    let mut docs: Vec<_> = s.query("paragraph", &[], 10).unwrap().into_iter().map(|h| h.document_id).collect();
+    docs.sort();
+    assert_eq!(docs, ["committed", "committed", "next"], "the next commit publishes nothing that was rolled back");
+}
+
+#[test]
 fn uncommitted_writes_are_invisible_and_not_durable() {
     let dir = tempfile::tempdir().unwrap();
     {

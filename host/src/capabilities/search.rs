@@ -32,6 +32,11 @@ impl search::Host for HostState {
         Ok(removed.map_err(|e| e.to_string()))
     }
 
+    async fn rollback(&mut self) -> wasmtime::Result<Result<(), String>> {
+        let search = &self.grants.search;
+        Ok(self.grants.profile.time(Part::IndexWrite, || search.rollback()).map_err(|e| e.to_string()))
+    }
+
     async fn commit(&mut self) -> wasmtime::Result<Result<(), String>> {
         let search = &self.grants.search;
         Ok(self.grants.profile.time(Part::IndexWrite, || search.commit()).map_err(|e| e.to_string()))

@@ -73,8 +73,13 @@ impl Engine<'_> {
                 true
             }
             Err(failure) => {
+                // What this step indexed has no records: the index forgets it too.
+                let mut error = self.explain(failure, &connection, &memory);
+                if let Err(rollback) = self.index.rollback() {
+                    error.push_str(&format!(" (and the search index could not drop this step's writes: {rollback})"));
+                }
                 memory.status = MemoryStatus::Error;
-                memory.error = Some(self.explain(failure, &connection, &memory));
+                memory.error = Some(error);
                 memory.progress.phase = "failed".into();
                 true
             }

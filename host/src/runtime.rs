@@ -314,6 +314,12 @@ impl Instance<'_> {
                 self.host.config.call_timeout
             ),
         };
+        // Index writes of the interrupted call have no records behind them: drop them
+        // before anything else can commit them.
+        let failure = match self.grants.search.rollback() {
+            Ok(()) => failure,
+            Err(error) => anyhow!("{failure}; its uncommitted search writes could not be dropped either: {error}"),
+        };
         let (store, connector) = self.host.instantiate(self.grants.clone()).await?;
         self.store = store;
         self.connector = connector;

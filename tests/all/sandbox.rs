@@ -88,6 +88,17 @@ async fn instances_cannot_see_each_others_storage_or_index() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_call_leaves_no_index_writes_for_a_later_commit() {
+    let data = tempfile::tempdir().unwrap();
+    let host = hostile_host(data.path());
+    let mut instance = host.instance("alpha").await.unwrap();
+    instance.retrieve("index-then-spin:quokka sightings", &[], 1).await.expect_err("the spin loop is stopped");
+    assert_eq!(ask(&mut instance, "index:zebra stripes").await, "ok", "a later call indexes and commits");
+    assert_eq!(ask(&mut instance, "query:quokka").await, "", "the stopped call's write was dropped, not committed");
+    assert_eq!(ask(&mut instance, "query:zebra").await, "zebra stripes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_call_blocked_on_slow_io_hits_the_wall_clock_limit() {
     let site = fake_confluence::FakeConfluence::start().unwrap();
     site.set_latency(Duration::from_secs(6));

@@ -126,6 +126,13 @@ mod guest {
                 search::replace_document("m", "d", &[chunk]).map_err(ConnectorError::Host)?;
                 search::commit().map_err(ConnectorError::Host)?;
                 "ok".to_string()
+            } else if let Some(text) = question.strip_prefix("index-then-spin:") {
+                let chunk = search::Chunk { ordinal: 0, title: "t".into(), heading: String::new(), text: text.into() };
+                search::replace_document("m", "spun", &[chunk]).map_err(ConnectorError::Host)?;
+                let mut counter: u64 = 0;
+                loop {
+                    counter = std::hint::black_box(counter.wrapping_add(1));
+                }
             } else if let Some(text) = question.strip_prefix("query:") {
                 let hits = search::query(text, &[], 10).map_err(ConnectorError::Host)?;
                 hits.into_iter().map(|h| h.text).collect::<Vec<_>>().join("|")

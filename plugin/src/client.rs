@@ -139,17 +139,6 @@ impl<'t> Client<'t> {
         }
     }
 
-    /// Replaces the retry policy.
-    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// The base REST paths are appended to.
-    pub fn api_base(&self) -> &str {
-        &self.api_base
-    }
-
     /// Traffic so far.
     pub fn traffic(&self) -> Traffic {
         self.traffic.get()

@@ -6,7 +6,7 @@ impl Engine<'_> {
     /// Registers one memory per space key; each key succeeds or fails on its own.
     pub fn ingest(&self, connection_id: &str, sources: &[String]) -> Result<Vec<IngestOutcome>, ConnectorError> {
         let connection = self.connection(connection_id)?;
-        let (client, _token) = self.client_for(&connection)?;
+        let client = self.client_for(&connection)?;
         let requested: Vec<String> =
             sources.iter().flat_map(|s| s.split(',')).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         if requested.is_empty() {
@@ -95,28 +95,10 @@ impl Engine<'_> {
         space: Option<&Space>,
         memories: &mut Vec<Memory>,
     ) -> Result<Memory, ConnectorError> {
-        let mine = |m: &&mut Memory| m.connection_id == connection.id;
-        let Some(space) = space else {
-            // Unknown or invisible key: an ERROR memory that names it (re-adding it later retries).
-            if let Some(existing) = memories
-                .iter_mut()
-                .filter(mine)
-                .find(|m| m.space_id.is_none() && m.space_key.eq_ignore_ascii_case(typed))
-            {
-                existing.error = Some(space_not_found(typed, connection));
-                existing.status = MemoryStatus::Error;
-                self.save_memory(existing)?;
-                return Ok(existing.clone());
-            }
-            let mut memory = new_memory(self.next_id("mem")?, connection, typed);
-            memory.status = MemoryStatus::Error;
-            memory.error = Some(space_not_found(typed, connection));
-            self.save_memory(&memory)?;
-            memories.push(memory.clone());
-            return Ok(memory);
-        };
-        if let Some(existing) =
-            memories.iter_mut().filter(mine).find(|m| m.space_id.as_deref() == Some(space.id.as_str()))
+        let mine = |m: &&Memory| m.connection_id == connection.id;
+        if let Some(space) = space
+            && let Some(existing) =
+                memories.iter().filter(mine).find(|m| m.space_id.as_deref() == Some(space.id.as_str()))
         {
             if existing.run.is_some() {
                 return Ok(existing.clone()); // unfinished: ingest continues it
@@ -126,21 +108,31 @@ impl Engine<'_> {
                 space.key, existing.id, existing.id
             )));
         }
-        let retry =
-            memories.iter_mut().filter(mine).find(|m| m.space_id.is_none() && m.space_key.eq_ignore_ascii_case(typed));
-        let mut memory = match retry {
+        // A key that did not resolve before keeps its memory: adding it again retries it.
+        let earlier =
+            memories.iter().filter(mine).find(|m| m.space_id.is_none() && m.space_key.eq_ignore_ascii_case(typed));
+        let mut memory = match earlier {
             Some(existing) => existing.clone(),
             None => new_memory(self.next_id("mem")?, connection, typed),
         };
-        memory.space_key = space.key.clone();
-        memory.space_id = Some(space.id.clone());
-        memory.space_name = if space.name.is_empty() { space.key.clone() } else { space.name.clone() };
-        memory.homepage_id = space.homepage_id.clone();
-        memory.status = MemoryStatus::InProgress;
-        memory.error = None;
-        memory.generation += 1;
-        memory.progress = Progress { phase: Phase::Pages.label().into(), ..Progress::default() };
-        memory.run = Some(Run::start(RunKind::Ingest, true));
+        match space {
+            // Unknown or invisible key: an ERROR memory that names it.
+            None => {
+                memory.status = MemoryStatus::Error;
+                memory.error = Some(space_not_found(typed, connection));
+            }
+            Some(space) => {
+                memory.space_key = space.key.clone();
+                memory.space_id = Some(space.id.clone());
+                memory.space_name = if space.name.is_empty() { space.key.clone() } else { space.name.clone() };
+                memory.homepage_id = space.homepage_id.clone();
+                memory.status = MemoryStatus::InProgress;
+                memory.error = None;
+                memory.generation += 1;
+                memory.progress = Progress { phase: Phase::Pages.label().into(), ..Progress::default() };
+                memory.run = Some(Run::start(RunKind::Ingest, true));
+            }
+        }
         self.save_memory(&memory)?;
         match memories.iter_mut().find(|m| m.id == memory.id) {
             Some(slot) => *slot = memory.clone(),

@@ -217,7 +217,7 @@ impl<'a> Engine<'a> {
         Ok(format!("{kind}-{next}"))
     }
 
-    fn client_for(&self, connection: &Connection) -> Result<(Client<'a>, String), ConnectorError> {
+    fn client_for(&self, connection: &Connection) -> Result<Client<'a>, ConnectorError> {
         if !connection.connected {
             return Err(ConnectorError::Unavailable(format!(
                 "connection {} ({}) is disconnected: connect the Confluence account again to sync its memories",
@@ -230,7 +230,7 @@ impl<'a> Engine<'a> {
                 connection.id
             ))
         })?;
-        Ok((Client::new(self.transport, &connection.api_base, &connection.email, &token), token))
+        Ok(Client::new(self.transport, &connection.api_base, &connection.email, &token))
     }
 
     fn memory(&self, id: &str) -> Result<Memory, ConnectorError> {

@@ -47,7 +47,7 @@ impl Engine<'_> {
         };
         let connection = self.connection(&memory.connection_id)?;
         let client = match self.client_for(&connection) {
-            Ok((client, _)) => client,
+            Ok(client) => client,
             Err(error) => {
                 memory.status = MemoryStatus::Error;
                 memory.error = Some(error.to_string());

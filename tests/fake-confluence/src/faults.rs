@@ -108,12 +108,7 @@ impl FaultState {
     }
 
     fn next_u64(&mut self) -> u64 {
-        // SplitMix64.
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        crate::state::next_random(&mut self.rng)
     }
 
     /// Decides whether the request to `path` gets a fault; returns it with a few random bits

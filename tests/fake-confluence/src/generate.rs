@@ -18,11 +18,7 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        crate::state::next_random(&mut self.0)
     }
 
     fn below(&mut self, n: usize) -> usize {
@@ -291,17 +287,13 @@ pub fn storage_body(seed: u64, title: &str) -> String {
     out
 }
 
-fn key_hash(key: &str) -> u64 {
-    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |a, b| (a ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-}
-
 /// Creates space `key` (named "`key` Knowledge Base") holding exactly `pages` pages including its
 /// homepage — so a `limit=250` listing of a 10,000-page space takes 40 requests — arranged as a
 /// tree about three levels deep under the homepage, plus `pages / 50` blog posts; every body comes
 /// from [`storage_body`]. If the space already exists, `pages` pages are added to it instead.
 /// Deterministic in `seed`. Returns the space id.
 pub fn generate_space(site: &FakeConfluence, key: &str, pages: usize, seed: u64) -> String {
-    let base = mix(seed ^ key_hash(key));
+    let base = mix(seed ^ crate::state::fnv1a(key));
     let name = format!("{key} Knowledge Base");
     let exists = site.state().space_by_key(key).is_some();
     let mut to_add = pages;

@@ -185,7 +185,7 @@ impl State {
     /// Registers a user; an existing user with the same token is replaced.
     pub fn add_user(&mut self, email: &str, token: &str, kind: TokenKind) {
         self.users.retain(|u| u.token != token);
-        let h = mix(email.bytes().fold(0xcbf2_9ce4_8422_2325u64, |a, b| (a ^ b as u64).wrapping_mul(0x100_0000_01b3)));
+        let h = mix(fnv1a(email));
         let account_id = format!(
             "712020:{:08x}-{:04x}-4{:03x}-9{:03x}-{:012x}",
             (h >> 32) as u32,
@@ -358,6 +358,18 @@ fn home_fixup(state: &mut State, home: u64) {
 }
 
 /// SplitMix64 finaliser: a cheap deterministic hash.
+/// One SplitMix64 step: the next value of the sequence `state` is at, advancing it.
+pub(crate) fn next_random(state: &mut u64) -> u64 {
+    let value = mix(*state);
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    value
+}
+
+/// FNV-1a of a string (stable ids and seeds derived from names).
+pub(crate) fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |a, b| (a ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
 pub(crate) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

@@ -364,8 +364,8 @@ impl Instance<'_> {
         for origin in &wanted {
             self.grants.outbound.allow(origin);
         }
-        let result = guarded!(self, call_connect(&config))?;
-        if result.is_ok() {
+        let outcome = guarded!(self, call_connect(&config));
+        if let Ok(Ok(_)) = outcome {
             let mut all = before;
             for origin in wanted {
                 if !all.contains(&origin) {
@@ -374,13 +374,10 @@ impl Instance<'_> {
             }
             self.host.save_granted_origins(&namespace, &all)?;
         } else {
-            // Nothing connected: the grants stay as they were.
-            self.grants.outbound = OutboundPolicy::new(before, self.host.limiter.clone(), self.host.profile.clone());
-            let (store, connector) = self.host.instantiate(self.grants.clone()).await?;
-            self.store = store;
-            self.connector = connector;
+            // Nothing connected (an error, a trap or a timeout): the grants stay as they were.
+            self.grants.outbound.reset(before);
         }
-        Ok(result)
+        outcome
     }
 
     /// Disconnects an account.

@@ -71,6 +71,27 @@ async fn http_goes_only_to_granted_origins() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_connect_stopped_by_its_cpu_limit_grants_nothing() {
+    let site = fake_confluence::FakeConfluence::start().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let host = hostile_host(data.path());
+    let mut instance = host.instance("egress").await.unwrap();
+    let target = format!("{}/_edge/tenant_info", site.origin());
+    let mut spinning = vec![
+        ("origin".to_string(), site.origin()),
+        ("url".to_string(), target.clone()),
+        ("allow-loopback".into(), "true".into()),
+    ];
+    spinning.push(("spin".into(), "true".into()));
+    instance.connect(spinning).await.expect_err("the spinning connect is stopped");
+    // Granted something else now: the origin the stopped connect asked for is not reachable.
+    let other = vec![("origin".to_string(), "https://allowed.example".to_string()), ("url".to_string(), target)];
+    let outcome = instance.connect(other).await.unwrap();
+    assert!(matches!(&outcome, Err(ConnectorError::Network(m)) if m.contains("HttpRequestDenied")), "{outcome:?}");
+    assert!(site.requests().is_empty(), "nothing reached the server");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn instances_cannot_see_each_others_storage_or_index() {
     let data = tempfile::tempdir().unwrap();
     let host = hostile_host(data.path());

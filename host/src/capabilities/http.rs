@@ -157,9 +157,12 @@ impl OutboundPolicy {
         }
     }
 
-    /// The shared per-site limiter.
-    pub fn limiter(&self) -> &SiteLimiter {
-        &self.limiter
+    /// Replaces the allowed origins; every holder of this policy (the live instance
+    /// included) sees the change at once.
+    pub fn reset(&self, origins: impl IntoIterator<Item = String>) {
+        let mut allowed = self.allowed.write().expect("policy lock");
+        allowed.clear();
+        allowed.extend(origins.into_iter().filter_map(|origin| canonical_origin(&origin)));
     }
 
     /// Whether a URL's origin is allowed.

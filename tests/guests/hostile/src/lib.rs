@@ -66,6 +66,12 @@ mod guest {
         }
 
         fn connect(config: Vec<(String, String)>) -> Result<Connection, ConnectorError> {
+            if value(&config, "spin") == "true" {
+                let mut counter: u64 = 0;
+                loop {
+                    counter = std::hint::black_box(counter.wrapping_add(1));
+                }
+            }
             let url = value(&config, "url");
             let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
             let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));

@@ -3,7 +3,7 @@
 
 use anyhow::{Result, anyhow};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 wasmtime::component::bindgen!({ path: "convert-guest/wit", world: "converter" });
@@ -26,13 +26,11 @@ pub struct WasmConverter {
 }
 
 impl WasmConverter {
-    /// Compiles and instantiates the component built by `build.rs`, with the CPU-limit
-    /// checks the host compiles into connectors (epoch interruption) or without them.
-    pub fn load(epoch_interruption: bool) -> Result<WasmConverter> {
+    /// Compiles and instantiates the component built by `build.rs`, in the host's engine
+    /// configuration (with its CPU-limit checks) or in wasmtime's default one.
+    pub fn load(host_engine: bool) -> Result<WasmConverter> {
         let e = |e: wasmtime::Error| anyhow!("{e}");
-        let mut config = Config::new();
-        config.epoch_interruption(epoch_interruption);
-        let engine = Engine::new(&config).map_err(e)?;
+        let engine = if host_engine { connector_host::runtime::new_engine()? } else { Engine::default() };
         let component = Component::from_file(&engine, env!("CONVERT_COMPONENT_PATH")).map_err(e)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(e)?;

@@ -388,8 +388,6 @@ struct Bench {
     results: serde_json::Map<String, Value>,
     /// Data directory of the largest 0 ms ingest (reused by the retrieval benchmark).
     largest: Option<PathBuf>,
-    /// Our ingest rows, for the peer ratios.
-    ingest_rows: Vec<IngestRow>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -492,7 +490,6 @@ impl Bench {
             print_sync(&sync_rows);
             self.results.insert("sync".into(), serde_json::to_value(&sync_rows)?);
         }
-        self.ingest_rows = ingest_rows;
         Ok(())
     }
 }
@@ -547,16 +544,7 @@ fn run(cli: Cli) -> Result<()> {
     };
     let cache = work.join("compile-cache");
     std::fs::create_dir_all(&cache)?;
-    let mut bench = Bench {
-        cli,
-        sizes,
-        work,
-        cache,
-        results: serde_json::Map::new(),
-        largest: None,
-        ingest_rows: Vec::new(),
-        _temp: temp,
-    };
+    let mut bench = Bench { cli, sizes, work, cache, results: serde_json::Map::new(), largest: None, _temp: temp };
     bench.results.insert(
         "machine".into(),
         json!({

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::Result;
-use confluence_connector::chunk::{ChunkConfig, chunk};
+use confluence_connector::chunk::{ChunkConfig, page_chunks};
 use connector_search::{AnalyzerConfig, Chunk, SearchBackend, SearchConfig, StopWords, TantivySearch};
 
 use crate::scifact::{Dataset, escape, load, ndcg_at, recall_at};
@@ -112,20 +112,10 @@ pub fn run(dataset: &Path) -> Result<()> {
         let mut chunks_total = 0;
         for d in &docs {
             let title = d.page_title();
-            let converted = confluence_connector::storage::convert(&format!("<p>{}</p>", escape(&d.text)));
-            let mut chunks: Vec<Chunk> = chunk(&converted, &v.chunking)
+            let chunks: Vec<Chunk> = page_chunks(&format!("<p>{}</p>", escape(&d.text)), &title, &v.chunking)
                 .into_iter()
-                .enumerate()
-                .map(|(i, c)| Chunk {
-                    ordinal: i as u32,
-                    title: title.clone(),
-                    heading: c.headings.join(" › "),
-                    text: c.text,
-                })
+                .map(|c| Chunk { ordinal: c.ordinal, title: c.title, heading: c.heading, text: c.text })
                 .collect();
-            if chunks.is_empty() {
-                chunks.push(Chunk { ordinal: 0, title: title.clone(), heading: String::new(), text: title.clone() });
-            }
             chunks_total += chunks.len();
             index.replace_document("m", &d.id, &chunks)?;
         }

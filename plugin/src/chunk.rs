@@ -24,7 +24,8 @@
 //! assert_eq!(chunks[0].text, "Run make.");
 //! ```
 
-use crate::storage::{Block, Converted};
+use crate::caps::IndexChunk;
+use crate::storage::{self, Block, Converted};
 
 /// One retrievable piece of a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +53,26 @@ impl Default for ChunkConfig {
     fn default() -> Self {
         ChunkConfig { target_chars: 1200, max_chars: 2000 }
     }
+}
+
+/// The chunks of a page as they are indexed: its storage-format body converted and split,
+/// each carrying the page title and its heading path (`Install › Linux`); a page without
+/// text is one chunk of its title, so it stays findable.
+pub fn page_chunks(storage_body: &str, title: &str, cfg: &ChunkConfig) -> Vec<IndexChunk> {
+    let mut chunks: Vec<IndexChunk> = chunk(&storage::convert(storage_body), cfg)
+        .into_iter()
+        .enumerate()
+        .map(|(ordinal, c)| IndexChunk {
+            ordinal: ordinal as u32,
+            title: title.to_owned(),
+            heading: c.headings.join(" › "),
+            text: c.text,
+        })
+        .collect();
+    if chunks.is_empty() {
+        chunks.push(IndexChunk { ordinal: 0, title: title.to_owned(), heading: String::new(), text: title.to_owned() });
+    }
+    chunks
 }
 
 /// Splits a converted page into section-aware chunks; see the [module documentation](self).

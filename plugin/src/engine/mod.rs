@@ -13,14 +13,13 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use crate::caps::{HostError, IndexChunk, KeyValue, SearchIndex, SecretStore};
-use crate::chunk::{ChunkConfig, chunk};
+use crate::caps::{HostError, KeyValue, SearchIndex, SecretStore};
+use crate::chunk::{ChunkConfig, page_chunks};
 use crate::client::{ApiError, Client};
 use crate::http::Transport;
 use crate::model::{Content, CurrentUser, Listing, Space, TenantInfo};
 use crate::records::*;
 use crate::site::{self, Site, SiteOptions};
-use crate::storage;
 
 mod answers;
 mod connect;

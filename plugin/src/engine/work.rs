@@ -205,7 +205,7 @@ impl Engine<'_> {
                 stored.as_ref().is_none_or(|r| r.version != content.version.number || r.title != content.title);
             let webui = content.links.webui.clone().unwrap_or_default();
             if changed && with_bodies {
-                let chunks = self.chunks_of(&content);
+                let chunks = page_chunks(content.storage(), &content.title, &self.chunking);
                 let count = chunks.len() as u32;
                 self.index.replace_document(&memory.id, &content.id, chunks)?;
                 *indexed = true;
@@ -245,30 +245,6 @@ impl Engine<'_> {
             self.kv.set_many(&docs_bucket(&memory.id), uncommitted.writes)?;
         }
         Ok(())
-    }
-
-    fn chunks_of(&self, content: &Content) -> Vec<IndexChunk> {
-        let converted = storage::convert(content.storage());
-        let mut chunks: Vec<IndexChunk> = chunk(&converted, &self.chunking)
-            .into_iter()
-            .enumerate()
-            .map(|(ordinal, c)| IndexChunk {
-                ordinal: ordinal as u32,
-                title: content.title.clone(),
-                heading: c.headings.join(" › "),
-                text: c.text,
-            })
-            .collect();
-        if chunks.is_empty() {
-            // A page with no text is still findable by its title.
-            chunks.push(IndexChunk {
-                ordinal: 0,
-                title: content.title.clone(),
-                heading: String::new(),
-                text: content.title.clone(),
-            });
-        }
-        chunks
     }
 
     fn fetch(&self, client: &Client<'_>, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {

@@ -6,6 +6,7 @@
 //! call gets a fresh instance from the same `InstancePre` (about half a millisecond),
 //! so a misbehaving guest never takes the host down.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -82,11 +83,11 @@ impl ConnectorHost {
         let engine = new_engine()?;
         spawn_epoch_ticker(&engine);
 
-        let bytes = match &config.component {
-            Some(path) => {
-                std::fs::read(path).with_context(|| format!("cannot read the component {}", path.display()))?
-            }
-            None => BUNDLED_COMPONENT.to_vec(),
+        let bytes: Cow<[u8]> = match &config.component {
+            Some(path) => Cow::Owned(
+                std::fs::read(path).with_context(|| format!("cannot read the component {}", path.display()))?,
+            ),
+            None => Cow::Borrowed(BUNDLED_COMPONENT),
         };
         let cache_dir = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("cache"));
         let component = load_component(&engine, &bytes, &cache_dir)?;
@@ -246,7 +247,7 @@ pub fn load_component(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> Result
     let digest = Sha256::digest(bytes);
     let mut compat = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut compat);
-    let name = format!("{}-{:016x}.cwasm", hex(&digest[..16]), compat.finish());
+    let name = format!("{digest:.32x}-{:016x}.cwasm", compat.finish());
     let path = cache_dir.join(name);
     if path.exists() {
         // SAFETY: the file was written by `precompile_component` of a compatible engine
@@ -265,10 +266,6 @@ pub fn load_component(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> Result
     }
     // SAFETY: `compiled` was just produced by this engine.
     unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| anyhow!("{e}"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A running connector instance.

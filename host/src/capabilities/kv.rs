@@ -26,12 +26,14 @@ fn bucket_name(identifier: &str) -> Result<&str, store::Error> {
 }
 
 impl HostState {
-    fn bucket(&self, handle: &Resource<BucketHandle>) -> wasmtime::Result<connector_store::Bucket> {
-        Ok(self.table.get(handle)?.0.clone())
-    }
-
-    fn timed<T>(&self, work: impl FnOnce() -> T) -> T {
-        self.grants.profile.time(Part::Storage, work)
+    /// Runs `work` on an open bucket, charging its time to storage.
+    fn on_bucket<T, E: std::fmt::Display>(
+        &self,
+        handle: &Resource<BucketHandle>,
+        work: impl FnOnce(&connector_store::Bucket) -> Result<T, E>,
+    ) -> wasmtime::Result<Result<T, store::Error>> {
+        let bucket = &self.table.get(handle)?.0;
+        Ok(self.grants.profile.time(Part::Storage, || work(bucket)).map_err(other))
     }
 }
 
@@ -54,8 +56,7 @@ impl store::HostBucket for HostState {
         bucket: Resource<BucketHandle>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
-        let bucket = self.bucket(&bucket)?;
-        Ok(self.timed(|| bucket.get(&key)).map_err(other))
+        self.on_bucket(&bucket, |b| b.get(&key))
     }
 
     async fn set(
@@ -64,8 +65,7 @@ impl store::HostBucket for HostState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
-        let bucket = self.bucket(&bucket)?;
-        Ok(self.timed(|| bucket.set(&key, &value)).map_err(other))
+        self.on_bucket(&bucket, |b| b.set(&key, &value))
     }
 
     async fn delete(
@@ -73,8 +73,7 @@ impl store::HostBucket for HostState {
         bucket: Resource<BucketHandle>,
         key: String,
     ) -> wasmtime::Result<Result<(), store::Error>> {
-        let bucket = self.bucket(&bucket)?;
-        Ok(self.timed(|| bucket.delete(&key)).map_err(other))
+        self.on_bucket(&bucket, |b| b.delete(&key))
     }
 
     async fn exists(
@@ -82,8 +81,7 @@ impl store::HostBucket for HostState {
         bucket: Resource<BucketHandle>,
         key: String,
     ) -> wasmtime::Result<Result<bool, store::Error>> {
-        let bucket = self.bucket(&bucket)?;
-        Ok(self.timed(|| bucket.exists(&key)).map_err(other))
+        self.on_bucket(&bucket, |b| b.exists(&key))
     }
 
     async fn list_keys(
@@ -91,11 +89,9 @@ impl store::HostBucket for HostState {
         bucket: Resource<BucketHandle>,
         cursor: Option<u64>,
     ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
-        let bucket = self.bucket(&bucket)?;
         Ok(self
-            .timed(|| bucket.list_keys(cursor, LIST_PAGE))
-            .map(|(keys, cursor)| store::KeyResponse { keys, cursor })
-            .map_err(other))
+            .on_bucket(&bucket, |b| b.list_keys(cursor, LIST_PAGE))?
+            .map(|(keys, cursor)| store::KeyResponse { keys, cursor }))
     }
 
     async fn drop(&mut self, bucket: Resource<BucketHandle>) -> wasmtime::Result<()> {
@@ -110,12 +106,8 @@ impl batch::Host for HostState {
         bucket: Resource<BucketHandle>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
-        let bucket = self.bucket(&bucket)?;
-        let values = match self.timed(|| bucket.get_many(&keys)) {
-            Ok(values) => values,
-            Err(error) => return Ok(Err(other(error))),
-        };
-        Ok(Ok(keys.into_iter().zip(values).map(|(key, value)| value.map(|v| (key, v))).collect()))
+        let values = self.on_bucket(&bucket, |b| b.get_many(&keys))?;
+        Ok(values.map(|values| keys.into_iter().zip(values).map(|(key, value)| value.map(|v| (key, v))).collect()))
     }
 
     async fn set_many(
@@ -123,8 +115,7 @@ impl batch::Host for HostState {
         bucket: Resource<BucketHandle>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
-        let bucket = self.bucket(&bucket)?;
-        Ok(self.timed(|| bucket.set_many(&key_values)).map_err(other))
+        self.on_bucket(&bucket, |b| b.set_many(&key_values))
     }
 
     async fn delete_many(
@@ -132,7 +123,6 @@ impl batch::Host for HostState {
         bucket: Resource<BucketHandle>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
-        let bucket = self.bucket(&bucket)?;
-        Ok(self.timed(|| bucket.delete_many(&keys)).map_err(other))
+        self.on_bucket(&bucket, |b| b.delete_many(&keys))
     }
 }

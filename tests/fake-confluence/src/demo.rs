@@ -44,15 +44,6 @@ const BLOGPOSTS: &[(&str, &str)] = &[
     ("Introducing the New Deploy Pipeline", include_str!("../fixtures/demo/blog-deploy-pipeline.xml")),
 ];
 
-/// The demo content as (title, parent title — None for top-level/blog, body), homepage first,
-/// then pages, then blog posts (parent `Some("<blog>")`). Useful for assertions in tests.
-pub fn demo_pages() -> Vec<(&'static str, Option<&'static str>, &'static str)> {
-    let mut out = vec![(DEMO_SPACE_NAME, None, HOMEPAGE)];
-    out.extend(PAGES.iter().copied());
-    out.extend(BLOGPOSTS.iter().map(|(t, b)| (*t, Some("<blog>"), *b)));
-    out
-}
-
 /// Fills a running server with the demo user (classic [`DEMO_TOKEN`] and scoped
 /// [`DEMO_SCOPED_TOKEN`]) and the `DOCS` space: homepage, 15 pages in a 3-level tree, 2 blog posts.
 /// A few pages get a second version so `version.number` varies.

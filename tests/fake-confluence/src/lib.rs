@@ -28,8 +28,7 @@ use anyhow::Context as _;
 
 pub use auth::{GATEWAY_401_BODY, SITE_401_BODY};
 pub use demo::{
-    DEMO_EMAIL, DEMO_SCOPED_TOKEN, DEMO_SPACE_KEY, DEMO_SPACE_NAME, DEMO_TOKEN, demo_pages, demo_site, populate_demo,
-    sample_bodies,
+    DEMO_EMAIL, DEMO_SCOPED_TOKEN, DEMO_SPACE_KEY, DEMO_SPACE_NAME, DEMO_TOKEN, demo_site, populate_demo, sample_bodies,
 };
 pub use faults::{Fault, FaultPlan};
 pub use generate::{edit_fraction, generate_space, storage_body};
@@ -164,11 +163,6 @@ impl FakeConfluence {
         for u in self.state().users.iter_mut().filter(|u| u.token == token) {
             u.revoked = true;
         }
-    }
-
-    /// The account id of the user owning `token`, if any.
-    pub fn account_id(&self, token: &str) -> Option<String> {
-        self.state().users.iter().find(|u| u.token == token).map(|u| u.account_id.clone())
     }
 
     /// Creates a space (returns its numeric id) and its homepage titled `name`.

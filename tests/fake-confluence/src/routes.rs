@@ -363,6 +363,7 @@ fn dispatch(st: &mut State, origin: &str, method: &str, path: &str, raw_query: &
     }
 
     let ctx = Ctx { origin, user };
+    let legacy = ep.is_legacy();
     let result = match ep {
         Ep::TenantInfo => Ok(Reply::json(200, &json!({"cloudId": st.cloud_id}))),
         Ep::UserCurrent => Ok(user_current(&ctx)),
@@ -387,10 +388,7 @@ fn dispatch(st: &mut State, origin: &str, method: &str, path: &str, raw_query: &
         Ep::Unknown => Ok(not_found()),
     };
     let reply = result.unwrap_or_else(|e| e);
-    if matches!(reply.status, 200..=299)
-        && (rest.starts_with("/wiki/rest/api/content") || rest.starts_with("/wiki/rest/api/space"))
-        && !rest.starts_with("/wiki/rest/api/content/search")
-    {
+    if legacy && matches!(reply.status, 200..=299) {
         return v1::with_deprecation_headers(reply);
     }
     reply

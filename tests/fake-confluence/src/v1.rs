@@ -14,14 +14,10 @@ const DEPRECATION_LINK: &str =
 
 /// The 410 GoneException answer of removed v1 endpoints.
 pub(crate) fn gone() -> Reply {
-    Reply::json(
+    v1_error(
         410,
-        &json!({
-            "statusCode": 410,
-            "data": {"authorized": true, "valid": true, "errors": [], "successful": false},
-            "message": "com.atlassian.confluence.api.service.exceptions.pagesmodes.GoneException: This deprecated endpoint has been removed.",
-            "reason": "Gone"
-        }),
+        "com.atlassian.confluence.api.service.exceptions.pagesmodes.GoneException: This deprecated endpoint has been removed.",
+        "Gone",
     )
     .with_header("Deprecation", DEPRECATION.into())
     .with_header("Link", DEPRECATION_LINK.into())

@@ -77,24 +77,18 @@ impl Bucket {
     /// or value exceeds the configured limits.
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.check_item(key, value)?;
-        let txn = self.store.inner.db.begin_write()?;
-        {
-            let mut table = txn.open_table(KV)?;
+        self.store.write(KV, |table| {
             table.insert(self.full_key(key).as_str(), value)?;
-        }
-        txn.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Removes `key`; removing a missing key is not an error.
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let txn = self.store.inner.db.begin_write()?;
-        {
-            let mut table = txn.open_table(KV)?;
+        self.store.write(KV, |table| {
             table.remove(self.full_key(key).as_str())?;
-        }
-        txn.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Whether `key` is set.
@@ -188,28 +182,22 @@ impl Bucket {
         for (k, v) in items {
             self.check_item(k, v)?;
         }
-        let txn = self.store.inner.db.begin_write()?;
-        {
-            let mut table = txn.open_table(KV)?;
+        self.store.write(KV, |table| {
             for (k, v) in items {
                 table.insert(self.full_key(k).as_str(), v.as_slice())?;
             }
-        }
-        txn.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Removes all `keys` in one write transaction (missing keys are ignored).
     pub fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
-        let txn = self.store.inner.db.begin_write()?;
-        {
-            let mut table = txn.open_table(KV)?;
+        self.store.write(KV, |table| {
             for k in keys {
                 table.remove(self.full_key(k).as_str())?;
             }
-        }
-        txn.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 }
 

@@ -117,6 +117,18 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// Applies `change` to `table` in one durable write transaction.
+    pub(crate) fn write(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        change: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let txn = self.inner.db.begin_write()?;
+        change(&mut txn.open_table(table)?)?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Opens the database file at `path` with the default [`StoreConfig`], creating it
     /// (but not its parent directory) if it is missing.
     pub fn open(path: &Path) -> Result<Store, StoreError> {

@@ -29,18 +29,18 @@ impl Meta {
 
     /// Sets `key` to `value` (one durable write transaction).
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let txn = self.store.inner.db.begin_write()?;
-        txn.open_table(META)?.insert(key, value)?;
-        txn.commit()?;
-        Ok(())
+        self.store.write(META, |table| {
+            table.insert(key, value)?;
+            Ok(())
+        })
     }
 
     /// Removes `key` (missing keys are ignored).
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let txn = self.store.inner.db.begin_write()?;
-        txn.open_table(META)?.remove(key)?;
-        txn.commit()?;
-        Ok(())
+        self.store.write(META, |table| {
+            table.remove(key)?;
+            Ok(())
+        })
     }
 
     /// Keys starting with `prefix`, with their values, in key order, strictly after

@@ -214,10 +214,10 @@ impl Secrets {
         stored.extend_from_slice(&nonce);
         stored.extend_from_slice(&ciphertext);
 
-        let txn = self.store.inner.db.begin_write()?;
-        txn.open_table(SECRETS)?.insert(row.as_str(), stored.as_slice())?;
-        txn.commit()?;
-        Ok(())
+        self.store.write(SECRETS, |table| {
+            table.insert(row.as_str(), stored.as_slice())?;
+            Ok(())
+        })
     }
 
     /// The secret `name`, or `None` if it is not set.
@@ -250,9 +250,9 @@ impl Secrets {
     /// Forgets the secret `name` (a missing secret is not an error).
     pub fn remove(&self, name: &str) -> Result<(), StoreError> {
         let row = self.row_key(name)?;
-        let txn = self.store.inner.db.begin_write()?;
-        txn.open_table(SECRETS)?.remove(row.as_str())?;
-        txn.commit()?;
-        Ok(())
+        self.store.write(SECRETS, |table| {
+            table.remove(row.as_str())?;
+            Ok(())
+        })
     }
 }

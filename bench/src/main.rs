@@ -17,6 +17,8 @@
 //!   measurable without a conversion-only export; reported as such).
 //! - **scifact** (`--scifact DIR`): BEIR SciFact through the fake and the full pipeline,
 //!   nDCG@10 and Recall@100 over the test queries.
+//! - **serve**: `ask` through the service's HTTP API from 50 concurrent clients while a
+//!   10,000-page ingest (`--quick`: 1,000) runs in another tenant of the same service.
 //! - **peers** (`--peers`): LangChain's `ConfluenceLoader` and LlamaIndex's
 //!   `ConfluenceReader` against the same fake (legacy v1 mode), space and latency.
 
@@ -24,6 +26,7 @@ mod convert;
 mod metrics;
 mod peers;
 mod scifact;
+mod service;
 mod tune;
 
 use std::path::{Path, PathBuf};
@@ -69,7 +72,7 @@ struct Cli {
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench-results.json")]
     out: PathBuf,
-    /// Run only these sections (comma separated: ingest,sync,retrieve,coldstart,convert,scifact,peers).
+    /// Run only these sections (comma separated: ingest,sync,retrieve,coldstart,convert,serve,scifact,peers).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Scratch directory for data directories (default: a temporary directory).
@@ -192,7 +195,7 @@ pub fn open_host(data_dir: &Path, cache_dir: &Path) -> Result<ConnectorHost> {
 }
 
 /// Connects `instance` to the fake at `origin` with the benchmark user; returns the connection id.
-pub async fn connect(instance: &mut Instance<'_>, origin: &str) -> Result<String> {
+pub async fn connect(instance: &mut Instance, origin: &str) -> Result<String> {
     let connection = instance
         .connect(vec![
             ("site".into(), origin.to_string()),
@@ -206,7 +209,7 @@ pub async fn connect(instance: &mut Instance<'_>, origin: &str) -> Result<String
 }
 
 /// Registers an ingest of `space` and steps it to the end; returns the final memory.
-pub async fn ingest(instance: &mut Instance<'_>, connection: &str, space: &str) -> Result<Memory> {
+pub async fn ingest(instance: &mut Instance, connection: &str, space: &str) -> Result<Memory> {
     let outcomes = instance
         .ingest(connection, &[space.to_string()])
         .await?
@@ -220,7 +223,7 @@ pub async fn ingest(instance: &mut Instance<'_>, connection: &str, space: &str) 
     settle(instance, &memory.id).await
 }
 
-async fn settle(instance: &mut Instance<'_>, memory_id: &str) -> Result<Memory> {
+async fn settle(instance: &mut Instance, memory_id: &str) -> Result<Memory> {
     let done = connector_host::driver::drive(instance, &[memory_id.to_string()], |_| {}).await?;
     let memory = done.into_iter().next().ok_or_else(|| anyhow!("memory {memory_id} did not finish"))?;
     if let Some(error) = &memory.error {
@@ -579,6 +582,11 @@ fn run(cli: Cli) -> Result<()> {
             bench.sizes.queries,
         ))?;
         bench.results.insert("retrieve".into(), value);
+    }
+    if bench.wants("serve") {
+        let pages = if bench.cli.quick { 1_000 } else { 10_000 };
+        let value = rt.block_on(service::ask_under_ingest(&bench.work, &bench.cache, pages))?;
+        bench.results.insert("serve".into(), value);
     }
     if bench.wants("scifact") {
         match bench.cli.scifact.clone() {

@@ -13,7 +13,7 @@ const MAX_CONSECUTIVE_TRAPS: u32 = 3;
 /// Steps the given memories until all are finished, reporting each step's memory.
 /// Returns the final state of each memory, in the order given.
 pub async fn drive(
-    instance: &mut Instance<'_>,
+    instance: &mut Instance,
     memory_ids: &[String],
     mut on_step: impl FnMut(&Memory),
 ) -> Result<Vec<Memory>> {

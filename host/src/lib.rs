@@ -17,7 +17,10 @@
 pub mod bindings;
 pub mod capabilities;
 pub mod driver;
+pub mod keys;
 pub mod profile;
+pub mod report;
 pub mod runtime;
 pub mod schedule;
+pub mod service;
 pub mod state;

@@ -16,14 +16,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::bindings::{self, Connector, ConnectorPre, types};
-use crate::capabilities::http::{OutboundPolicy, SiteLimiter, canonical_origin, is_loopback_origin};
+use crate::capabilities::http::{OutboundPolicy, SiteLimiter, canonical_origin, is_loopback_origin, site_allowed};
 use crate::profile::{CallProfile, Totals};
-use crate::state::{Grants, HostState};
+use crate::state::{CallBudget, Grants, HostState, Limit};
 
 /// The connector component built with this host (`plugin/`, for wasm32-wasip2).
 pub const BUNDLED_COMPONENT: &[u8] = include_bytes!(env!("CONNECTOR_COMPONENT_PATH"));
@@ -42,12 +42,18 @@ pub struct HostConfig {
     pub component: Option<PathBuf>,
     /// Guest linear-memory cap in bytes.
     pub memory_limit: usize,
-    /// Wall-clock and CPU limit of one call into the guest.
+    /// Wall-clock limit of one call into the guest (waits on HTTP and storage count).
     pub call_timeout: Duration,
+    /// CPU limit of one call into the guest (epoch ticks while it runs guest code).
+    pub cpu_limit: Duration,
+    /// Host patterns the origins of a connection must match, e.g. `*.atlassian.net`
+    /// (empty: any public host). Enforced by the host on every origin a connector asks for.
+    pub allowed_sites: Vec<String>,
 }
 
 impl HostConfig {
-    /// Defaults for a data directory: 512 MiB of guest memory, 5 minutes per call.
+    /// Defaults for a data directory: 512 MiB of guest memory, 5 minutes per call (wall
+    /// clock and CPU), any public site.
     pub fn new(data_dir: impl Into<PathBuf>) -> HostConfig {
         HostConfig {
             data_dir: data_dir.into(),
@@ -55,18 +61,23 @@ impl HostConfig {
             component: None,
             memory_limit: 512 << 20,
             call_timeout: Duration::from_secs(300),
+            cpu_limit: Duration::from_secs(300),
+            allowed_sites: Vec::new(),
         }
     }
 }
 
 /// A loaded host: engine, compiled component and storage, shared by its instances.
+/// Cheap to clone: every field is a shared handle, so a service can hand clones to its
+/// tasks and instances can own theirs.
+#[derive(Clone)]
 pub struct ConnectorHost {
     engine: Engine,
     pre: ConnectorPre<HostState>,
     store: connector_store::Store,
     key: connector_store::OperatorKey,
     config: HostConfig,
-    indexes: Mutex<HashMap<String, Arc<connector_search::TantivySearch>>>,
+    indexes: Arc<Mutex<HashMap<String, Arc<connector_search::TantivySearch>>>>,
     limiter: SiteLimiter,
     profile: CallProfile,
 }
@@ -110,7 +121,7 @@ impl ConnectorHost {
             store,
             key,
             config,
-            indexes: Mutex::new(HashMap::new()),
+            indexes: Arc::new(Mutex::new(HashMap::new())),
             limiter: SiteLimiter::default(),
             profile: CallProfile::default(),
         })
@@ -132,9 +143,9 @@ impl ConnectorHost {
     }
 
     /// Starts an instance (one tenant's connector) with its grants.
-    pub async fn instance(&self, namespace: &str) -> Result<Instance<'_>> {
-        if namespace.is_empty() || !namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(anyhow!("instance name '{namespace}' must be letters, digits, - or _"));
+    pub async fn instance(&self, namespace: &str) -> Result<Instance> {
+        if !valid_instance_name(namespace) {
+            return Err(anyhow!("instance name '{namespace}' must be 1 to 64 letters, digits, - or _"));
         }
         let search = self.index(namespace)?;
         let grants = Grants {
@@ -146,7 +157,30 @@ impl ConnectorHost {
             profile: self.profile.clone(),
         };
         let (store, connector) = self.instantiate(grants.clone()).await?;
-        Ok(Instance { host: self, grants, store, connector })
+        Ok(Instance { host: self.clone(), grants, store, connector })
+    }
+
+    /// Every instance (tenant) this data directory holds: each has a search index
+    /// directory from the first time it was opened.
+    pub fn instances(&self) -> Result<Vec<String>> {
+        let dir = self.config.data_dir.join("search");
+        let mut names = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(names),
+            Err(error) => return Err(anyhow!("cannot list {}: {error}", dir.display())),
+        };
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+            if entry.file_type().is_ok_and(|t| t.is_dir())
+                && let Some(name) = entry.file_name().to_str()
+                && valid_instance_name(name)
+            {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
     }
 
     fn index(&self, namespace: &str) -> Result<Arc<connector_search::TantivySearch>> {
@@ -192,10 +226,28 @@ impl ConnectorHost {
                 .table_elements(1 << 20)
                 .build(),
             grants,
+            budget: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(u64::MAX / 2);
+        // Every tick the guest's code is running, this charges the call's CPU budget and
+        // checks its wall clock (a spinning guest never yields to the async timeout). A
+        // tick spent waiting on a host call costs at most one charge when the guest resumes.
+        store.epoch_deadline_callback(|mut context| {
+            let Some(budget) = context.data_mut().budget.as_mut() else {
+                return Ok(UpdateDeadline::Continue(u64::MAX / 2));
+            };
+            budget.ticks_used += 1;
+            if budget.ticks_used > budget.cpu_ticks {
+                budget.exceeded = Some(Limit::Cpu);
+            } else if budget.started.elapsed() > budget.wall_clock {
+                budget.exceeded = Some(Limit::WallClock);
+            } else {
+                return Ok(UpdateDeadline::Continue(1));
+            }
+            Err(wasmtime::Trap::Interrupt.into())
+        });
         let connector = self
             .pre
             .instantiate_async(&mut store)
@@ -203,6 +255,11 @@ impl ConnectorHost {
             .map_err(|e| anyhow!("cannot instantiate the connector: {e}"))?;
         Ok((store, connector))
     }
+}
+
+/// Instance names are letters, digits, `-` and `_` (they name directories and keys).
+pub fn valid_instance_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// The engine configuration every host uses (epoch interruption for CPU limits). Compiled
@@ -269,8 +326,8 @@ pub fn load_component(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> Result
 }
 
 /// A running connector instance.
-pub struct Instance<'h> {
-    host: &'h ConnectorHost,
+pub struct Instance {
+    host: ConnectorHost,
     grants: Grants,
     store: Store<HostState>,
     connector: Connector,
@@ -279,10 +336,17 @@ pub struct Instance<'h> {
 /// Calls one export under the limits, recovering from traps and timeouts.
 macro_rules! guarded {
     ($self:ident, $call:ident ( $($arg:expr),* )) => {{
-        let ticks = ($self.host.config.call_timeout.as_millis() / TICK.as_millis()).max(1) as u64;
-        $self.store.set_epoch_deadline(ticks);
+        let config = &$self.host.config;
+        $self.store.data_mut().budget = Some(CallBudget {
+            started: std::time::Instant::now(),
+            wall_clock: config.call_timeout,
+            cpu_ticks: (config.cpu_limit.as_millis() / TICK.as_millis()).max(1) as u64,
+            ticks_used: 0,
+            exceeded: None,
+        });
+        $self.store.set_epoch_deadline(1);
         let outcome = tokio::time::timeout(
-            $self.host.config.call_timeout,
+            config.call_timeout,
             $self.connector.knowledge_connector_knowledge_connector().$call(&mut $self.store, $($arg),*),
         )
         .await;
@@ -291,17 +355,23 @@ macro_rules! guarded {
     }};
 }
 
-impl Instance<'_> {
+impl Instance {
     async fn settle<T>(
         &mut self,
         outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
         call: &str,
     ) -> Result<T> {
+        let exceeded = self.store.data_mut().budget.take().and_then(|budget| budget.exceeded);
         let failure = match outcome {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(trap)) => {
-                let detail = match trap.downcast_ref::<wasmtime::Trap>() {
-                    Some(wasmtime::Trap::Interrupt) => "it ran out of CPU time".to_string(),
+                let detail = match (trap.downcast_ref::<wasmtime::Trap>(), exceeded) {
+                    (Some(wasmtime::Trap::Interrupt), Some(Limit::WallClock)) => {
+                        format!("it ran past the {:?} wall-clock limit", self.host.config.call_timeout)
+                    }
+                    (Some(wasmtime::Trap::Interrupt), _) => {
+                        format!("it ran out of CPU time (limit {:?})", self.host.config.cpu_limit)
+                    }
                     _ => format!("{trap:#}"),
                 };
                 anyhow!("the connector failed in {call} and was restarted: {detail}")
@@ -352,6 +422,12 @@ impl Instance<'_> {
             if (insecure || is_loopback_origin(&canonical)) && !(loopback_allowed && is_loopback_origin(&canonical)) {
                 return Ok(Err(types::ConnectorError::Denied(format!(
                     "{origin} is not an https site; loopback http sites need --allow-loopback"
+                ))));
+            }
+            if !site_allowed(&self.host.config.allowed_sites, &canonical) {
+                return Ok(Err(types::ConnectorError::Denied(format!(
+                    "{origin} is not among the sites this service allows ({})",
+                    self.host.config.allowed_sites.join(", ")
                 ))));
             }
             wanted.push(canonical);
@@ -435,8 +511,13 @@ impl Instance<'_> {
         self.grants.search.export().map_err(|e| anyhow!("cannot read the search index: {e}"))
     }
 
+    /// The committed passages of one document of a memory, in order (host side).
+    pub fn document(&self, memory_id: &str, document_id: &str) -> Result<Vec<connector_search::Hit>> {
+        self.grants.search.document(memory_id, document_id).map_err(|e| anyhow!("cannot read the search index: {e}"))
+    }
+
     /// The host's store (schedules and grants live in its private metadata).
     pub fn host(&self) -> &ConnectorHost {
-        self.host
+        &self.host
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::bindings::types::InstanceStatus;
 use crate::runtime::ConnectorHost;
 
 /// Longest wait between attempts of a failing memory.
@@ -74,6 +75,27 @@ pub fn parse_interval(text: &str) -> Result<Duration> {
     Ok(Duration::from_secs(seconds))
 }
 
+/// Why Auto Resync of a memory cannot be changed as asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AutoResyncRefusal {
+    /// No memory has that id.
+    NoMemory(String),
+    /// The memory's connection is disconnected: syncs would be refused.
+    Disconnected(String),
+    /// The interval is not one.
+    BadInterval(String),
+}
+
+impl std::fmt::Display for AutoResyncRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AutoResyncRefusal::NoMemory(message)
+            | AutoResyncRefusal::Disconnected(message)
+            | AutoResyncRefusal::BadInterval(message) => f.write_str(message),
+        }
+    }
+}
+
 fn key(namespace: &str, memory: &str) -> String {
     format!("schedule/{namespace}/{memory}")
 }
@@ -98,6 +120,44 @@ impl ConnectorHost {
     /// Turns Auto Resync off for a memory.
     pub fn remove_schedule(&self, namespace: &str, memory: &str) -> Result<()> {
         self.store().meta().delete(&key(namespace, memory)).map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Turns Auto Resync of a memory on (`every` is an interval such as `1h`) or off
+    /// (`None`), given the instance's current status. Returns the schedule now in force.
+    pub fn set_auto_resync(
+        &self,
+        namespace: &str,
+        status: &InstanceStatus,
+        memory_id: &str,
+        every: Option<&str>,
+    ) -> Result<Result<Option<Schedule>, AutoResyncRefusal>> {
+        let Some(memory) = status.memories.iter().find(|m| m.id == memory_id) else {
+            return Ok(Err(AutoResyncRefusal::NoMemory(format!("no memory '{memory_id}' (see status)"))));
+        };
+        let Some(every) = every else {
+            self.remove_schedule(namespace, memory_id)?;
+            return Ok(Ok(None));
+        };
+        if !status.connections.iter().any(|c| c.id == memory.connection_id && c.connected) {
+            return Ok(Err(AutoResyncRefusal::Disconnected(format!(
+                "connection {} is disconnected: connect the Confluence account again before turning on Auto Resync of {memory_id}",
+                memory.connection_id
+            ))));
+        }
+        let every = match parse_interval(every) {
+            Ok(every) => every.as_secs(),
+            Err(error) => return Ok(Err(AutoResyncRefusal::BadInterval(error.to_string()))),
+        };
+        let schedule = Schedule {
+            memory: memory_id.to_string(),
+            every_secs: every,
+            next_run: now() + every,
+            failures: 0,
+            last_error: None,
+            last_success: None,
+        };
+        self.save_schedule(namespace, &schedule)?;
+        Ok(Ok(Some(schedule)))
     }
 
     /// Every schedule of an instance.

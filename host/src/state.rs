@@ -27,6 +27,30 @@ pub struct Grants {
     pub profile: CallProfile,
 }
 
+/// Which limit of a call the guest ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The CPU time its code may run.
+    Cpu,
+    /// The call's wall-clock time.
+    WallClock,
+}
+
+/// The limits of the call in progress and what it has used of them.
+#[derive(Debug, Clone)]
+pub struct CallBudget {
+    /// When the call started.
+    pub started: std::time::Instant,
+    /// Wall-clock limit of the call.
+    pub wall_clock: std::time::Duration,
+    /// Epoch ticks the guest's code may run.
+    pub cpu_ticks: u64,
+    /// Epoch ticks it has run so far.
+    pub ticks_used: u64,
+    /// The limit it ran into, if any.
+    pub exceeded: Option<Limit>,
+}
+
 /// Data of one wasmtime store.
 pub struct HostState {
     pub(crate) wasi: WasiCtx,
@@ -34,6 +58,8 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
     pub(crate) grants: Grants,
+    /// The limits of the call in progress (`None` between calls).
+    pub(crate) budget: Option<CallBudget>,
 }
 
 impl WasiView for HostState {

@@ -1,8 +1,8 @@
 //! Auto Resync: schedules survive restarts, one process at a time, failing memories back off.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::service_support::Served;
 use crate::support::*;
 
 #[test]
@@ -15,39 +15,36 @@ fn schedules_run_across_restarts_and_failing_memories_back_off() {
     world.ok(&["auto-resync", &memory_id, "--every", "1s"]);
 
     world.site.edit_page(&page, None, Some(&body("Today", "the soup of the day is pumpkin")));
-    let served = world.ok(&["serve", "--run-for", "3s"]);
-    assert!(served.contains(&format!("auto-resync {memory_id}: INGESTED")), "{served}");
+    let served = world.ok(&["serve", "--listen", "127.0.0.1:0", "--run-for", "3s"]);
+    assert!(served.contains("listening on http://127.0.0.1:"), "{served}");
     assert!(world.ask("soup of the day")[0]["text"].as_str().unwrap().contains("pumpkin"));
+    let status = world.status();
+    let auto = &memory(&status, "KB")["auto_resync"];
+    assert!(auto["last_success"].as_u64().is_some() && auto["failures"] == 0, "{auto}");
 
     // A crash of the serving process loses nothing: the schedule is still there and runs.
     world.site.edit_page(&page, None, Some(&body("Today", "the soup of the day is lentil")));
-    let mut server = Command::new(env!("CARGO_BIN_EXE_connector-host"))
-        .arg("--data-dir")
-        .arg(world.data_dir())
-        .arg("serve")
-        .env("CONNECTOR_HOST_CACHE_DIR", cache_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let served = Served::start(world.data_dir(), &[]);
     std::thread::sleep(Duration::from_millis(2500));
-    // While it serves, nobody else can start a second sync of the memory.
-    let second = world.run(&["sync", &memory_id]);
-    assert!(!second.status.success());
-    assert!(String::from_utf8_lossy(&second.stderr).contains("another connector-host process"), "{}", text(&second));
-    server.kill().unwrap();
-    server.wait().unwrap();
+    // While it serves, a sync from the CLI goes through it (one process drives the memory).
+    let synced = world.json(&["sync", &memory_id]);
+    assert_eq!(synced["memories"][0]["status"], "INGESTED", "{synced}");
+    served.kill();
     assert!(world.ask("soup of the day")[0]["text"].as_str().unwrap().contains("lentil"));
     let status = world.status();
     assert_eq!(memory(&status, "KB")["auto_resync"]["every_secs"], 1, "{status}");
 
     // A revoked token: each failure doubles the wait, and status says so.
     world.site.revoke_token(TOKEN);
-    let served = world.ok(&["serve", "--run-for", "4s"]);
-    assert!(served.contains("failed (1 in a row), next attempt in 2s"), "{served}");
+    world.ok(&["serve", "--listen", "127.0.0.1:0", "--run-for", "4s"]);
     let status = world.status();
     let auto = &memory(&status, "KB")["auto_resync"];
     assert_eq!(auto["backing_off"], true, "{status}");
+    assert!(auto["failures"].as_u64().unwrap() >= 1, "{auto}");
+    assert!(
+        auto["next_run"].as_u64().unwrap() > auto["last_success"].as_u64().unwrap() + 1,
+        "the wait doubles: {auto}"
+    );
     assert!(auto["last_error"].as_str().unwrap().contains("token expired or revoked"), "{auto}");
     assert!(world.ask("soup of the day")[0]["text"].as_str().unwrap().contains("lentil"), "content stays searchable");
 

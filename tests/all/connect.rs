@@ -67,6 +67,24 @@ fn scoped_tokens_are_detected_and_use_the_gateway() {
 }
 
 #[test]
+fn a_scoped_token_with_an_unreachable_gateway_says_what_happened() {
+    let world = World::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let gateway = format!("http://127.0.0.1:{closed}");
+    let site = world.site.origin();
+    let args = ["connect", "--site", &site, "--email", EMAIL, "--token-env", "CONFLUENCE_TOKEN", "--allow-loopback"];
+    let output = world.run_with_token(SCOPED_TOKEN, &[&args[..], &["--gateway", &gateway]].concat());
+    assert!(!output.status.success(), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refused the e-mail and API token as a classic token"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the API gateway {gateway}")) && stderr.contains("could not be reached"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("check the e-mail"), "the credentials are not blamed: {stderr}");
+}
+
+#[test]
 fn the_gateway_form_is_accepted_as_given() {
     let world = World::new();
     let base = world.site.gateway_base();

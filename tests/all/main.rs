@@ -2,15 +2,19 @@
 //! component against the fake Confluence over loopback HTTP. One binary, one module
 //! per topic.
 
+mod service_support;
 mod support;
 
 mod auto_resync;
 mod cli;
 mod connect;
+mod dashboard;
 mod faults;
 mod hostile_input;
 mod ingest;
+mod mcp;
 mod resume;
 mod retrieve;
 mod sandbox;
+mod service;
 mod sync;

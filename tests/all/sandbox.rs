@@ -12,15 +12,20 @@ use connector_host::runtime::{ConnectorHost, HostConfig};
 use crate::support::cache_dir;
 
 fn hostile_host(dir: &std::path::Path) -> ConnectorHost {
+    hostile_host_with(dir, Duration::from_secs(2), Duration::from_secs(30))
+}
+
+fn hostile_host_with(dir: &std::path::Path, cpu: Duration, wall_clock: Duration) -> ConnectorHost {
     let mut config = HostConfig::new(dir);
     config.component = Some(PathBuf::from(env!("HOSTILE_COMPONENT_PATH")));
     config.cache_dir = Some(cache_dir());
     config.memory_limit = 64 << 20;
-    config.call_timeout = Duration::from_secs(2);
+    config.cpu_limit = cpu;
+    config.call_timeout = wall_clock;
     ConnectorHost::open(config).expect("open the host with the hostile component")
 }
 
-async fn ask(instance: &mut connector_host::runtime::Instance<'_>, question: &str) -> String {
+async fn ask(instance: &mut connector_host::runtime::Instance, question: &str) -> String {
     let passages = instance.retrieve(question, &[], 1).await.expect("no trap").expect("no connector error");
     passages[0].text.clone()
 }
@@ -40,6 +45,18 @@ async fn cpu_and_memory_limits_stop_the_guest_and_the_next_call_works() {
     let error = instance.status().await.expect_err("a memory bomb must be stopped");
     assert!(error.to_string().contains("failed in call_status and was restarted"), "{error:#}");
     assert_eq!(ask(&mut instance, "kv-get:alive").await, "yes", "state in storage survives the restart");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spinning_guest_is_stopped_by_the_wall_clock_limit_too() {
+    let data = tempfile::tempdir().unwrap();
+    let host = hostile_host_with(data.path(), Duration::from_secs(600), Duration::from_secs(2));
+    let mut instance = host.instance("wall").await.unwrap();
+    let started = Instant::now();
+    let error = instance.describe().await.expect_err("a spin loop must be stopped");
+    assert!(error.to_string().contains("wall-clock limit"), "{error:#}");
+    assert!(started.elapsed() < Duration::from_secs(8), "stopped near the 2 s limit: {:?}", started.elapsed());
+    assert_eq!(ask(&mut instance, "kv-set:alive=yes").await, "ok", "a fresh instance serves the next call");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -124,7 +141,7 @@ async fn a_call_blocked_on_slow_io_hits_the_wall_clock_limit() {
     let site = fake_confluence::FakeConfluence::start().unwrap();
     site.set_latency(Duration::from_secs(6));
     let data = tempfile::tempdir().unwrap();
-    let host = hostile_host(data.path());
+    let host = hostile_host_with(data.path(), Duration::from_secs(2), Duration::from_secs(2));
     let mut instance = host.instance("slow").await.unwrap();
     let config = vec![
         ("origin".to_string(), site.origin()),
@@ -132,7 +149,7 @@ async fn a_call_blocked_on_slow_io_hits_the_wall_clock_limit() {
         ("allow-loopback".to_string(), "true".to_string()),
     ];
     let started = Instant::now();
-    let error = instance.connect(config).await.expect_err("the 2 s call limit must end the call");
+    let error = instance.connect(config).await.expect_err("the 2 s wall-clock limit must end the call");
     assert!(error.to_string().contains("did not finish call_connect within 2s"), "{error:#}");
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     site.set_latency(Duration::ZERO);

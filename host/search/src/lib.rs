@@ -270,6 +270,10 @@ pub trait SearchBackend: Send + Sync {
     /// Every committed chunk of the instance, ordered by memory, document and ordinal
     /// (score 0). For audits and for comparing two indexes exactly.
     fn export(&self) -> Result<Vec<Hit>, SearchError>;
+
+    /// The committed chunks of one document of a memory, in order (score 0); empty when
+    /// the memory holds no such document.
+    fn document(&self, memory_id: &str, document_id: &str) -> Result<Vec<Hit>, SearchError>;
 }
 
 #[derive(Clone, Copy)]
@@ -571,6 +575,18 @@ impl SearchBackend for TantivySearch {
             .map(|address| Ok(self.hit(&searcher.doc(address)?, 0.0)))
             .collect::<Result<Vec<Hit>, SearchError>>()?;
         hits.sort_by(|a, b| (&a.memory_id, &a.document_id, a.ordinal).cmp(&(&b.memory_id, &b.document_id, b.ordinal)));
+        Ok(hits)
+    }
+
+    fn document(&self, memory_id: &str, document_id: &str) -> Result<Vec<Hit>, SearchError> {
+        let searcher = self.reader.searcher();
+        let query = tantivy::query::TermQuery::new(self.doc_key_term(memory_id, document_id), IndexRecordOption::Basic);
+        let addresses = searcher.search(&query, &tantivy::collector::DocSetCollector)?;
+        let mut hits = addresses
+            .into_iter()
+            .map(|address| Ok(self.hit(&searcher.doc(address)?, 0.0)))
+            .collect::<Result<Vec<Hit>, SearchError>>()?;
+        hits.sort_by_key(|hit| hit.ordinal);
         Ok(hits)
     }
 }

@@ -316,3 +316,20 @@ fn backend_is_object_safe_and_shareable() {
     s.commit().unwrap();
     assert_eq!(s.count("m").unwrap(), 80);
 }
+
+#[test]
+fn document_returns_one_documents_committed_chunks_in_order() {
+    let s = TantivySearch::open_in_ram().unwrap();
+    let mut shuffled = chunks(4);
+    shuffled.reverse();
+    s.replace_document("m1", "d", &shuffled).unwrap();
+    s.replace_document("m2", "d", &chunks(2)).unwrap();
+    s.replace_document("m", "1d", &chunks(1)).unwrap();
+    assert!(s.document("m1", "d").unwrap().is_empty(), "uncommitted chunks are not shown");
+    s.commit().unwrap();
+    let hits = s.document("m1", "d").unwrap();
+    assert_eq!(ids(&hits), (0..4).map(|i| ("m1".to_string(), "d".to_string(), i)).collect::<Vec<_>>());
+    assert_eq!(hits[2].text, "paragraph 2 about deployments");
+    assert_eq!(s.document("m2", "d").unwrap().len(), 2);
+    assert!(s.document("m1", "unknown").unwrap().is_empty());
+}

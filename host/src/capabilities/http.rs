@@ -106,6 +106,25 @@ pub fn is_loopback_origin(origin: &str) -> bool {
     }
 }
 
+/// Whether an origin's host matches one of the operator's site patterns: `*.example.net`
+/// matches every subdomain of `example.net` (not the bare domain), any other pattern
+/// matches that host exactly; case is ignored. No patterns: every host matches.
+pub fn site_allowed(patterns: &[String], origin: &str) -> bool {
+    if patterns.is_empty() {
+        return true;
+    }
+    let Some(host) = url::Url::parse(origin).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)) else {
+        return false;
+    };
+    patterns.iter().any(|pattern| {
+        let pattern = pattern.trim().to_ascii_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(domain) => host.strip_suffix(domain).is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+            None => host == pattern,
+        }
+    })
+}
+
 /// Addresses no connector may reach through a public name (SSRF, DNS rebinding).
 pub fn is_forbidden_address(ip: IpAddr) -> bool {
     match ip {

@@ -13,17 +13,17 @@ pub fn config_fields() -> Vec<ConfigField> {
             required: true,
         },
         ConfigField {
-            name: "email",
-            label: "Atlassian account e-mail",
-            help: "The e-mail of the Atlassian account the API token belongs to",
-            secret: false,
-            required: true,
-        },
-        ConfigField {
             name: "token",
             label: "API token",
             help: "Classic or scoped API token from id.atlassian.com (scoped: read:space, read:page and read:content-details for Confluence)",
             secret: true,
+            required: true,
+        },
+        ConfigField {
+            name: "email",
+            label: "Atlassian-account e-mail",
+            help: "The e-mail of the Atlassian account the API token belongs to",
+            secret: false,
             required: true,
         },
         ConfigField {
@@ -200,6 +200,17 @@ impl Engine<'_> {
                     // The gateway is only our second guess: when it also says no (or cannot
                     // be reached), the site's own answer stands.
                     Err(missing @ ConnectorError::MissingScopes(_)) => Err(missing),
+                    // Say what happened rather than blaming the credentials.
+                    Err(ConnectorError::Network(cause)) => Err(ConnectorError::Network(format!(
+                        "{origin} refused the e-mail and API token as a classic token, and the API gateway {} \
+                         (where scoped tokens work) could not be reached: {cause}",
+                        config.options.gateway_origin
+                    ))),
+                    Err(ConnectorError::Denied(cause)) => Err(ConnectorError::Denied(format!(
+                        "{origin} refused the e-mail and API token as a classic token, and the host does not let the \
+                         connector reach the API gateway {} (where scoped tokens work): {cause}",
+                        config.options.gateway_origin
+                    ))),
                     Err(_) => Err(rejected()),
                 }
             }

@@ -10,17 +10,69 @@ pub fn workspace_of(manifest_dir: &Path) -> PathBuf {
     manifest_dir.ancestors().find(|dir| dir.join("rust-toolchain.toml").exists()).unwrap_or(manifest_dir).to_path_buf()
 }
 
+/// The compilation target of the components.
+pub const TARGET: &str = "wasm32-wasip2";
+
+/// Makes sure the toolchain this build runs on can compile for [`TARGET`].
+///
+/// rustup installs the targets listed in `rust-toolchain.toml` only when it installs the
+/// toolchain itself; a toolchain that was already there lacks them, and the nested build
+/// would fail after many minutes with "can't find crate for `core`". So: look in the
+/// sysroot, add the target with rustup when it is missing, and otherwise stop at once
+/// with the command to run.
+pub fn ensure_target(workspace: &Path) {
+    // Build scripts run in parallel: one adds the target while the others wait.
+    let lock_dir = workspace.join("target");
+    let _ = std::fs::create_dir_all(&lock_dir);
+    let lock = std::fs::File::create(lock_dir.join(".wasm-target.lock"));
+    let _guard = lock.as_ref().ok().filter(|file| file.lock().is_ok());
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .current_dir(workspace)
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
+    if let Some(sysroot) = &sysroot
+        && sysroot.join("lib/rustlib").join(TARGET).exists()
+    {
+        return;
+    }
+    let toolchain = std::env::var("RUSTUP_TOOLCHAIN").ok();
+    let mut rustup = Command::new("rustup");
+    rustup.current_dir(workspace).args(["target", "add", TARGET]);
+    if let Some(toolchain) = &toolchain {
+        rustup.args(["--toolchain", toolchain]);
+    }
+    println!("cargo:warning=the {TARGET} target is missing from this toolchain: running `rustup target add {TARGET}`");
+    match rustup.status() {
+        Ok(status) if status.success() => {}
+        outcome => panic!(
+            "the {TARGET} target is not installed for this toolchain ({}) and `rustup target add {TARGET}` {}: \
+             run `rustup target add {TARGET}{}` and build again",
+            sysroot.map_or_else(|| "rustc not found".to_string(), |s| s.display().to_string()),
+            match outcome {
+                Ok(status) => format!("failed ({status})"),
+                Err(error) => format!("could not run ({error})"),
+            },
+            toolchain.map(|t| format!(" --toolchain {t}")).unwrap_or_default(),
+        ),
+    }
+}
+
 /// Builds `packages` into `<target>/<subdir>` and returns the directory holding the
 /// `.wasm` files (`.../wasm32-wasip2/release`). Panics with a clear message on failure,
 /// as a build script should.
 pub fn build(workspace: &Path, subdir: &str, packages: &[&str]) -> PathBuf {
+    ensure_target(workspace);
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map(|dir| if dir.is_absolute() { dir } else { workspace.join(dir) })
         .unwrap_or_else(|| workspace.join("target"))
         .join(subdir);
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    command.current_dir(workspace).args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"]);
+    command.current_dir(workspace).args(["build", "--quiet", "--release", "--target", TARGET]);
     for package in packages {
         command.args(["--package", package]);
     }

@@ -1,0 +1,158 @@
+//! `serve` under load: `ask` through the HTTP API from 50 concurrent clients of one tenant
+//! while another tenant ingests a large space in the same service.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+
+use connector_host::keys::Role;
+use connector_host::service::{ServeSettings, handoff};
+use fake_confluence::{FakeConfluence, TokenKind};
+
+use crate::metrics::{quantile_ms, questions};
+use crate::{EMAIL, TOKEN, open_host};
+
+/// Concurrent clients asking.
+const CLIENTS: usize = 50;
+
+async fn call(client: &reqwest::Client, url: &str, key: &str, method: reqwest::Method, body: Value) -> Result<Value> {
+    let response = client.request(method, url).bearer_auth(key).json(&body).send().await?;
+    let status = response.status();
+    let value: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("{url} answered {status}: {value}");
+    }
+    Ok(value)
+}
+
+async fn wait_settled(client: &reqwest::Client, base: &str, key: &str, memory: &str) -> Result<Value> {
+    loop {
+        let url = format!("{base}/api/v1/memories/{memory}");
+        let view = call(client, &url, key, reqwest::Method::GET, Value::Null).await?;
+        if view["status"] != "IN_PROGRESS" {
+            return Ok(view);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs the measurement; `pages` is the size of the space ingested meanwhile.
+pub async fn ask_under_ingest(work: &Path, cache: &Path, pages: usize) -> Result<Value> {
+    let site = FakeConfluence::start()?;
+    site.add_user(EMAIL, TOKEN, TokenKind::Classic);
+    fake_confluence::generate_space(&site, "BIG", pages, 21);
+    fake_confluence::generate_space(&site, "ASK", 1_000, 22);
+    let dir = work.join("serve");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let host = open_host(&dir, cache)?;
+    let asker = host.create_key("readers", Role::Admin, None)?.key;
+    let writer = host.create_key("writers", Role::Admin, None)?.key;
+    let settings =
+        ServeSettings { listen: Some("127.0.0.1:0".parse()?), allow_loopback: Some(true), ..Default::default() };
+    let config = settings.resolve(ServeSettings::default())?;
+    let service = tokio::spawn(connector_host::service::run(host, config, None));
+    let base = loop {
+        if let Some(found) = handoff::find(&dir) {
+            break found.url;
+        }
+        if service.is_finished() {
+            bail!("the service stopped before it listened");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let client = reqwest::Client::new();
+    let connect = |key: String| {
+        let client = client.clone();
+        let url = format!("{base}/api/v1/connections");
+        let body = json!({"site": site.origin(), "email": EMAIL, "token": TOKEN, "allow_loopback": true});
+        async move { call(&client, &url, &key, reqwest::Method::POST, body).await }
+    };
+    let asker_connection = connect(asker.clone()).await?["id"].as_str().unwrap_or_default().to_string();
+    let writer_connection = connect(writer.clone()).await?["id"].as_str().unwrap_or_default().to_string();
+    let memories = format!("{base}/api/v1/memories");
+    let added = call(
+        &client,
+        &memories,
+        &asker,
+        reqwest::Method::POST,
+        json!({"connection": asker_connection, "spaces": "ASK"}),
+    )
+    .await?;
+    let small = added["memories"][0]["id"].as_str().ok_or_else(|| anyhow!("no memory: {added}"))?.to_string();
+    wait_settled(&client, &base, &asker, &small).await?;
+
+    eprintln!("[serve] ingesting {pages} pages in one tenant while {CLIENTS} clients ask in another");
+    let started = Instant::now();
+    let added = call(
+        &client,
+        &memories,
+        &writer,
+        reqwest::Method::POST,
+        json!({"connection": writer_connection, "spaces": "BIG"}),
+    )
+    .await?;
+    let big = added["memories"][0]["id"].as_str().ok_or_else(|| anyhow!("no memory: {added}"))?.to_string();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let questions = Arc::new(questions(1_000));
+    let mut clients = Vec::new();
+    for index in 0..CLIENTS {
+        let (client, base, key, stop, questions) =
+            (client.clone(), base.clone(), asker.clone(), stop.clone(), questions.clone());
+        clients.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            let mut turn = index;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let question = &questions[turn % questions.len()];
+                turn += CLIENTS;
+                let asked = Instant::now();
+                let answer = call(
+                    &client,
+                    &format!("{base}/api/v1/ask"),
+                    &key,
+                    reqwest::Method::POST,
+                    json!({"question": question, "limit": 10}),
+                )
+                .await;
+                match answer {
+                    Ok(_) => latencies.push(asked.elapsed()),
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let settled = wait_settled(&client, &base, &writer, &big).await?;
+    let ingest_seconds = started.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for handle in clients {
+        let (mut some, failed) = handle.await.context("an asking client failed")?;
+        latencies.append(&mut some);
+        errors += failed;
+    }
+    latencies.sort();
+    let (p50, p99) = (quantile_ms(&latencies, 0.5), quantile_ms(&latencies, 0.99));
+    println!("\n## Ask through HTTP while another tenant ingests\n");
+    println!("| clients | asks | errors | ask p50 | ask p99 | ingest in the other tenant |");
+    println!("| ---: | ---: | ---: | ---: | ---: | --- |");
+    println!(
+        "| {CLIENTS} | {} | {errors} | {p50:.1} ms | {p99:.1} ms | {} pages, {} documents in {ingest_seconds:.1} s ({}) |",
+        latencies.len(),
+        pages,
+        settled["pages"],
+        settled["status"].as_str().unwrap_or_default()
+    );
+    service.abort();
+    Ok(json!({
+        "clients": CLIENTS, "asks": latencies.len(), "errors": errors, "p50_ms": p50, "p99_ms": p99,
+        "ingest_pages": pages, "ingest_documents": settled["pages"], "ingest_seconds": ingest_seconds,
+    }))
+}

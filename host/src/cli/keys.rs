@@ -1,0 +1,107 @@
+//! `connector-host keys`: API keys of the service, stored hashed in the host's metadata.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::json;
+
+use connector_host::keys::{ApiKey, CreatedKey, Role};
+use connector_host::runtime::ConnectorHost;
+
+use super::output::print_json;
+use super::remote::Remote;
+
+/// What to do with keys.
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create a key for the instance (`--instance`); prints it once.
+    Create {
+        /// admin, domain-owner or member.
+        #[arg(long)]
+        role: Role,
+        /// Who or what holds the key.
+        #[arg(long)]
+        label: Option<String>,
+        /// Print one JSON document: {"id","key","role","instance"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never the key itself).
+    List {
+        /// Only keys of the instance given with `--instance`.
+        #[arg(long)]
+        only_instance: bool,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key at once.
+    Revoke {
+        /// Key id (see `keys list`).
+        id: String,
+    },
+}
+
+fn print_created(created: &CreatedKey, json: bool) {
+    if json {
+        print_json(created);
+    } else {
+        println!("{}", created.key);
+        eprintln!(
+            "key {} ({} of instance {}) — shown only now: store it safely",
+            created.id, created.role, created.instance
+        );
+    }
+}
+
+fn print_keys(keys: &[ApiKey], json: bool) {
+    if json {
+        print_json(&keys);
+        return;
+    }
+    if keys.is_empty() {
+        println!("no keys: create one with `connector-host keys create --instance NAME --role admin`");
+    }
+    for key in keys {
+        println!("{}  {:<12}  {:<16}  {}", key.id, key.role, key.instance, key.label.as_deref().unwrap_or(""));
+    }
+}
+
+/// Runs a keys command on the store in this process.
+pub fn run_local(host: &ConnectorHost, instance: &str, command: &KeysCommand) -> Result<ExitCode> {
+    match command {
+        KeysCommand::Create { role, label, json } => {
+            print_created(&host.create_key(instance, *role, label.clone())?, *json)
+        }
+        KeysCommand::List { only_instance, json } => {
+            print_keys(&host.list_keys(only_instance.then_some(instance))?, *json);
+        }
+        KeysCommand::Revoke { id } => match host.revoke_key(id)? {
+            Some(key) => println!("revoked {} ({} of instance {})", key.id, key.role, key.instance),
+            None => bail!("no key '{id}' (see `keys list`)"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a keys command through the running service.
+pub async fn run_remote(remote: &Remote, instance: &str, command: &KeysCommand) -> Result<ExitCode> {
+    match command {
+        KeysCommand::Create { role, label, json } => {
+            let body = json!({"role": role, "instance": instance, "label": label});
+            print_created(&remote.call(Method::POST, "/keys", Some(body)).await?, *json);
+        }
+        KeysCommand::List { only_instance, json } => {
+            let path = if *only_instance { format!("/keys?instance={instance}") } else { "/keys".to_string() };
+            let keys: Vec<ApiKey> = remote.call(Method::GET, &path, None::<()>).await?;
+            print_keys(&keys, *json);
+        }
+        KeysCommand::Revoke { id } => {
+            let key: ApiKey = remote.call(Method::DELETE, &format!("/keys/{id}"), None::<()>).await?;
+            println!("revoked {} ({} of instance {})", key.id, key.role, key.instance);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,219 @@
+//! Commands run in this process on the data directory (no service is running on it).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::json;
+
+use connector_host::bindings::types::{ConnectorError, IngestOutcome, MemoryStatus};
+use connector_host::driver::{describe_error, drive};
+use connector_host::report::{
+    AskView, ConnectionView, IngestView, MemoryState, MemoryView, PassageView, RejectedView, StatusView,
+};
+use connector_host::runtime::Instance;
+use connector_host::schedule::Schedule;
+
+use super::output::{Bars, print_memories, print_passages, print_status};
+use crate::{Cli, Command};
+
+fn fail(error: ConnectorError) -> anyhow::Error {
+    anyhow!("{}", describe_error(&error))
+}
+
+/// Reads the API token from an environment variable or standard input, never from argv.
+pub fn read_token(env: Option<&str>, stdin: bool) -> Result<String> {
+    let token = if stdin {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("cannot read the API token from standard input")?;
+        text
+    } else {
+        let var = env.unwrap_or_default();
+        std::env::var(var)
+            .map_err(|_| anyhow!("the environment variable {var} is not set: it should hold the Atlassian API token"))?
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        bail!("the API token is empty");
+    }
+    Ok(token)
+}
+
+/// Exit status of a run: failure if a key was rejected or a memory ended in ERROR.
+pub fn exit_for(view: &IngestView) -> ExitCode {
+    if !view.rejected.is_empty() || view.memories.iter().any(|m| m.status == MemoryState::Error) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Runs a command on the data directory in this process.
+pub async fn run(cli: &Cli) -> Result<ExitCode> {
+    let host = cli.open_host()?;
+    if let Command::Keys(command) = &cli.command {
+        return super::keys::run_local(&host, &cli.instance, command);
+    }
+    let mut instance = host.instance(&cli.instance).await?;
+    let namespace = instance.namespace().to_string();
+    match &cli.command {
+        Command::Demo { .. } | Command::Serve(_) | Command::Keys(_) => unreachable!("handled before"),
+        Command::Connect { site, email, token_env, token_stdin, allow_loopback, gateway, json } => {
+            let token = read_token(token_env.as_deref(), *token_stdin)?;
+            let mut config = vec![
+                ("site".to_string(), site.clone()),
+                ("email".to_string(), email.clone()),
+                ("token".to_string(), token),
+            ];
+            if *allow_loopback {
+                config.push(("allow-loopback".into(), "true".into()));
+            }
+            if let Some(gateway) = gateway {
+                config.push(("gateway".into(), gateway.clone()));
+            }
+            let connection = ConnectionView::from(&instance.connect(config).await?.map_err(fail)?);
+            super::print_connection(&connection, *json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Disconnect { connection_id } => {
+            let connection = ConnectionView::from(&instance.disconnect(connection_id).await?.map_err(fail)?);
+            super::print_disconnected(&connection);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest { connection, spaces, no_wait, json } => {
+            let outcomes = instance.ingest(connection, std::slice::from_ref(spaces)).await?.map_err(fail)?;
+            ingest(&mut instance, outcomes, *no_wait, *json).await
+        }
+        Command::Sync { memory_id, allow_mass_delete, json } => {
+            let memory = instance.sync(memory_id, *allow_mass_delete).await?.map_err(fail)?;
+            let view = wait(&mut instance, vec![memory.id], *json).await?;
+            print_memories(&view, *json);
+            Ok(exit_for(&view))
+        }
+        Command::Resume { json } => {
+            let pending = instance.pending().await?;
+            let view = wait(&mut instance, pending, *json).await?;
+            print_memories(&view, *json);
+            Ok(exit_for(&view))
+        }
+        Command::Status { json } => {
+            let status = status_view(&mut instance).await?;
+            print_status(&status, *json, false);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AutoResync { memory_id, every, off } => {
+            let status = instance.status().await?;
+            let every = if *off { None } else { every.as_deref() };
+            let schedule = host.set_auto_resync(&namespace, &status, memory_id, every)?.map_err(|r| anyhow!("{r}"))?;
+            super::print_auto_resync(memory_id, schedule.map(|s| s.every_secs));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export => {
+            for hit in instance.export()? {
+                let line = json!({
+                    "memory": hit.memory_id, "page_id": hit.document_id, "ordinal": hit.ordinal,
+                    "title": hit.title, "heading": hit.heading, "text": hit.text,
+                });
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ask { question, limit, memories, json } => {
+            let passages = instance.retrieve(question, memories, *limit).await?.map_err(fail)?;
+            print_passages(&AskView { passages: passages.iter().map(PassageView::from).collect() }, *json);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn status_view(instance: &mut Instance) -> Result<StatusView> {
+    let status = instance.status().await?;
+    let schedules: HashMap<String, Schedule> =
+        instance.host().schedules(instance.namespace())?.into_iter().map(|s| (s.memory.clone(), s)).collect();
+    Ok(StatusView {
+        connections: status.connections.iter().map(ConnectionView::from).collect(),
+        memories: status.memories.iter().map(|m| MemoryView::new(m, schedules.get(&m.id))).collect(),
+    })
+}
+
+async fn ingest(instance: &mut Instance, outcomes: Vec<IngestOutcome>, no_wait: bool, json: bool) -> Result<ExitCode> {
+    let mut rejected = Vec::new();
+    let mut started = Vec::new();
+    let mut settled_now = Vec::new();
+    for outcome in outcomes {
+        match outcome.outcome {
+            Ok(memory) if matches!(memory.status, MemoryStatus::InProgress) => started.push(memory.id),
+            Ok(memory) => settled_now.push(MemoryView::new(&memory, None)),
+            Err(error) => {
+                if !json {
+                    eprintln!("{}: {}", outcome.requested, describe_error(&error));
+                }
+                rejected.push(RejectedView::new(&outcome.requested, &error));
+            }
+        }
+    }
+    let mut view = IngestView { memories: settled_now, rejected };
+    if no_wait {
+        if !json {
+            for id in &started {
+                eprintln!("registered {id}; run `connector-host resume` to process it");
+            }
+        }
+        let status = instance.status().await?;
+        view.memories
+            .extend(status.memories.iter().filter(|m| started.contains(&m.id)).map(|m| MemoryView::new(m, None)));
+    } else {
+        view.memories.extend(wait(instance, started, json).await?.memories);
+    }
+    print_memories(&view, json);
+    Ok(exit_for(&view))
+}
+
+async fn wait(instance: &mut Instance, ids: Vec<String>, json: bool) -> Result<IngestView> {
+    let bars = Bars::new(&ids, json);
+    let memories = drive(instance, &ids, |memory| bars.update(&MemoryView::new(memory, None))).await?;
+    bars.finish();
+    Ok(IngestView { memories: memories.iter().map(|m| MemoryView::new(m, None)).collect(), rejected: Vec::new() })
+}
+
+/// Starts the sample site, ingests its space and answers a question.
+pub async fn demo(cli: &Cli, question: &str) -> Result<ExitCode> {
+    let site = fake_confluence::demo_site().context("cannot start the sample Confluence site")?;
+    println!("sample Confluence site running at {}", site.origin());
+    let (data_dir, temporary) = match &cli.data_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (std::env::temp_dir().join(format!("connector-host-demo-{}", std::process::id())), true),
+    };
+    let outcome = async {
+        let host = connector_host::runtime::ConnectorHost::open(cli.host_config(data_dir.clone()))?;
+        let mut instance = host.instance("demo").await?;
+        let connection = instance
+            .connect(vec![
+                ("site".into(), format!("{}/wiki/spaces/{}/overview", site.origin(), fake_confluence::DEMO_SPACE_KEY)),
+                ("email".into(), fake_confluence::DEMO_EMAIL.into()),
+                ("token".into(), fake_confluence::DEMO_TOKEN.into()),
+                ("allow-loopback".into(), "true".into()),
+            ])
+            .await?
+            .map_err(fail)?;
+        println!("connected {} as {} ({})", connection.site, connection.account, connection.id);
+        let outcomes =
+            instance.ingest(&connection.id, &[fake_confluence::DEMO_SPACE_KEY.to_string()]).await?.map_err(fail)?;
+        let ids: Vec<String> = outcomes.into_iter().filter_map(|o| o.outcome.ok()).map(|m| m.id).collect();
+        let view = wait(&mut instance, ids, false).await?;
+        print_memories(&view, false);
+        println!("\nQ: {question}\n");
+        let passages = instance.retrieve(question, &[], 3).await?.map_err(fail)?;
+        print_passages(&AskView { passages: passages.iter().map(PassageView::from).collect() }, false);
+        if passages.is_empty() {
+            bail!("the demo found no passage for its question");
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+    .await;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    outcome
+}

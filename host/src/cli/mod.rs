@@ -1,0 +1,142 @@
+//! The command line: one module per way of running a command.
+//!
+//! * [`local`]: in this process, on the data directory.
+//! * [`remote`]: through the service already running on the data directory.
+//! * [`serve`]: the service itself; [`keys`]: its API keys.
+//! * [`output`]: what every command prints.
+
+pub mod keys;
+pub mod local;
+pub mod output;
+pub mod remote;
+pub mod serve;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use reqwest::Method;
+use serde_json::json;
+
+use connector_host::report::{AskView, ConnectionView, IngestView, MemoryState, MemoryView};
+
+use crate::{Cli, Command};
+use output::{print_memories, print_passages, print_status};
+use remote::Remote;
+
+/// Prints a new connection.
+pub fn print_connection(connection: &ConnectionView, json: bool) {
+    if json {
+        output::print_json(connection);
+    } else {
+        println!("{}", connection.id);
+        eprintln!(
+            "connected {} on {} ({})",
+            connection.email.as_deref().unwrap_or("-"),
+            connection.site,
+            connection.access
+        );
+    }
+}
+
+/// Prints a disconnected connection.
+pub fn print_disconnected(connection: &ConnectionView) {
+    println!(
+        "disconnected {} ({} on {}); its memories stay searchable",
+        connection.id,
+        connection.email.as_deref().unwrap_or("-"),
+        connection.site
+    );
+}
+
+/// Prints the Auto Resync now in force.
+pub fn print_auto_resync(memory: &str, every_secs: Option<u64>) {
+    match every_secs {
+        Some(every) => println!("Auto Resync of {memory} every {every}s; `connector-host serve` runs it"),
+        None => println!("Auto Resync of {memory} is off"),
+    }
+}
+
+/// Runs a command through the service that holds the data directory.
+pub async fn through_service(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
+    let none = None::<()>;
+    match &cli.command {
+        Command::Demo { .. } | Command::Serve(_) => unreachable!("handled before"),
+        Command::Keys(command) => keys::run_remote(remote, &cli.instance, command).await,
+        Command::Connect { site, email, token_env, token_stdin, allow_loopback, gateway, json } => {
+            let token = local::read_token(token_env.as_deref(), *token_stdin)?;
+            let body = json!({
+                "site": site, "email": email, "token": token, "allow_loopback": allow_loopback, "gateway": gateway,
+            });
+            let connection: ConnectionView = remote.call(Method::POST, "/connections", Some(body)).await?;
+            print_connection(&connection, *json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Disconnect { connection_id } => {
+            let path = format!("/connections/{connection_id}");
+            let connection: ConnectionView = remote.call(Method::DELETE, &path, none).await?;
+            print_disconnected(&connection);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest { connection, spaces, no_wait, json } => {
+            let body = json!({"connection": connection, "spaces": spaces});
+            let added: IngestView = remote.call(Method::POST, "/memories", Some(body)).await?;
+            if !*json {
+                for rejected in &added.rejected {
+                    eprintln!("{}: {}", rejected.space_key, rejected.error);
+                }
+            }
+            let view = if *no_wait { added } else { settle(remote, added, *json).await? };
+            print_memories(&view, *json);
+            Ok(local::exit_for(&view))
+        }
+        Command::Sync { memory_id, allow_mass_delete, json } => {
+            let body = json!({"allow_mass_delete": allow_mass_delete});
+            let memory: MemoryView =
+                remote.call(Method::POST, &format!("/memories/{memory_id}/sync"), Some(body)).await?;
+            let view = remote.wait(&[memory.id], *json).await?;
+            print_memories(&view, *json);
+            Ok(local::exit_for(&view))
+        }
+        Command::Resume { json } => {
+            // The service resumes unfinished work by itself: wait for it.
+            let status = remote.status().await?;
+            let pending: Vec<String> =
+                status.memories.iter().filter(|m| m.status == MemoryState::InProgress).map(|m| m.id.clone()).collect();
+            let view = remote.wait(&pending, *json).await?;
+            print_memories(&view, *json);
+            Ok(local::exit_for(&view))
+        }
+        Command::Status { json } => {
+            print_status(&remote.status().await?, *json, true);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AutoResync { memory_id, every, off } => {
+            let body = if *off { json!({"off": true}) } else { json!({"every": every}) };
+            let path = format!("/memories/{memory_id}/auto-resync");
+            let memory: MemoryView = remote.call(Method::PUT, &path, Some(body)).await?;
+            print_auto_resync(memory_id, memory.auto_resync.map(|s| s.every_secs));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export => {
+            print!("{}", remote.text("/export").await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ask { question, limit, memories, json } => {
+            let body = json!({"question": question, "limit": limit, "memories": memories});
+            let answer: AskView = remote.call(Method::POST, "/ask", Some(body)).await?;
+            print_passages(&answer, *json);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Waits for the memories an ingest started, keeping its rejections.
+async fn settle(remote: &Remote, added: IngestView, json: bool) -> Result<IngestView> {
+    let started: Vec<String> =
+        added.memories.iter().filter(|m| m.status == MemoryState::InProgress).map(|m| m.id.clone()).collect();
+    let mut settled = remote.wait(&started, json).await?;
+    let mut memories: Vec<MemoryView> =
+        added.memories.into_iter().filter(|m| m.status != MemoryState::InProgress).collect();
+    memories.append(&mut settled.memories);
+    Ok(IngestView { memories, rejected: added.rejected })
+}

@@ -1,0 +1,625 @@
+//! The HTTP API (`/api/v1`), `/openapi.json`, `/healthz` and `/metrics`, and the router
+//! that also mounts the dashboard and MCP.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::keys::{ApiKey, CreatedKey, Role};
+use crate::report::{
+    AskView, ConnectionView, IngestView, MemoryState, MemoryView, PassageView, RejectedView, StatusView,
+};
+use crate::runtime::Instance;
+use crate::schedule::AutoResyncRefusal;
+use crate::service::Service;
+use crate::service::auth::{Caller, SESSION_COOKIE};
+use crate::service::error::{ApiError, ErrorBody};
+
+/// How long an API request waits for a free connector call before it gets a 503.
+const CALL_WAIT: Duration = Duration::from_secs(30);
+
+/// The whole HTTP surface of the service.
+pub fn router(service: Arc<Service>) -> Router {
+    let api = Router::new()
+        .route("/session", post(sign_in).delete(sign_out))
+        .route("/whoami", get(whoami))
+        .route("/connector", get(connector))
+        .route("/status", get(status))
+        .route("/connections", post(connect))
+        .route("/connections/{id}", delete(disconnect))
+        .route("/memories", post(add_memories))
+        .route("/memories/{id}", get(memory))
+        .route("/memories/{id}/sync", post(sync))
+        .route("/memories/{id}/auto-resync", put(auto_resync))
+        .route("/ask", post(ask))
+        .route("/keys", get(list_keys).post(create_key))
+        .route("/keys/{id}", delete(revoke_key))
+        .route("/export", get(export))
+        .fallback(|| async { ApiError::not_found("no such API route (see /openapi.json)") });
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .merge(crate::service::dashboard::routes())
+        .merge(crate::service::mcp::routes(service.clone()))
+        .layer(DefaultBodyLimit::max(service.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(service.clone(), count_requests))
+        .with_state(service)
+}
+
+async fn count_requests(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let response = next.run(request).await;
+    service.metrics.request(&method, &route, response.status().as_u16());
+    response
+}
+
+/// A JSON request body, with the API's error shape for every way it can be wrong.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json =
+            request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+                v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+            });
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    "the request body is larger than this service accepts",
+                )
+            } else {
+                ApiError::new(rejection.status(), "malformed", rejection.body_text())
+            }
+        })?;
+        // An empty body stands for `{}` (e.g. a sync without options).
+        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"{}") } else { bytes };
+        if !is_json && bytes.as_ref() != b"{}" {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        parse_json(&mut deserializer).map(Body)
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(
+    deserializer: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
+) -> Result<T, ApiError> {
+    let value = T::deserialize(&mut *deserializer).and_then(|value| deserializer.end().map(|()| value));
+    value.map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => ApiError::invalid(format!("invalid request: {error}")),
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "malformed", format!("the body is not valid JSON: {error}")),
+    })
+}
+
+impl Service {
+    /// A fresh connector instance for a read-only call, within the service's limit of
+    /// concurrent calls.
+    pub(crate) async fn reader(
+        &self,
+        namespace: &str,
+    ) -> Result<(Instance, tokio::sync::OwnedSemaphorePermit), ApiError> {
+        let permit = tokio::time::timeout(CALL_WAIT, self.calls.clone().acquire_owned())
+            .await
+            .map_err(|_| ApiError::busy("the service is busy: too many requests are waiting; try again shortly"))?
+            .map_err(|_| ApiError::busy("the service is stopping"))?;
+        Ok((self.host.instance(namespace).await?, permit))
+    }
+
+    /// The instance's status as the caller may see it.
+    pub async fn status_view(&self, caller: &Caller) -> Result<StatusView, ApiError> {
+        let (mut instance, _permit) = self.reader(&caller.instance).await?;
+        let status = instance.status().await?;
+        let schedules: HashMap<String, crate::schedule::Schedule> =
+            self.host.schedules(&caller.instance)?.into_iter().map(|s| (s.memory.clone(), s)).collect();
+        let mut connections: Vec<ConnectionView> = status.connections.iter().map(ConnectionView::from).collect();
+        if !caller.manages() {
+            for connection in &mut connections {
+                connection.email = None;
+            }
+        }
+        let memories = status.memories.iter().map(|m| MemoryView::new(m, schedules.get(&m.id))).collect();
+        Ok(StatusView { connections, memories })
+    }
+
+    async fn memory_view(&self, caller: &Caller, id: &str) -> Result<MemoryView, ApiError> {
+        self.status_view(caller)
+            .await?
+            .memories
+            .into_iter()
+            .find(|m| m.id == id)
+            .ok_or_else(|| ApiError::not_found(format!("no memory '{id}' in this instance")))
+    }
+}
+
+/// Body of `POST /api/v1/session`.
+#[derive(Deserialize, ToSchema)]
+pub struct SignIn {
+    /// An API key.
+    pub key: String,
+}
+
+/// Signs the dashboard in: the key goes into an HttpOnly, SameSite=Strict cookie.
+#[utoipa::path(post, path = "/api/v1/session", request_body = SignIn,
+    responses((status = 204, description = "signed in"), (status = 401, body = ErrorBody)))]
+async fn sign_in(State(service): State<Arc<Service>>, headers: HeaderMap, Body(body): Body<SignIn>) -> Response {
+    match service.host.verify_key(&body.key) {
+        Ok(Some(_)) => {}
+        Ok(None) => return ApiError::unauthenticated().into_response(),
+        Err(error) => return ApiError::internal(error).into_response(),
+    }
+    let secure = headers.get("x-forwarded-proto").is_some_and(|v| v == "https");
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{}",
+        body.key.trim(),
+        if secure { "; Secure" } else { "" }
+    );
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
+}
+
+/// Signs the dashboard out.
+#[utoipa::path(delete, path = "/api/v1/session", responses((status = 204, description = "signed out")))]
+async fn sign_out() -> Response {
+    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
+}
+
+/// Who the caller is.
+#[derive(Serialize, ToSchema)]
+pub struct WhoAmI {
+    /// The key's id (`operator` for the operator).
+    pub key_id: String,
+    /// The instance the key acts on.
+    pub instance: String,
+    /// `admin`, `domain-owner`, `member` or `operator`.
+    pub role: String,
+    /// The key's label.
+    pub label: Option<String>,
+    /// Whether this service accepts loopback `http://` sites (tests and demos).
+    pub allow_loopback: bool,
+}
+
+/// The caller's key, instance and role.
+#[utoipa::path(get, path = "/api/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+async fn whoami(State(service): State<Arc<Service>>, caller: Caller) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        key_id: caller.key_id,
+        instance: caller.instance,
+        role: caller.access.to_string(),
+        label: caller.label,
+        allow_loopback: service.config.allow_loopback,
+    })
+}
+
+/// A field of the connect form.
+#[derive(Serialize, ToSchema)]
+pub struct FieldView {
+    /// Name in the connect request.
+    pub name: String,
+    /// Label for a form.
+    pub label: String,
+    /// One sentence of help.
+    pub help: String,
+    /// Never echoed or logged.
+    pub secret: bool,
+    /// Whether connecting fails without it.
+    pub required: bool,
+}
+
+/// What the connector is and what connecting asks for.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectorView {
+    /// Connector kind, e.g. `confluence`.
+    pub kind: String,
+    /// Display name.
+    pub name: String,
+    /// Component version.
+    pub version: String,
+    /// What a source is, e.g. `space key`.
+    pub source_label: String,
+    /// The connect form's fields.
+    pub fields: Vec<FieldView>,
+}
+
+/// The connector's description (drives the dashboard's connect form).
+#[utoipa::path(get, path = "/api/v1/connector", responses((status = 200, body = ConnectorView)))]
+async fn connector(State(service): State<Arc<Service>>, caller: Caller) -> Result<Json<ConnectorView>, ApiError> {
+    let (mut instance, _permit) = service.reader(&caller.instance).await?;
+    let info = instance.describe().await?;
+    Ok(Json(ConnectorView {
+        kind: info.kind,
+        name: info.name,
+        version: info.version,
+        source_label: info.source_label,
+        fields: info
+            .config_fields
+            .into_iter()
+            .map(|f| FieldView { name: f.name, label: f.label, help: f.help, secret: f.secret, required: f.required })
+            .collect(),
+    }))
+}
+
+/// Connections and memories of the caller's instance (members do not see e-mails).
+#[utoipa::path(get, path = "/api/v1/status", responses((status = 200, body = StatusView), (status = 401, body = ErrorBody)))]
+async fn status(State(service): State<Arc<Service>>, caller: Caller) -> Result<Json<StatusView>, ApiError> {
+    let view = service.status_view(&caller).await?;
+    let count = |state: MemoryState| view.memories.iter().filter(|m| m.status == state).count() as i64;
+    service.metrics.set_memories(&[
+        ("IN_PROGRESS", count(MemoryState::InProgress)),
+        ("INGESTED", count(MemoryState::Ingested)),
+        ("ERROR", count(MemoryState::Error)),
+    ]);
+    Ok(Json(view))
+}
+
+/// Body of `POST /api/v1/connections`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectRequest {
+    /// Site URL, e.g. `https://your-company.atlassian.net`.
+    pub site: String,
+    /// Atlassian-account e-mail.
+    pub email: String,
+    /// API token (classic or scoped); stored encrypted, never returned.
+    pub token: String,
+    /// Accept an `http://` site on loopback (only when the service allows it).
+    #[serde(default)]
+    pub allow_loopback: bool,
+    /// Origin of the scoped-token gateway (operator only; default: the service's).
+    pub gateway: Option<String>,
+}
+
+/// Connects an account (admin, domain-owner).
+#[utoipa::path(post, path = "/api/v1/connections", request_body = ConnectRequest,
+    responses((status = 201, body = ConnectionView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn connect(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Body(body): Body<ConnectRequest>,
+) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
+    caller.require_manager()?;
+    if body.allow_loopback && !service.config.allow_loopback {
+        return Err(ApiError::forbidden("this service does not accept loopback sites (serve --allow-loopback)"));
+    }
+    let mut config = vec![("site".to_string(), body.site), ("email".into(), body.email), ("token".into(), body.token)];
+    if body.allow_loopback {
+        config.push(("allow-loopback".into(), "true".into()));
+    }
+    if body.gateway.is_some() {
+        caller.require_operator()?;
+    }
+    if let Some(gateway) = body.gateway.or_else(|| service.config.gateway.clone()) {
+        config.push(("gateway".into(), gateway));
+    }
+    let tenant = service.tenants.get(&caller.instance).await?;
+    let connection = tenant.instance().await.connect(config).await??;
+    tracing::info!(tenant = %caller.instance, key = %caller.key_id, connection = %connection.id, "connected");
+    Ok((StatusCode::CREATED, Json(ConnectionView::from(&connection))))
+}
+
+/// Disconnects an account; its memories stay searchable (admin, domain-owner).
+#[utoipa::path(delete, path = "/api/v1/connections/{id}", params(("id" = String, Path, description = "connection id")),
+    responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody)))]
+async fn disconnect(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    caller.require_manager()?;
+    let tenant = service.tenants.get(&caller.instance).await?;
+    let connection = tenant.instance().await.disconnect(&id).await??;
+    tracing::info!(tenant = %caller.instance, key = %caller.key_id, connection = %id, "disconnected");
+    Ok(Json(ConnectionView::from(&connection)))
+}
+
+/// Body of `POST /api/v1/memories`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemories {
+    /// Connection id.
+    pub connection: String,
+    /// Space keys, comma-separated, e.g. `SD, TD`.
+    pub spaces: String,
+}
+
+/// Adds one memory per space key; the work runs in the service (admin, domain-owner).
+/// When no key is accepted, the answer is the error of the first rejection (e.g. 409 for
+/// a space already ingested: use sync on its memory instead).
+#[utoipa::path(post, path = "/api/v1/memories", request_body = AddMemories,
+    responses((status = 202, body = IngestView), (status = 409, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn add_memories(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Body(body): Body<AddMemories>,
+) -> Result<(StatusCode, Json<IngestView>), ApiError> {
+    caller.require_manager()?;
+    let tenant = service.tenants.get(&caller.instance).await?;
+    let outcomes = tenant.instance().await.ingest(&body.connection, std::slice::from_ref(&body.spaces)).await??;
+    tenant.wake();
+    let mut view = IngestView { memories: Vec::new(), rejected: Vec::new() };
+    let mut first_error = None;
+    for outcome in outcomes {
+        match outcome.outcome {
+            Ok(memory) => view.memories.push(MemoryView::new(&memory, None)),
+            Err(error) => {
+                view.rejected.push(RejectedView::new(&outcome.requested, &error));
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    tracing::info!(tenant = %caller.instance, key = %caller.key_id, added = view.memories.len(), rejected = view.rejected.len(), "memories added");
+    if view.memories.is_empty()
+        && let Some(error) = first_error
+    {
+        let message =
+            view.rejected.iter().map(|r| format!("{}: {}", r.space_key, r.error)).collect::<Vec<_>>().join("; ");
+        let status = ApiError::from(error).status();
+        return Err(ApiError::new(status, &view.rejected[0].kind, message));
+    }
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// One memory.
+#[utoipa::path(get, path = "/api/v1/memories/{id}", params(("id" = String, Path, description = "memory id")),
+    responses((status = 200, body = MemoryView), (status = 404, body = ErrorBody)))]
+async fn memory(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<MemoryView>, ApiError> {
+    Ok(Json(service.memory_view(&caller, &id).await?))
+}
+
+/// Body of `POST /api/v1/memories/{id}/sync` (may be empty).
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// Apply deletions even when they would remove more than half of the memory.
+    #[serde(default)]
+    pub allow_mass_delete: bool,
+}
+
+/// Brings a memory up to date; the work runs in the service (admin, domain-owner).
+#[utoipa::path(post, path = "/api/v1/memories/{id}/sync", request_body = SyncRequest,
+    params(("id" = String, Path, description = "memory id")),
+    responses((status = 202, body = MemoryView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn sync(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<SyncRequest>,
+) -> Result<(StatusCode, Json<MemoryView>), ApiError> {
+    caller.require_manager()?;
+    let tenant = service.tenants.get(&caller.instance).await?;
+    tenant.unpark(&id);
+    let memory = tenant.instance().await.sync(&id, body.allow_mass_delete).await??;
+    tenant.wake();
+    tracing::info!(tenant = %caller.instance, key = %caller.key_id, memory = %id, "sync started");
+    let schedule = service.host.schedule(&caller.instance, &id)?;
+    Ok((StatusCode::ACCEPTED, Json(MemoryView::new(&memory, schedule.as_ref()))))
+}
+
+/// Body of `PUT /api/v1/memories/{id}/auto-resync`: `{"every":"1h"}` or `{"off":true}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AutoResyncRequest {
+    /// Interval, e.g. `15m`, `1h`, `1d`.
+    pub every: Option<String>,
+    /// Turn Auto Resync off.
+    #[serde(default)]
+    pub off: bool,
+}
+
+/// Turns Auto Resync of a memory on or off (admin, domain-owner).
+#[utoipa::path(put, path = "/api/v1/memories/{id}/auto-resync", request_body = AutoResyncRequest,
+    params(("id" = String, Path, description = "memory id")),
+    responses((status = 200, body = MemoryView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn auto_resync(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<AutoResyncRequest>,
+) -> Result<Json<MemoryView>, ApiError> {
+    caller.require_manager()?;
+    let every = match (body.every, body.off) {
+        (Some(_), true) | (None, false) => {
+            return Err(ApiError::invalid("send either {\"every\":\"1h\"} or {\"off\":true}"));
+        }
+        (every, _) => every,
+    };
+    let status = {
+        let (mut instance, _permit) = service.reader(&caller.instance).await?;
+        instance.status().await?
+    };
+    match service.host.set_auto_resync(&caller.instance, &status, &id, every.as_deref())? {
+        Ok(_) => {}
+        Err(refusal @ AutoResyncRefusal::NoMemory(_)) => return Err(ApiError::not_found(refusal.to_string())),
+        Err(refusal @ AutoResyncRefusal::Disconnected(_)) => {
+            return Err(ApiError::new(StatusCode::CONFLICT, "unavailable", refusal.to_string()));
+        }
+        Err(refusal @ AutoResyncRefusal::BadInterval(_)) => return Err(ApiError::invalid(refusal.to_string())),
+    }
+    tracing::info!(tenant = %caller.instance, key = %caller.key_id, memory = %id, every = ?every, "auto-resync set");
+    Ok(Json(service.memory_view(&caller, &id).await?))
+}
+
+/// Body of `POST /api/v1/ask`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AskRequest {
+    /// The question.
+    pub question: String,
+    /// How many passages (1 to 100; default 10).
+    pub limit: Option<u32>,
+    /// Only these memories (default: all of the instance).
+    #[serde(default)]
+    pub memories: Vec<String>,
+}
+
+/// Passages that answer a question, with citations (every role).
+#[utoipa::path(post, path = "/api/v1/ask", request_body = AskRequest,
+    responses((status = 200, body = AskView), (status = 422, body = ErrorBody)))]
+async fn ask(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Body(body): Body<AskRequest>,
+) -> Result<Json<AskView>, ApiError> {
+    Ok(Json(AskView { passages: service.ask(&caller, &body.question, body.limit, &body.memories).await? }))
+}
+
+impl Service {
+    /// Answers a question for a caller (the API's `ask` and MCP's `search`).
+    pub async fn ask(
+        &self,
+        caller: &Caller,
+        question: &str,
+        limit: Option<u32>,
+        memories: &[String],
+    ) -> Result<Vec<PassageView>, ApiError> {
+        let started = Instant::now();
+        if question.trim().is_empty() {
+            return Err(ApiError::invalid("the question is empty"));
+        }
+        let limit = limit.unwrap_or(10);
+        if !(1..=100).contains(&limit) {
+            return Err(ApiError::invalid("limit must be between 1 and 100"));
+        }
+        let (mut instance, _permit) = self.reader(&caller.instance).await?;
+        let passages = instance.retrieve(question, memories, limit).await??;
+        self.metrics.ask(started.elapsed().as_secs_f64());
+        Ok(passages.iter().map(PassageView::from).collect())
+    }
+}
+
+/// Body of `POST /api/v1/keys`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// `admin`, `domain-owner` or `member`.
+    pub role: Role,
+    /// The instance (default: the one the request names).
+    pub instance: Option<String>,
+    /// Who or what holds the key.
+    pub label: Option<String>,
+}
+
+/// Creates an API key; the answer is the only time the key is shown (operator).
+#[utoipa::path(post, path = "/api/v1/keys", request_body = CreateKey, responses((status = 201, body = CreatedKey)))]
+async fn create_key(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Body(body): Body<CreateKey>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    caller.require_operator()?;
+    let instance = body.instance.unwrap_or(caller.instance);
+    if !crate::runtime::valid_instance_name(&instance) {
+        return Err(ApiError::invalid(format!("instance name '{instance}' must be 1 to 64 letters, digits, - or _")));
+    }
+    let created = service.host.create_key(&instance, body.role, body.label)?;
+    service.tenants.get(&instance).await?;
+    tracing::info!(key = %created.id, tenant = %instance, role = %created.role, "key created");
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Query of `GET /api/v1/keys`.
+#[derive(Deserialize)]
+struct KeyFilter {
+    instance: Option<String>,
+}
+
+/// Every key, never the key text itself (operator).
+#[utoipa::path(get, path = "/api/v1/keys", params(("instance" = Option<String>, Query, description = "only this instance")),
+    responses((status = 200, body = [ApiKey])))]
+async fn list_keys(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Query(filter): Query<KeyFilter>,
+) -> Result<Json<Vec<ApiKey>>, ApiError> {
+    caller.require_operator()?;
+    Ok(Json(service.host.list_keys(filter.instance.as_deref())?))
+}
+
+/// Revokes a key at once (operator).
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", params(("id" = String, Path, description = "key id")),
+    responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody)))]
+async fn revoke_key(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ApiKey>, ApiError> {
+    caller.require_operator()?;
+    let key = service.host.revoke_key(&id)?.ok_or_else(|| ApiError::not_found(format!("no key '{id}'")))?;
+    tracing::info!(key = %id, "key revoked");
+    Ok(Json(key))
+}
+
+/// Every indexed passage of the instance as JSON lines (operator; for audits).
+#[utoipa::path(get, path = "/api/v1/export", responses((status = 200, description = "JSON lines", content_type = "application/x-ndjson")))]
+async fn export(State(service): State<Arc<Service>>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require_operator()?;
+    let (instance, _permit) = service.reader(&caller.instance).await?;
+    let mut lines = String::new();
+    for hit in instance.export()? {
+        let line = serde_json::json!({
+            "memory": hit.memory_id, "page_id": hit.document_id, "ordinal": hit.ordinal,
+            "title": hit.title, "heading": hit.heading, "text": hit.text,
+        });
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+    }
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response())
+}
+
+/// Prometheus metrics (no key needed: keep the port private or filter the path).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
+async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], service.metrics.render())
+        .into_response()
+}
+
+/// The OpenAPI document of the service, generated from the handlers above.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "connector-host", description = "Knowledge connector service: connections, memories, ask."),
+    paths(sign_in, sign_out, whoami, connector, status, connect, disconnect, add_memories, memory, sync,
+        auto_resync, ask, create_key, list_keys, revoke_key, export, metrics),
+    components(schemas(ErrorBody, StatusView, ConnectionView, MemoryView, IngestView, RejectedView, AskView,
+        PassageView, WhoAmI, ConnectorView, FieldView, ApiKey, CreatedKey, Role)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![SecurityRequirement::new("api_key", Vec::<String>::new())]);
+    }
+}

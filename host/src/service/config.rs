@@ -1,0 +1,176 @@
+//! The operator's configuration of `serve`: one TOML file, every key also a flag (and an
+//! environment variable where that is the convention). A flag beats the file; the file
+//! beats the default.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// How the service writes its logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event (for log collectors).
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<LogFormat, String> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format '{other}': use text or json")),
+        }
+    }
+}
+
+/// Everything `serve` can be told; `None` means "not given here".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSettings {
+    /// Address to listen on (default `127.0.0.1:7878`).
+    pub listen: Option<SocketAddr>,
+    /// `text` or `json`.
+    pub log_format: Option<LogFormat>,
+    /// Steps (ingest and sync work) running at once across all tenants (default 2).
+    pub concurrency: Option<usize>,
+    /// Calls into connectors for API requests running at once (default 16); more wait.
+    pub max_concurrent_calls: Option<usize>,
+    /// Host patterns a connection's origins must match, e.g. `["*.atlassian.net",
+    /// "api.atlassian.com"]` (default: any public host).
+    pub allowed_sites: Option<Vec<String>>,
+    /// Accept `http://` sites on loopback when a request asks for it (tests, demos).
+    pub allow_loopback: Option<bool>,
+    /// Origin of the scoped-token API gateway (default: the connector's own).
+    pub gateway: Option<String>,
+    /// Largest request body the API accepts, in bytes (default 1 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// Limits of every call into a connector.
+    pub limits: Option<LimitSettings>,
+}
+
+/// Limits of every call into a connector.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Guest memory cap in MiB (default 512).
+    pub memory_mib: Option<usize>,
+    /// CPU time of one call, e.g. `5m` (default 5 minutes).
+    pub cpu: Option<String>,
+    /// Wall-clock time of one call, e.g. `5m` (default 5 minutes).
+    pub wall_clock: Option<String>,
+}
+
+/// The settings `serve` runs with, defaults applied.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Steps running at once across tenants.
+    pub concurrency: usize,
+    /// Connector calls for API requests running at once.
+    pub max_concurrent_calls: usize,
+    /// Site patterns (empty: any public host).
+    pub allowed_sites: Vec<String>,
+    /// Whether loopback `http://` sites may be connected.
+    pub allow_loopback: bool,
+    /// Gateway origin override.
+    pub gateway: Option<String>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Guest memory cap in bytes.
+    pub memory_limit: usize,
+    /// CPU limit of one call.
+    pub cpu_limit: Duration,
+    /// Wall-clock limit of one call.
+    pub call_timeout: Duration,
+}
+
+impl ServeSettings {
+    /// Reads a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<ServeSettings> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid configuration {}", path.display()))
+    }
+
+    /// `self` (flags) over `file`, over the defaults.
+    pub fn resolve(self, file: ServeSettings) -> Result<ServeConfig> {
+        let limits = self.limits.unwrap_or_default();
+        let file_limits = file.limits.unwrap_or_default();
+        let duration = |value: Option<String>, what: &str| -> Result<Duration> {
+            match value {
+                Some(text) => crate::schedule::parse_interval(&text).with_context(|| format!("limits.{what}")),
+                None => Ok(Duration::from_secs(300)),
+            }
+        };
+        let config = ServeConfig {
+            listen: self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:7878".parse().expect("valid address")),
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            concurrency: self.concurrency.or(file.concurrency).unwrap_or(2),
+            max_concurrent_calls: self.max_concurrent_calls.or(file.max_concurrent_calls).unwrap_or(16),
+            allowed_sites: self.allowed_sites.filter(|s| !s.is_empty()).or(file.allowed_sites).unwrap_or_default(),
+            allow_loopback: self.allow_loopback.or(file.allow_loopback).unwrap_or(false),
+            gateway: self.gateway.or(file.gateway),
+            max_body_bytes: self.max_body_bytes.or(file.max_body_bytes).unwrap_or(1 << 20),
+            memory_limit: limits.memory_mib.or(file_limits.memory_mib).unwrap_or(512) << 20,
+            cpu_limit: duration(limits.cpu.or(file_limits.cpu), "cpu")?,
+            call_timeout: duration(limits.wall_clock.or(file_limits.wall_clock), "wall_clock")?,
+        };
+        if config.concurrency == 0 || config.max_concurrent_calls == 0 {
+            bail!("concurrency and max_concurrent_calls must be at least 1");
+        }
+        if config.memory_limit < 16 << 20 {
+            bail!("limits.memory_mib must be at least 16");
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let file: ServeSettings = toml::from_str(
+            r#"
+            listen = "0.0.0.0:9000"
+            concurrency = 4
+            allowed_sites = ["*.atlassian.net"]
+            log_format = "json"
+            [limits]
+            memory_mib = 256
+            cpu = "30s"
+            "#,
+        )
+        .unwrap();
+        let flags = ServeSettings { concurrency: Some(1), ..Default::default() };
+        let config = flags.resolve(file).unwrap();
+        assert_eq!(config.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(config.concurrency, 1);
+        assert_eq!(config.allowed_sites, vec!["*.atlassian.net".to_string()]);
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.memory_limit, 256 << 20);
+        assert_eq!(config.cpu_limit, Duration::from_secs(30));
+        assert_eq!(config.call_timeout, Duration::from_secs(300));
+        assert_eq!(config.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<ServeSettings>("listn = \"x\"").is_err());
+        let zero = ServeSettings { concurrency: Some(0), ..Default::default() };
+        assert!(zero.resolve(ServeSettings::default()).is_err());
+    }
+}

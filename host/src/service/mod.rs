@@ -1,0 +1,116 @@
+//! `connector-host serve`: one long-running process for every tenant of a data directory.
+//!
+//! * [`tenants`]: one connector instance per tenant drives its ingests, syncs and Auto
+//!   Resync schedules; a shared, first-come-first-served pool of step permits keeps one
+//!   tenant's huge space from starving another's small one.
+//! * [`api`]: the HTTP API (`/api/v1`, roles from [`crate::keys`]), `/openapi.json`,
+//!   `/healthz`, `/metrics`; [`dashboard`]: the browser UI at `/`; [`mcp`]: the Model
+//!   Context Protocol at `/mcp`.
+//! * [`handoff`]: how CLI commands on the same data directory find the running service and
+//!   act through it instead of failing on the store's file lock.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod dashboard;
+pub mod error;
+pub mod handoff;
+pub mod mcp;
+pub mod metrics;
+pub mod tenants;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::ConnectorHost;
+pub use config::{LogFormat, ServeConfig, ServeSettings};
+use tenants::Tenants;
+
+/// Everything a request handler or a worker needs; shared behind an `Arc`.
+pub struct Service {
+    /// The host: engine, component, storage.
+    pub host: ConnectorHost,
+    /// The operator's settings.
+    pub config: ServeConfig,
+    /// Tenants and their workers.
+    pub tenants: Tenants,
+    /// Connector calls for API requests that may run at once.
+    pub calls: Arc<tokio::sync::Semaphore>,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: metrics::Metrics,
+    /// The token CLI commands of this data directory present (see [`handoff`]).
+    pub operator_token: String,
+    /// Cancelled on SIGTERM/SIGINT (or `--run-for`): workers stop after their current step.
+    pub shutdown: CancellationToken,
+}
+
+/// Runs the service until `shutdown` is cancelled (or `run_for` has passed): serves HTTP,
+/// resumes every tenant's unfinished work and runs Auto Resync schedules. Returns after
+/// the current steps have finished and their checkpoints are written.
+pub async fn run(host: ConnectorHost, config: ServeConfig, run_for: Option<Duration>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let operator_token = handoff::new_token()?;
+    let metrics = metrics::Metrics::default();
+    let service = Arc::new(Service {
+        tenants: Tenants::new(host.clone(), config.concurrency, metrics.clone(), shutdown.clone()),
+        host: host.clone(),
+        calls: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_calls)),
+        config,
+        metrics,
+        operator_token,
+        shutdown: shutdown.clone(),
+    });
+    for namespace in host.instances()? {
+        service.tenants.get(&namespace).await?;
+    }
+    let handoff =
+        handoff::ServeFile::write(&host.config().data_dir, &format!("http://{address}"), &service.operator_token)?;
+    tracing::info!(%address, tenants = service.tenants.count(), "serving");
+    println!("listening on http://{address}");
+
+    spawn_stop_signals(shutdown.clone(), run_for);
+    let app = api::router(service.clone());
+    let stopped = shutdown.clone();
+    let served = axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(async move { stopped.cancelled().await })
+        .await;
+    service.tenants.join().await;
+    handoff.remove();
+    tracing::info!("stopped");
+    served.context("the HTTP server failed")
+}
+
+fn spawn_stop_signals(shutdown: CancellationToken, run_for: Option<Duration>) {
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::warn!("cannot listen for SIGTERM: {error}");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let deadline = async {
+            match run_for {
+                Some(duration) => tokio::time::sleep(duration).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: finishing the current steps"),
+            _ = terminate => tracing::info!("terminated: finishing the current steps"),
+            _ = deadline => tracing::info!("--run-for has passed: finishing the current steps"),
+        }
+        shutdown.cancel();
+    });
+}

@@ -187,6 +187,7 @@ async fn every_route_answers_by_role_and_tenants_stay_apart() {
         assert!(metrics.contains(metric), "{metric} in\n{metrics}");
     }
     assert!(metrics.contains("status=\"403\""), "{metrics}");
+    assert!(metrics.contains("connector_host_memories{status=\"INGESTED\"} 1"), "{metrics}");
 
     // Revoking a key takes effect at once; secrets never show in any answer.
     let keys = world.json(&["keys", "list"]);

@@ -263,14 +263,7 @@ async fn connector(State(service): State<Arc<Service>>, caller: Caller) -> Resul
 /// Connections and memories of the caller's instance (members do not see e-mails).
 #[utoipa::path(get, path = "/api/v1/status", responses((status = 200, body = StatusView), (status = 401, body = ErrorBody)))]
 async fn status(State(service): State<Arc<Service>>, caller: Caller) -> Result<Json<StatusView>, ApiError> {
-    let view = service.status_view(&caller).await?;
-    let count = |state: MemoryState| view.memories.iter().filter(|m| m.status == state).count() as i64;
-    service.metrics.set_memories(&[
-        ("IN_PROGRESS", count(MemoryState::InProgress)),
-        ("INGESTED", count(MemoryState::Ingested)),
-        ("ERROR", count(MemoryState::Error)),
-    ]);
-    Ok(Json(view))
+    Ok(Json(service.status_view(&caller).await?))
 }
 
 /// Body of `POST /api/v1/connections`.
@@ -594,6 +587,26 @@ async fn export(State(service): State<Arc<Service>>, caller: Caller) -> Result<R
 /// Prometheus metrics (no key needed: keep the port private or filter the path).
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
 async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    let mut counts = [0i64; 3];
+    for namespace in service.tenants.names() {
+        let status = match service.reader(&namespace).await {
+            Ok((mut instance, _permit)) => instance.status().await,
+            Err(error) => Err(anyhow::anyhow!("{}", error.message())),
+        };
+        match status {
+            Ok(status) => {
+                for memory in &status.memories {
+                    counts[match MemoryState::from(&memory.status) {
+                        MemoryState::InProgress => 0,
+                        MemoryState::Ingested => 1,
+                        MemoryState::Error => 2,
+                    }] += 1;
+                }
+            }
+            Err(error) => tracing::warn!(tenant = %namespace, "no memory counts for /metrics: {error:#}"),
+        }
+    }
+    service.metrics.set_memories(&[("IN_PROGRESS", counts[0]), ("INGESTED", counts[1]), ("ERROR", counts[2])]);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], service.metrics.render())
         .into_response()
 }

@@ -55,8 +55,7 @@ impl Default for Metrics {
         );
         let source_retries = Counter::default();
         registry.register("source_retries", "Retried HTTP requests to the sources", source_retries.clone());
-        let ask_seconds =
-            Histogram::new([0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter());
+        let ask_seconds = Histogram::new([0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
         registry.register("ask_duration_seconds", "Time to answer an ask", ask_seconds.clone());
         let memories = Family::<StatusLabels, Gauge>::default();
         registry.register("memories", "Memories by status, across tenants", memories.clone());

@@ -68,7 +68,10 @@ pub async fn run(host: ConnectorHost, config: ServeConfig, run_for: Option<Durat
         shutdown: shutdown.clone(),
     });
     for namespace in host.instances()? {
-        service.tenants.get(&namespace).await?;
+        // One tenant that cannot be opened (say, a damaged index) must not keep the others down.
+        if let Err(error) = service.tenants.get(&namespace).await {
+            tracing::error!(tenant = %namespace, "cannot load the tenant: {error:#}");
+        }
     }
     let handoff =
         handoff::ServeFile::write(&host.config().data_dir, &format!("http://{address}"), &service.operator_token)?;

@@ -153,25 +153,34 @@ struct Worker {
 impl Worker {
     async fn run(mut self) {
         let namespace = self.tenant.namespace.clone();
+        // Asks the connector for unfinished work only when there may be some (at start, when
+        // woken, after starting a sync): an idle tenant costs no connector calls.
+        let mut scan = true;
         while !self.shutdown.is_cancelled() {
-            if let Err(error) = self.start_due_syncs().await {
-                tracing::warn!(tenant = %namespace, "cannot run Auto Resync: {error:#}");
+            match self.start_due_syncs().await {
+                Ok(started) => scan |= started,
+                Err(error) => tracing::warn!(tenant = %namespace, "cannot run Auto Resync: {error:#}"),
+            }
+            if !scan {
+                tokio::select! {
+                    _ = self.tenant.wake.notified() => scan = true,
+                    _ = tokio::time::sleep(IDLE) => {}
+                    _ = self.shutdown.cancelled() => {}
+                }
+                continue;
             }
             let pending = match self.tenant.instance().await.pending().await {
                 Ok(pending) => pending,
                 Err(error) => {
                     tracing::warn!(tenant = %namespace, "cannot list unfinished work: {error:#}");
-                    Vec::new()
+                    tokio::time::sleep(IDLE).await;
+                    continue;
                 }
             };
             let parked = self.tenant.parked.lock().expect("parked lock").clone();
             let pending: Vec<String> = pending.into_iter().filter(|id| !parked.contains_key(id)).collect();
             if pending.is_empty() {
-                tokio::select! {
-                    _ = self.tenant.wake.notified() => {}
-                    _ = tokio::time::sleep(IDLE) => {}
-                    _ = self.shutdown.cancelled() => {}
-                }
+                scan = false;
                 continue;
             }
             for memory in pending {
@@ -236,7 +245,8 @@ impl Worker {
         self.metrics.confluence_requests(u64::from(requests), u64::from(retries));
     }
 
-    async fn start_due_syncs(&mut self) -> Result<()> {
+    /// Starts the syncs whose Auto Resync is due; returns whether it started any.
+    async fn start_due_syncs(&mut self) -> Result<bool> {
         let namespace = self.tenant.namespace.clone();
         let due: Vec<Schedule> = self
             .host
@@ -244,10 +254,12 @@ impl Worker {
             .into_iter()
             .filter(|s| s.next_run <= now() && !self.scheduled.contains(&s.memory))
             .collect();
+        let mut any = false;
         for mut schedule in due {
             let started = self.tenant.instance().await.sync(&schedule.memory, false).await;
             match started {
                 Ok(Ok(memory)) => {
+                    any = true;
                     self.tenant.unpark(&memory.id);
                     tracing::info!(tenant = %namespace, memory = %memory.id, "auto-resync started");
                     self.scheduled.insert(memory.id);
@@ -263,7 +275,7 @@ impl Worker {
                 }
             }
         }
-        Ok(())
+        Ok(any)
     }
 
     /// Records the outcome of an Auto Resync run in the schedule as it is now (it may have

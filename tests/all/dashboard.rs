@@ -27,8 +27,37 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Installs Debian's chromium and chromium-driver when they are missing and this runs as
+/// root (a fresh machine, where the README's test command must work as it is); otherwise
+/// says how to install them.
+fn ensure_chromium() {
+    if on_path("chromedriver") && std::path::Path::new("/usr/bin/chromium").exists() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root && on_path("apt-get"),
+        "the dashboard test needs Chromium and ChromeDriver: apt-get install chromium chromium-driver"
+    );
+    for args in [&["update", "-qq"][..], &["install", "-y", "-qq", "chromium", "chromium-driver"][..]] {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .expect("run apt-get");
+        assert!(status.success(), "apt-get {args:?} failed: install chromium and chromium-driver by hand");
+    }
+}
+
 /// Starts ChromeDriver and a headless Chromium session; fails loudly when either is missing.
 async fn browser() -> (Driver, Client) {
+    ensure_chromium();
     let port = free_port();
     let driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))

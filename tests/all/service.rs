@@ -296,3 +296,46 @@ async fn a_small_tenant_is_not_starved_by_a_large_one() {
     assert_eq!(large["status"], "IN_PROGRESS", "the small space finished while the large one still ran: {large}");
     assert!(big.settled(&huge).await["pages"].as_u64().unwrap() >= 3000);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operators_configuration_file_is_enforced() {
+    let world = World::new();
+    let config = world.data_dir().join("serve.toml");
+    std::fs::write(
+        &config,
+        "log_format = \"json\"\nallowed_sites = [\"*.atlassian.net\"]\n[limits]\nmemory_mib = 256\n",
+    )
+    .unwrap();
+    let log = world.data_dir().join("serve.log");
+    let served = Served::spawn(
+        world.data_dir(),
+        &["--config", config.to_str().unwrap()],
+        std::fs::File::create(&log).unwrap().into(),
+    );
+    let admin = Api::new(&served.url, Some(&create_key(&world, "default", "admin")));
+
+    let site = world.site.origin();
+    let (status, answer) = admin
+        .post("/api/v1/connections", json!({"site": site, "email": EMAIL, "token": TOKEN, "allow_loopback": true}))
+        .await;
+    assert_eq!(status, 403, "loopback sites need serve --allow-loopback: {answer}");
+    let (status, answer) = admin
+        .post("/api/v1/connections", json!({"site": "https://intranet.example.com", "email": EMAIL, "token": TOKEN}))
+        .await;
+    assert_eq!((status, answer["error"]["kind"].as_str()), (403, Some("denied")), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("*.atlassian.net"), "{answer}");
+
+    assert!(served.stop().success());
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.lines().count() >= 2, "{logs}");
+    for line in logs.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(entry["level"].is_string(), "{line}");
+    }
+    assert!(!logs.contains(TOKEN), "no token in the logs");
+
+    std::fs::write(&config, "listn = \"0.0.0.0:1\"\n").unwrap();
+    let refused = world.run(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown field `listn`"), "{}", text(&refused));
+}

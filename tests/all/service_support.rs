@@ -18,16 +18,22 @@ pub struct Served {
 impl Served {
     /// Starts `serve` on a free port with loopback sites allowed, and waits until it answers.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Served {
+        Served::spawn(data_dir, &[&["--allow-loopback"], extra].concat(), Stdio::null())
+    }
+
+    /// Starts `serve` on a free port with exactly these options; its logs go to `stderr`.
+    pub fn spawn(data_dir: &Path, args: &[&str], stderr: Stdio) -> Served {
         let _ = std::fs::remove_file(data_dir.join("serve.json"));
         let child = Command::new(env!("CARGO_BIN_EXE_connector-host"))
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["serve", "--listen", "127.0.0.1:0", "--allow-loopback"])
-            .args(extra)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .env("CONNECTOR_HOST_CACHE_DIR", cache_dir())
             .env_remove("CONNECTOR_HOST_KEY")
+            .env_remove("CONNECTOR_HOST_LOG")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn connector-host serve");
         let mut served = Served { child, url: String::new() };

@@ -83,7 +83,10 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let run_for = args.run_for.as_deref().map(parse_interval).transpose()?;
     let data_dir = cli.data_dir();
     if let Some(running) = handoff::find(&data_dir) {
-        bail!("a service (pid {}) is already serving {} at {}", running.pid, data_dir.display(), running.url);
+        let (pid, url) = (running.pid, running.url.clone());
+        if super::remote::Remote::connect(running, &cli.instance).await.is_some() {
+            bail!("a service (pid {pid}) is already serving {} at {url}", data_dir.display());
+        }
     }
     let mut host_config = cli.host_config(data_dir);
     host_config.memory_limit = config.memory_limit;

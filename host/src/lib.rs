@@ -18,6 +18,7 @@ pub mod bindings;
 pub mod capabilities;
 pub mod driver;
 pub mod keys;
+pub mod priority;
 pub mod profile;
 pub mod report;
 pub mod runtime;

@@ -46,6 +46,9 @@ pub struct HostConfig {
     pub call_timeout: Duration,
     /// CPU limit of one call into the guest (epoch ticks while it runs guest code).
     pub cpu_limit: Duration,
+    /// Whether the search index's indexing threads run at background priority (the service
+    /// sets it, so that answering stays fast while another tenant ingests).
+    pub background_priority: bool,
     /// Host patterns the origins of a connection must match, e.g. `*.atlassian.net`
     /// (empty: any public host). Enforced by the host on every origin a connector asks for.
     pub allowed_sites: Vec<String>,
@@ -63,6 +66,7 @@ impl HostConfig {
             call_timeout: Duration::from_secs(300),
             cpu_limit: Duration::from_secs(300),
             allowed_sites: Vec::new(),
+            background_priority: false,
         }
     }
 }
@@ -190,10 +194,9 @@ impl ConnectorHost {
         }
         let dir = self.config.data_dir.join("search").join(namespace);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let index = Arc::new(
-            connector_search::TantivySearch::open(&dir)
-                .map_err(|e| anyhow!("cannot open the search index {}: {e}", dir.display()))?,
-        );
+        let open = || connector_search::TantivySearch::open(&dir);
+        let opened = if self.config.background_priority { crate::priority::on_background_thread(open) } else { open() };
+        let index = Arc::new(opened.map_err(|e| anyhow!("cannot open the search index {}: {e}", dir.display()))?);
         indexes.insert(namespace.to_string(), index.clone());
         Ok(index)
     }

@@ -93,6 +93,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     host_config.cpu_limit = config.cpu_limit;
     host_config.call_timeout = config.call_timeout;
     host_config.allowed_sites = config.allowed_sites.clone();
+    host_config.background_priority = true;
     let host = connector_host::runtime::ConnectorHost::open(host_config)?;
     connector_host::service::run(host, config, run_for).await?;
     Ok(ExitCode::SUCCESS)

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
@@ -20,14 +20,10 @@ use crate::keys::{ApiKey, CreatedKey, Role};
 use crate::report::{
     AskView, ConnectionView, IngestView, MemoryState, MemoryView, PassageView, RejectedView, StatusView,
 };
-use crate::runtime::Instance;
 use crate::schedule::AutoResyncRefusal;
 use crate::service::Service;
 use crate::service::auth::{Caller, SESSION_COOKIE};
 use crate::service::error::{ApiError, ErrorBody};
-
-/// How long an API request waits for a free connector call before it gets a 503.
-const CALL_WAIT: Duration = Duration::from_secs(30);
 
 /// The whole HTTP surface of the service.
 pub fn router(service: Arc<Service>) -> Router {
@@ -114,22 +110,9 @@ fn parse_json<T: DeserializeOwned>(
 }
 
 impl Service {
-    /// A fresh connector instance for a read-only call, within the service's limit of
-    /// concurrent calls.
-    pub(crate) async fn reader(
-        &self,
-        namespace: &str,
-    ) -> Result<(Instance, tokio::sync::OwnedSemaphorePermit), ApiError> {
-        let permit = tokio::time::timeout(CALL_WAIT, self.calls.clone().acquire_owned())
-            .await
-            .map_err(|_| ApiError::busy("the service is busy: too many requests are waiting; try again shortly"))?
-            .map_err(|_| ApiError::busy("the service is stopping"))?;
-        Ok((self.host.instance(namespace).await?, permit))
-    }
-
     /// The instance's status as the caller may see it.
     pub async fn status_view(&self, caller: &Caller) -> Result<StatusView, ApiError> {
-        let (mut instance, _permit) = self.reader(&caller.instance).await?;
+        let mut instance = self.readers.get(&caller.instance).await?;
         let status = instance.status().await?;
         let schedules: HashMap<String, crate::schedule::Schedule> =
             self.host.schedules(&caller.instance)?.into_iter().map(|s| (s.memory.clone(), s)).collect();
@@ -245,7 +228,7 @@ pub struct ConnectorView {
 /// The connector's description (drives the dashboard's connect form).
 #[utoipa::path(get, path = "/api/v1/connector", responses((status = 200, body = ConnectorView)))]
 async fn connector(State(service): State<Arc<Service>>, caller: Caller) -> Result<Json<ConnectorView>, ApiError> {
-    let (mut instance, _permit) = service.reader(&caller.instance).await?;
+    let mut instance = service.readers.get(&caller.instance).await?;
     let info = instance.describe().await?;
     Ok(Json(ConnectorView {
         kind: info.kind,
@@ -442,7 +425,7 @@ async fn auto_resync(
         (every, _) => every,
     };
     let status = {
-        let (mut instance, _permit) = service.reader(&caller.instance).await?;
+        let mut instance = service.readers.get(&caller.instance).await?;
         instance.status().await?
     };
     match service.host.set_auto_resync(&caller.instance, &status, &id, every.as_deref())? {
@@ -498,7 +481,7 @@ impl Service {
         if !(1..=100).contains(&limit) {
             return Err(ApiError::invalid("limit must be between 1 and 100"));
         }
-        let (mut instance, _permit) = self.reader(&caller.instance).await?;
+        let mut instance = self.readers.get(&caller.instance).await?;
         let passages = instance.retrieve(question, memories, limit).await??;
         self.metrics.ask(started.elapsed().as_secs_f64());
         Ok(passages.iter().map(PassageView::from).collect())
@@ -571,7 +554,7 @@ async fn revoke_key(
 #[utoipa::path(get, path = "/api/v1/export", responses((status = 200, description = "JSON lines", content_type = "application/x-ndjson")))]
 async fn export(State(service): State<Arc<Service>>, caller: Caller) -> Result<Response, ApiError> {
     caller.require_operator()?;
-    let (instance, _permit) = service.reader(&caller.instance).await?;
+    let instance = service.readers.get(&caller.instance).await?;
     let mut lines = String::new();
     for hit in instance.export()? {
         let line = serde_json::json!({
@@ -589,8 +572,8 @@ async fn export(State(service): State<Arc<Service>>, caller: Caller) -> Result<R
 async fn metrics(State(service): State<Arc<Service>>) -> Response {
     let mut counts = [0i64; 3];
     for namespace in service.tenants.names() {
-        let status = match service.reader(&namespace).await {
-            Ok((mut instance, _permit)) => instance.status().await,
+        let status = match service.readers.get(&namespace).await {
+            Ok(mut instance) => instance.status().await,
             Err(error) => Err(anyhow::anyhow!("{}", error.message())),
         };
         match status {

@@ -165,7 +165,7 @@ impl Service {
     /// The indexed text of one page of the caller's memories, with its title and URL.
     pub async fn document(&self, caller: &Caller, page_id: &str) -> Result<Option<Document>, ApiError> {
         let status = self.status_view(caller).await?;
-        let (mut instance, _permit) = self.reader(&caller.instance).await?;
+        let mut instance = self.readers.get(&caller.instance).await?;
         for memory in &status.memories {
             let chunks = instance.document(&memory.id, page_id)?;
             let Some(first) = chunks.first() else { continue };

@@ -5,7 +5,7 @@
 //!   tenant's huge space from starving another's small one.
 //! * [`api`]: the HTTP API (`/api/v1`, roles from [`crate::keys`]), `/openapi.json`,
 //!   `/healthz`, `/metrics`; [`dashboard`]: the browser UI at `/`; [`mcp`]: the Model
-//!   Context Protocol at `/mcp`.
+//!   Context Protocol at `/mcp`; [`readers`]: warm instances for read-only calls.
 //! * [`handoff`]: how CLI commands on the same data directory find the running service and
 //!   act through it instead of failing on the store's file lock.
 
@@ -17,6 +17,7 @@ pub mod error;
 pub mod handoff;
 pub mod mcp;
 pub mod metrics;
+pub mod readers;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -37,8 +38,8 @@ pub struct Service {
     pub config: ServeConfig,
     /// Tenants and their workers.
     pub tenants: Tenants,
-    /// Connector calls for API requests that may run at once.
-    pub calls: Arc<tokio::sync::Semaphore>,
+    /// Warm connector instances for read-only calls, and the bound on such calls.
+    pub readers: readers::Readers,
     /// Counters and histograms for `/metrics`.
     pub metrics: metrics::Metrics,
     /// The token CLI commands of this data directory present (see [`handoff`]).
@@ -59,9 +60,9 @@ pub async fn run(host: ConnectorHost, config: ServeConfig, run_for: Option<Durat
     let operator_token = handoff::new_token()?;
     let metrics = metrics::Metrics::default();
     let service = Arc::new(Service {
-        tenants: Tenants::new(host.clone(), config.concurrency, metrics.clone(), shutdown.clone()),
+        tenants: Tenants::new(host.clone(), config.concurrency, metrics.clone(), shutdown.clone())?,
         host: host.clone(),
-        calls: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_calls)),
+        readers: readers::Readers::new(host.clone(), config.max_concurrent_calls),
         config,
         metrics,
         operator_token,

@@ -7,6 +7,8 @@
 //! all tenants queue for one pool of permits (first come, first served): a tenant gets its
 //! next step only after every tenant that was waiting before it, however large its space.
 //! Read-only calls (status, ask) run on fresh instances and never wait for a step.
+//! Workers run on a runtime of their own whose threads have background priority
+//! ([`crate::priority`]): answering stays fast while a large ingest runs.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -60,6 +62,9 @@ impl Tenant {
 /// Every tenant of the service.
 pub struct Tenants {
     host: ConnectorHost,
+    /// The workers' runtime (taken and shut down by [`Tenants::join`]).
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    workers_handle: tokio::runtime::Handle,
     permits: Arc<Semaphore>,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -70,8 +75,21 @@ pub struct Tenants {
 
 impl Tenants {
     /// No tenants yet; `concurrency` steps may run at once across all of them.
-    pub fn new(host: ConnectorHost, concurrency: usize, metrics: Metrics, shutdown: CancellationToken) -> Tenants {
-        Tenants {
+    pub fn new(
+        host: ConnectorHost,
+        concurrency: usize,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+    ) -> Result<Tenants> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(concurrency.max(1))
+            .thread_name("tenant-worker")
+            .on_thread_start(crate::priority::lower_current_thread)
+            .enable_all()
+            .build()?;
+        Ok(Tenants {
+            workers_handle: runtime.handle().clone(),
+            runtime: Mutex::new(Some(runtime)),
             host,
             permits: Arc::new(Semaphore::new(concurrency)),
             metrics,
@@ -79,7 +97,7 @@ impl Tenants {
             map: Mutex::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
             workers: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// How many tenants are loaded.
@@ -119,7 +137,7 @@ impl Tenants {
             counted: HashMap::new(),
             failures: HashMap::new(),
         };
-        self.workers.lock().expect("worker list lock").push(tokio::spawn(worker.run()));
+        self.workers.lock().expect("worker list lock").push(self.workers_handle.spawn(worker.run()));
         self.map.lock().expect("tenant map lock").insert(namespace.to_string(), tenant.clone());
         Ok(tenant)
     }
@@ -131,6 +149,19 @@ impl Tenants {
             if let Err(error) = worker.await {
                 tracing::error!("a tenant worker failed: {error}");
             }
+        }
+        if let Some(runtime) = self.runtime.lock().expect("runtime lock").take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Tenants {
+    fn drop(&mut self) {
+        // A runtime may not be dropped where blocking is forbidden (inside async code):
+        // let its threads wind down on their own.
+        if let Some(runtime) = self.runtime.lock().map(|mut r| r.take()).unwrap_or(None) {
+            runtime.shutdown_background();
         }
     }
 }

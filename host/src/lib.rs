@@ -14,10 +14,12 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audit;
 pub mod bindings;
 pub mod capabilities;
 pub mod driver;
 pub mod keys;
+pub mod operator_key;
 pub mod priority;
 pub mod profile;
 pub mod report;

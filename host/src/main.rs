@@ -120,8 +120,20 @@ enum Command {
     /// Create, list and revoke API keys of the service.
     #[command(subcommand)]
     Keys(cli::keys::KeysCommand),
+    /// The operator key that encrypts secrets at rest.
+    #[command(subcommand)]
+    OperatorKey(OperatorKeyCommand),
     /// Print every indexed passage as JSON lines (for audits and exact comparisons).
     Export,
+    /// Show the audit log of the instance: who connected, added, synced, changed what.
+    Audit {
+        /// How many of the newest entries.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show connections and memories.
     Status {
         /// Print one JSON document.
@@ -199,6 +211,19 @@ impl Cli {
     }
 }
 
+/// What to do with the operator key.
+#[derive(Subcommand)]
+enum OperatorKeyCommand {
+    /// Re-encrypt every stored secret under a new key in one transaction (stop `serve` first).
+    Rotate {
+        /// With the key in CONNECTOR_HOST_KEY: the environment variable holding the new key
+        /// (64 hex digits or base64 of 32 bytes). Without: a new key is generated into
+        /// <data-dir>/operator.key.
+        #[arg(long)]
+        new_key_env: Option<String>,
+    },
+}
+
 async fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Demo { question } => {
@@ -206,6 +231,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             return cli::local::demo(&cli, question).await;
         }
         Command::Serve(args) => return cli::serve::run(&cli, args).await,
+        Command::OperatorKey(OperatorKeyCommand::Rotate { new_key_env }) => {
+            init_logging("warn", false);
+            return cli::keys::rotate_operator_key(&cli.data_dir(), new_key_env.as_deref()).await;
+        }
         _ => init_logging("warn", false),
     }
     if let Some(found) = handoff::find(&cli.data_dir())

@@ -46,6 +46,8 @@ pub struct HostConfig {
     pub call_timeout: Duration,
     /// CPU limit of one call into the guest (epoch ticks while it runs guest code).
     pub cpu_limit: Duration,
+    /// Largest HTTP response body a connector may receive; the host cuts longer ones off.
+    pub max_response_bytes: u64,
     /// Whether the search index's indexing threads run at background priority (the service
     /// sets it, so that answering stays fast while another tenant ingests).
     pub background_priority: bool,
@@ -56,7 +58,7 @@ pub struct HostConfig {
 
 impl HostConfig {
     /// Defaults for a data directory: 512 MiB of guest memory, 5 minutes per call (wall
-    /// clock and CPU), any public site.
+    /// clock and CPU), responses up to 64 MiB, any public site.
     pub fn new(data_dir: impl Into<PathBuf>) -> HostConfig {
         HostConfig {
             data_dir: data_dir.into(),
@@ -67,6 +69,7 @@ impl HostConfig {
             cpu_limit: Duration::from_secs(300),
             allowed_sites: Vec::new(),
             background_priority: false,
+            max_response_bytes: crate::capabilities::send::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -86,8 +89,7 @@ pub struct ConnectorHost {
     profile: CallProfile,
 }
 
-/// Environment variable with an operator-supplied key for secrets at rest.
-pub const OPERATOR_KEY_VAR: &str = "CONNECTOR_HOST_KEY";
+pub use crate::operator_key::OPERATOR_KEY_VAR;
 
 impl ConnectorHost {
     /// Opens the data directory and loads the component (from the compile cache when
@@ -116,9 +118,7 @@ impl ConnectorHost {
                 db_path.display()
             )
         })?;
-        let key =
-            connector_store::OperatorKey::from_env_or_file(OPERATOR_KEY_VAR, &config.data_dir.join("operator.key"))
-                .map_err(|e| anyhow!("{e}"))?;
+        let key = crate::operator_key::load(&config.data_dir, &store)?;
         Ok(ConnectorHost {
             engine,
             pre,
@@ -157,7 +157,8 @@ impl ConnectorHost {
             store: self.store.clone(),
             search,
             secrets: self.store.secrets(namespace, self.key.clone()).map_err(|e| anyhow!("{e}"))?,
-            outbound: OutboundPolicy::new(self.granted_origins(namespace)?, self.limiter.clone(), self.profile.clone()),
+            outbound: OutboundPolicy::new(self.granted_origins(namespace)?, self.limiter.clone(), self.profile.clone())
+                .with_max_response_bytes(self.config.max_response_bytes),
             profile: self.profile.clone(),
         };
         let (store, connector) = self.instantiate(grants.clone()).await?;

@@ -13,6 +13,7 @@ mod faults;
 mod hostile_input;
 mod ingest;
 mod mcp;
+mod operator_key;
 mod resume;
 mod retrieve;
 mod sandbox;

@@ -155,3 +155,82 @@ async fn a_call_blocked_on_slow_io_hits_the_wall_clock_limit() {
     site.set_latency(Duration::ZERO);
     assert_eq!(ask(&mut instance, "kv-set:after=ok").await, "ok", "the next call works");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_trickles_ends_at_the_wall_clock_limit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n").await;
+                for _ in 0..1000 {
+                    if stream.write_all(b"x").await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
+    });
+    let data = tempfile::tempdir().unwrap();
+    let host = hostile_host_with(data.path(), Duration::from_secs(2), Duration::from_secs(2));
+    let mut instance = host.instance("trickle").await.unwrap();
+    let config = vec![
+        ("origin".to_string(), origin.clone()),
+        ("url".to_string(), format!("{origin}/_edge/tenant_info")),
+        ("allow-loopback".to_string(), "true".to_string()),
+        ("read-body".to_string(), "true".to_string()),
+    ];
+    let started = Instant::now();
+    let error = instance.connect(config).await.expect_err("a trickling body must not hold the call");
+    // Stopped while it waits (the async timeout) or as it resumes for the next byte (the
+    // deadline check in the guest): either way by the 2 s wall-clock limit.
+    let message = error.to_string();
+    assert!(
+        message.contains("did not finish call_connect within 2s") || message.contains("past the 2s wall-clock limit"),
+        "{error:#}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(ask(&mut instance, "kv-set:after=ok").await, "ok", "the next call works");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_over_the_size_limit_is_cut_off_by_the_host() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let body = vec![b'x'; 3 << 20];
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+            });
+        }
+    });
+    let data = tempfile::tempdir().unwrap();
+    let mut config = HostConfig::new(data.path());
+    config.component = Some(PathBuf::from(env!("HOSTILE_COMPONENT_PATH")));
+    config.cache_dir = Some(cache_dir());
+    config.max_response_bytes = 1 << 20;
+    let host = ConnectorHost::open(config).unwrap();
+    let mut instance = host.instance("big").await.unwrap();
+    let connect = vec![
+        ("origin".to_string(), origin.clone()),
+        ("url".to_string(), format!("{origin}/wiki/api/v2/pages")),
+        ("allow-loopback".to_string(), "true".to_string()),
+        ("read-body".to_string(), "true".to_string()),
+    ];
+    let outcome = instance.connect(connect).await.expect("no trap");
+    let Err(ConnectorError::Network(message)) = outcome else { panic!("{outcome:?}") };
+    assert!(message.contains("body size exceeds limit: 1048576 bytes"), "a clear error: {message}");
+    let read: usize = message.trim_start_matches("body error after ").split(' ').next().unwrap().parse().unwrap();
+    assert!(read <= 1 << 20, "no more than the limit reaches the guest: {message}");
+}

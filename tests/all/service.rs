@@ -9,6 +9,40 @@ use serde_json::json;
 use crate::service_support::*;
 use crate::support::*;
 
+/// POSTs a JSON body of about `size` bytes to `/api/v1/ask` over a raw connection, reading
+/// the answer while the body is still being written; returns what the service answered.
+async fn send_raw(url: &str, key: &str, size: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = url.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let body = format!("{{\"question\": \"{}\"}}", "a".repeat(size));
+    let head = format!(
+        "POST /api/v1/ask HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let writing = tokio::spawn(async move {
+        let _ = writer.write_all(head.as_bytes()).await;
+        let _ = writer.write_all(body.as_bytes()).await;
+    });
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), reader.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => {
+                answer.extend_from_slice(&buffer[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                    break;
+                }
+            }
+        }
+    }
+    writing.abort();
+    String::from_utf8_lossy(&answer).to_string()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_answers_by_role_and_tenants_stay_apart() {
     let world = World::new();
@@ -77,15 +111,11 @@ async fn every_route_answers_by_role_and_tenants_stay_apart() {
         .await
         .unwrap();
     assert_eq!(form.status(), 415);
-    let huge = raw
-        .post(format!("{}/api/v1/ask", served.url))
-        .header("authorization", &bearer)
-        .header("content-type", "application/json")
-        .body(format!("{{\"question\": \"{}\"}}", "a".repeat(10 << 20)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(huge.status(), 413);
+    // A 10 MB body: the service answers 413 without reading it (a client that is still
+    // writing may see its connection closed, so this one reads while it writes).
+    let answer = send_raw(&served.url, admin.key.as_deref().unwrap(), 10 << 20).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("too-large"), "{answer}");
 
     let connection = admin.connect(&world).await;
     let (status, added) =
@@ -169,6 +199,28 @@ async fn every_route_answers_by_role_and_tenants_stay_apart() {
     assert_eq!(status, 409, "{refused}");
     let (_, answer) = member.post("/api/v1/ask", json!({"question": "red lever"})).await;
     assert!(!answer["passages"].as_array().unwrap().is_empty(), "memories stay searchable");
+
+    // Every admin action is in the audit log, with the key that did it and how it ended.
+    let (_, who) = admin.get("/api/v1/whoami").await;
+    let (status, log) = admin.get("/api/v1/audit").await;
+    assert_eq!(status, 200, "{log}");
+    let entries = log.as_array().unwrap();
+    for action in ["connect", "add-memories", "sync", "auto-resync", "disconnect"] {
+        let entry = entries.iter().find(|e| e["action"] == action).unwrap_or_else(|| panic!("{action} in {log}"));
+        assert_eq!(entry["actor"], who["key_id"], "{entry}");
+        assert_eq!(entry["instance"], "tenant-a");
+    }
+    assert!(
+        entries.iter().any(|e| e["action"] == "connect" && e["outcome"].as_str().unwrap().starts_with("error:")),
+        "the refused connect is recorded too: {log}"
+    );
+    assert!(!log.to_string().contains(TOKEN), "no token in the audit log");
+    assert_eq!(member.get("/api/v1/audit").await.0, 403);
+    let (_, other_log) = owner_b.get("/api/v1/audit").await;
+    assert!(other_log.as_array().unwrap().iter().all(|e| e["instance"] == "tenant-b"), "{other_log}");
+    let through_cli = world.json(&["--instance", "tenant-a", "audit"]);
+    let created = through_cli.as_array().unwrap().iter().filter(|e| e["action"] == "key-create").count();
+    assert_eq!(created, 2, "the two keys of tenant-a, created by the operator: {through_cli}");
 
     // The rest of the surface.
     let (status, _) = nobody.get("/api/v1/nowhere").await;
@@ -338,4 +390,35 @@ async fn the_operators_configuration_file_is_enforced() {
     let refused = world.run(&["serve", "--config", config.to_str().unwrap()]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown field `listn`"), "{}", text(&refused));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_over_its_quota_stops_with_a_clear_error_and_the_others_go_on() {
+    let world = World::new();
+    fake_confluence::generate_space(&world.site, "DOCS", 1200, 5);
+    let config = world.data_dir().join("serve.toml");
+    std::fs::write(&config, "[quotas.instances.small]\ndocuments = 100\nmemories = 1\n").unwrap();
+    let served = Served::start(world.data_dir(), &["--config", config.to_str().unwrap()]);
+    let small = Api::new(&served.url, Some(&create_key(&world, "small", "admin")));
+    let big = Api::new(&served.url, Some(&create_key(&world, "big", "admin")));
+    let small_connection = small.connect(&world).await;
+    let big_connection = big.connect(&world).await;
+
+    let (_, added) = small.post("/api/v1/memories", json!({"connection": small_connection, "spaces": "DOCS"})).await;
+    let small_memory = added["memories"][0]["id"].as_str().unwrap().to_string();
+    let (_, added) = big.post("/api/v1/memories", json!({"connection": big_connection, "spaces": "DOCS"})).await;
+    let big_memory = added["memories"][0]["id"].as_str().unwrap().to_string();
+
+    let over = small.settled(&small_memory).await;
+    assert_eq!(over["status"], "ERROR", "{over}");
+    assert!(over["error"].as_str().unwrap().contains("over its quota of 100"), "{over}");
+    let fine = big.settled(&big_memory).await;
+    assert_eq!((fine["status"].as_str(), fine["pages"].as_u64()), (Some("INGESTED"), Some(1224)), "{fine}");
+
+    let (status, refused) =
+        small.post("/api/v1/memories", json!({"connection": small_connection, "spaces": "MORE"})).await;
+    assert_eq!((status, refused["error"]["kind"].as_str()), (403, Some("quota-exceeded")), "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("may hold 1 memories"), "{refused}");
+    let (status, _) = big.post("/api/v1/memories", json!({"connection": big_connection, "spaces": "MORE"})).await;
+    assert_eq!(status, 202, "the other tenant has no such quota");
 }

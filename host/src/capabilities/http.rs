@@ -1,13 +1,14 @@
 //! Outbound HTTP policy: the guest reaches only the origins granted to its instance.
 //!
 //! Grants come from the connector's own `required-origins` for a connection the
-//! operator made; nothing else is reachable. Names are resolved before connecting and
+//! operator made; nothing else is reachable. Names are resolved once, before connecting:
 //! requests to loopback, private, link-local or metadata addresses are refused unless
-//! the origin itself was granted as a loopback test site (`--allow-loopback`).
+//! the origin itself was granted as a loopback test site (`--allow-loopback`), and the
+//! connection goes to the addresses that were checked ([`super::send`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::capabilities::send::{self, DEFAULT_MAX_RESPONSE_BYTES, Resolver, SystemResolver};
 use crate::profile::CallProfile;
 
 /// Requests in flight to one site at most, across every instance of a host
@@ -78,13 +80,26 @@ impl SiteLimiter {
     }
 }
 
-/// The set of origins (`scheme://host:port`, explicit port) an instance may reach, and
-/// the host's shared per-site limiter.
-#[derive(Clone, Default, Debug)]
+/// The set of origins (`scheme://host:port`, explicit port) an instance may reach, the
+/// host's shared per-site limiter, how names are resolved and which addresses and
+/// response sizes are refused.
+#[derive(Clone)]
 pub struct OutboundPolicy {
     allowed: Arc<RwLock<BTreeSet<String>>>,
     limiter: SiteLimiter,
     profile: CallProfile,
+    resolver: Arc<dyn Resolver>,
+    forbidden: fn(IpAddr) -> bool,
+    max_response_bytes: u64,
+}
+
+impl std::fmt::Debug for OutboundPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundPolicy")
+            .field("allowed", &self.allowed)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Canonical `scheme://host:port` of an origin or URL, or `None` if it has no host.
@@ -162,11 +177,37 @@ impl OutboundPolicy {
         limiter: SiteLimiter,
         profile: CallProfile,
     ) -> OutboundPolicy {
-        let policy = OutboundPolicy { allowed: Arc::default(), limiter, profile };
+        let policy = OutboundPolicy {
+            allowed: Arc::default(),
+            limiter,
+            profile,
+            resolver: Arc::new(SystemResolver),
+            forbidden: is_forbidden_address,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        };
         for origin in origins {
             policy.allow(&origin);
         }
         policy
+    }
+
+    /// Resolves names with `resolver` instead of the system's.
+    pub fn with_resolver(mut self, resolver: Arc<dyn Resolver>) -> OutboundPolicy {
+        self.resolver = resolver;
+        self
+    }
+
+    /// Refuses the resolved addresses for which `forbidden` is true (default:
+    /// [`is_forbidden_address`]).
+    pub fn with_forbidden_addresses(mut self, forbidden: fn(IpAddr) -> bool) -> OutboundPolicy {
+        self.forbidden = forbidden;
+        self
+    }
+
+    /// Cuts response bodies off after `bytes` (default 64 MiB).
+    pub fn with_max_response_bytes(mut self, bytes: u64) -> OutboundPolicy {
+        self.max_response_bytes = bytes;
+        self
     }
 
     /// Adds an origin.
@@ -210,29 +251,35 @@ impl WasiHttpHooks for OutboundPolicy {
         let loopback_grant = is_loopback_origin(&origin);
         let limiter = self.limiter.clone();
         let profile = self.profile.clone();
+        let resolver = self.resolver.clone();
+        let forbidden = self.forbidden;
+        let max_response_bytes = self.max_response_bytes;
         let host = request.uri().host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
         let port =
             request.uri().port_u16().unwrap_or(if request.uri().scheme_str() == Some("http") { 80 } else { 443 });
         Box::new(async move {
             let _waiting = profile.http_waiting();
-            if !loopback_grant {
-                let addresses =
-                    tokio::net::lookup_host((host.as_str(), port)).await.map_err(|_| Error::DestinationNotFound)?;
-                let addresses: Vec<_> = addresses.collect();
-                if addresses.is_empty() || addresses.iter().any(|a| is_forbidden_address(a.ip())) {
-                    tracing::warn!(target: "connector_host::http", %url, "denied: resolves to a private or loopback address");
-                    return Err(Error::DestinationIpProhibited);
-                }
+            let addresses: Vec<SocketAddr> =
+                resolver.resolve(host.clone(), port).await.map_err(|_| Error::DestinationNotFound)?;
+            let refused = if loopback_grant {
+                // A loopback test site stays on loopback, whatever its name resolves to.
+                !addresses.iter().all(|a| a.ip().is_loopback())
+            } else {
+                addresses.iter().any(|a| forbidden(a.ip()))
+            };
+            if addresses.is_empty() {
+                return Err(Error::DestinationNotFound);
+            }
+            if refused {
+                tracing::warn!(target: "connector_host::http", %url, "denied: resolves to a private or loopback address");
+                return Err(Error::DestinationIpProhibited);
             }
             use http_body_util::BodyExt;
             let _slot = limiter.acquire(&origin).await;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let (response, io) = send::send_to(&addresses, &host, request, options, max_response_bytes).await?;
             let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok());
             limiter.note(&origin, response.status().as_u16(), retry_after);
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
-            ))
+            Ok((response.map(BodyExt::boxed_unsync), io))
         })
     }
 }
@@ -285,6 +332,81 @@ mod tests {
         assert!(blocked.is_err(), "a fifth request waits");
         held.pop();
         assert!(tokio::time::timeout(Duration::from_millis(50), limiter.acquire("https://a:443")).await.is_ok());
+    }
+
+    /// A DNS server that answers each lookup with the next address of its list.
+    struct Rebinding(Mutex<Vec<SocketAddr>>);
+
+    impl Resolver for Rebinding {
+        fn resolve(&self, _host: String, _port: u16) -> send::Resolution {
+            let next = self.0.lock().unwrap().remove(0);
+            Box::pin(async move { Ok(vec![next]) })
+        }
+    }
+
+    /// A one-response-per-connection HTTP server; counts its connections.
+    async fn server(ip: &str, body: Vec<u8>) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+            }
+        });
+        (address, connections)
+    }
+
+    fn get(url: &str) -> http::Request<WasiBody> {
+        use http_body_util::BodyExt;
+        let empty = http_body_util::Empty::<bytes::Bytes>::new().map_err(|never| match never {}).boxed_unsync();
+        http::Request::get(url).body(empty).unwrap()
+    }
+
+    async fn fetch(policy: &mut OutboundPolicy, url: &str) -> Result<Vec<u8>, Error> {
+        use http_body_util::BodyExt;
+        let sent = Box::into_pin(policy.send_request(get(url), None, Box::new(async { Ok(()) })));
+        let (response, _io) = sent.await?;
+        Ok(response.into_body().collect().await?.to_bytes().to_vec())
+    }
+
+    #[tokio::test]
+    async fn a_rebinding_name_is_connected_only_where_it_was_checked() {
+        // 127.0.0.1 plays the public address, 127.0.0.2 the private one.
+        let (public, public_hits) = server("127.0.0.1", b"ok".to_vec()).await;
+        let (private, private_hits) = server("127.0.0.2", b"secret".to_vec()).await;
+        let mut policy = OutboundPolicy::new(
+            ["http://rebind.example:8080".to_string()],
+            SiteLimiter::default(),
+            CallProfile::default(),
+        )
+        .with_resolver(Arc::new(Rebinding(Mutex::new(vec![public, private]))))
+        .with_forbidden_addresses(|ip| ip == IpAddr::from([127, 0, 0, 2]));
+
+        assert_eq!(fetch(&mut policy, "http://rebind.example:8080/wiki").await.unwrap(), b"ok");
+        let second = fetch(&mut policy, "http://rebind.example:8080/wiki").await;
+        assert!(matches!(second, Err(Error::DestinationIpProhibited)), "{second:?}");
+        assert_eq!(public_hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(private_hits.load(std::sync::atomic::Ordering::SeqCst), 0, "never the second answer");
+    }
+
+    #[tokio::test]
+    async fn a_response_larger_than_the_limit_is_cut_off_with_an_error() {
+        let (address, _) = server("127.0.0.1", vec![b'x'; 100_000]).await;
+        let origin = format!("http://{address}");
+        let mut policy = OutboundPolicy::new([origin.clone()], SiteLimiter::default(), CallProfile::default())
+            .with_max_response_bytes(10_000);
+        let body = fetch(&mut policy, &format!("{origin}/big")).await;
+        assert!(matches!(body, Err(Error::HttpResponseBodySize(Some(10_000)))), "{:?}", body.map(|b| b.len()));
+        let mut roomy = OutboundPolicy::new([origin.clone()], SiteLimiter::default(), CallProfile::default());
+        assert_eq!(fetch(&mut roomy, &format!("{origin}/big")).await.unwrap().len(), 100_000);
     }
 
     #[test]

@@ -73,13 +73,18 @@ fn print_keys(keys: &[ApiKey], json: bool) {
 pub fn run_local(host: &ConnectorHost, instance: &str, command: &KeysCommand) -> Result<ExitCode> {
     match command {
         KeysCommand::Create { role, label, json } => {
-            print_created(&host.create_key(instance, *role, label.clone())?, *json)
+            let created = host.create_key(instance, *role, label.clone())?;
+            host.audit(instance, "cli", "key-create", &format!("{} ({})", created.id, created.role), Ok(()));
+            print_created(&created, *json);
         }
         KeysCommand::List { only_instance, json } => {
             print_keys(&host.list_keys(only_instance.then_some(instance))?, *json);
         }
         KeysCommand::Revoke { id } => match host.revoke_key(id)? {
-            Some(key) => println!("revoked {} ({} of instance {})", key.id, key.role, key.instance),
+            Some(key) => {
+                host.audit(&key.instance, "cli", "key-revoke", &format!("{} ({})", key.id, key.role), Ok(()));
+                println!("revoked {} ({} of instance {})", key.id, key.role, key.instance);
+            }
             None => bail!("no key '{id}' (see `keys list`)"),
         },
     }
@@ -103,5 +108,28 @@ pub async fn run_remote(remote: &Remote, instance: &str, command: &KeysCommand) 
             println!("revoked {} ({} of instance {})", key.id, key.role, key.instance);
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `operator-key rotate`: re-encrypts the secrets of the data directory under a new key.
+pub async fn rotate_operator_key(data_dir: &std::path::Path, new_key_env: Option<&str>) -> Result<ExitCode> {
+    if let Some(running) = connector_host::service::handoff::find(data_dir) {
+        let (pid, url) = (running.pid, running.url.clone());
+        if Remote::connect(running, "default").await.is_some() {
+            bail!("a service (pid {pid}) is serving {} at {url}: stop it, rotate, start it again", data_dir.display());
+        }
+    }
+    let path = data_dir.join("store.redb");
+    let store = connector_store::Store::open(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open {}: {e} (is another connector-host process using this data directory?)",
+            path.display()
+        )
+    })?;
+    let rotation = connector_host::operator_key::rotate(data_dir, &store, new_key_env)?;
+    println!(
+        "re-encrypted {} secrets under the new operator key ({}); the old key no longer opens them",
+        rotation.secrets, rotation.new_key_at
+    );
     Ok(ExitCode::SUCCESS)
 }

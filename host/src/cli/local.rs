@@ -12,11 +12,16 @@ use connector_host::driver::{describe_error, drive};
 use connector_host::report::{
     AskView, ConnectionView, IngestView, MemoryState, MemoryView, PassageView, RejectedView, StatusView,
 };
-use connector_host::runtime::Instance;
+use connector_host::runtime::{ConnectorHost, Instance};
 use connector_host::schedule::Schedule;
 
 use super::output::{Bars, print_memories, print_passages, print_status};
 use crate::{Cli, Command};
+
+/// Records an admin action of the CLI (actor `cli`) in the audit log.
+fn record<T>(host: &ConnectorHost, namespace: &str, action: &str, target: &str, outcome: &Result<T, ConnectorError>) {
+    host.audit(namespace, "cli", action, target, outcome.as_ref().map(|_| ()).map_err(describe_error));
+}
 
 fn fail(error: ConnectorError) -> anyhow::Error {
     anyhow!("{}", describe_error(&error))
@@ -58,7 +63,13 @@ pub async fn run(cli: &Cli) -> Result<ExitCode> {
     let mut instance = host.instance(&cli.instance).await?;
     let namespace = instance.namespace().to_string();
     match &cli.command {
-        Command::Demo { .. } | Command::Serve(_) | Command::Keys(_) => unreachable!("handled before"),
+        Command::Demo { .. } | Command::Serve(_) | Command::Keys(_) | Command::OperatorKey(_) => {
+            unreachable!("handled before")
+        }
+        Command::Audit { limit, json } => {
+            super::output::print_audit(&host.audit_log(&namespace, *limit)?, *json);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Connect { site, email, token_env, token_stdin, allow_loopback, gateway, json } => {
             let token = read_token(token_env.as_deref(), *token_stdin)?;
             let mut config = vec![
@@ -72,21 +83,29 @@ pub async fn run(cli: &Cli) -> Result<ExitCode> {
             if let Some(gateway) = gateway {
                 config.push(("gateway".into(), gateway.clone()));
             }
-            let connection = ConnectionView::from(&instance.connect(config).await?.map_err(fail)?);
+            let outcome = instance.connect(config).await?;
+            record(&host, &namespace, "connect", site, &outcome);
+            let connection = ConnectionView::from(&outcome.map_err(fail)?);
             super::print_connection(&connection, *json);
             Ok(ExitCode::SUCCESS)
         }
         Command::Disconnect { connection_id } => {
-            let connection = ConnectionView::from(&instance.disconnect(connection_id).await?.map_err(fail)?);
+            let outcome = instance.disconnect(connection_id).await?;
+            record(&host, &namespace, "disconnect", connection_id, &outcome);
+            let connection = ConnectionView::from(&outcome.map_err(fail)?);
             super::print_disconnected(&connection);
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest { connection, spaces, no_wait, json } => {
-            let outcomes = instance.ingest(connection, std::slice::from_ref(spaces)).await?.map_err(fail)?;
+            let outcome = instance.ingest(connection, std::slice::from_ref(spaces)).await?;
+            record(&host, &namespace, "add-memories", &format!("{connection}: {spaces}"), &outcome);
+            let outcomes = outcome.map_err(fail)?;
             ingest(&mut instance, outcomes, *no_wait, *json).await
         }
         Command::Sync { memory_id, allow_mass_delete, json } => {
-            let memory = instance.sync(memory_id, *allow_mass_delete).await?.map_err(fail)?;
+            let outcome = instance.sync(memory_id, *allow_mass_delete).await?;
+            record(&host, &namespace, "sync", memory_id, &outcome);
+            let memory = outcome.map_err(fail)?;
             let view = wait(&mut instance, vec![memory.id], *json).await?;
             print_memories(&view, *json);
             Ok(exit_for(&view))
@@ -105,7 +124,16 @@ pub async fn run(cli: &Cli) -> Result<ExitCode> {
         Command::AutoResync { memory_id, every, off } => {
             let status = instance.status().await?;
             let every = if *off { None } else { every.as_deref() };
-            let schedule = host.set_auto_resync(&namespace, &status, memory_id, every)?.map_err(|r| anyhow!("{r}"))?;
+            let changed = host.set_auto_resync(&namespace, &status, memory_id, every)?;
+            let target = format!("{memory_id} {}", every.map_or("off".to_string(), |every| format!("every {every}")));
+            host.audit(
+                &namespace,
+                "cli",
+                "auto-resync",
+                &target,
+                changed.as_ref().map(|_| ()).map_err(|r| r.to_string()),
+            );
+            let schedule = changed.map_err(|r| anyhow!("{r}"))?;
             super::print_auto_resync(memory_id, schedule.map(|s| s.every_secs));
             Ok(ExitCode::SUCCESS)
         }

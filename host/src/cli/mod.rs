@@ -60,7 +60,7 @@ pub fn print_auto_resync(memory: &str, every_secs: Option<u64>) {
 pub async fn through_service(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
     let none = None::<()>;
     match &cli.command {
-        Command::Demo { .. } | Command::Serve(_) => unreachable!("handled before"),
+        Command::Demo { .. } | Command::Serve(_) | Command::OperatorKey(_) => unreachable!("handled before"),
         Command::Keys(command) => keys::run_remote(remote, &cli.instance, command).await,
         Command::Connect { site, email, token_env, token_stdin, allow_loopback, gateway, json } => {
             let token = local::read_token(token_env.as_deref(), *token_stdin)?;
@@ -119,6 +119,12 @@ pub async fn through_service(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
         }
         Command::Export => {
             print!("{}", remote.text("/export").await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { limit, json } => {
+            let entries: Vec<connector_host::audit::AuditEntry> =
+                remote.call(Method::GET, &format!("/audit?limit={limit}"), None::<()>).await?;
+            output::print_audit(&entries, *json);
             Ok(ExitCode::SUCCESS)
         }
         Command::Ask { question, limit, memories, json } => {

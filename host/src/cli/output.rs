@@ -147,3 +147,25 @@ impl Bars {
         drop(self.bars);
     }
 }
+
+/// Prints audit entries, oldest first.
+pub fn print_audit(entries: &[connector_host::audit::AuditEntry], json: bool) {
+    if json {
+        print_json(&entries);
+        return;
+    }
+    if entries.is_empty() {
+        println!("no recorded actions");
+    }
+    for e in entries {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at_ms);
+        println!(
+            "{}  {:<16}  {:<12}  {}  {}",
+            humantime::format_rfc3339_seconds(at),
+            e.actor,
+            e.action,
+            e.target,
+            e.outcome
+        );
+    }
+}

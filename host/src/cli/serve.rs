@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// Wall-clock time per call, e.g. 5m (default 5m).
     #[arg(long)]
     call_timeout: Option<String>,
+    /// Largest HTTP response a connector may receive, in MiB (default 64).
+    #[arg(long)]
+    max_response_mib: Option<u64>,
     /// Stop after this long (e.g. 30s); default: run until SIGTERM or SIGINT.
     #[arg(long)]
     run_for: Option<String>,
@@ -76,7 +79,9 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             memory_mib: args.memory_limit_mib,
             cpu: args.cpu_limit.clone(),
             wall_clock: args.call_timeout.clone(),
+            response_mib: args.max_response_mib,
         }),
+        quotas: None,
     };
     let config = flags.resolve(file)?;
     crate::init_logging("info", config.log_format == LogFormat::Json);
@@ -94,6 +99,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     host_config.call_timeout = config.call_timeout;
     host_config.allowed_sites = config.allowed_sites.clone();
     host_config.background_priority = true;
+    host_config.max_response_bytes = config.max_response_bytes;
     let host = connector_host::runtime::ConnectorHost::open(host_config)?;
     connector_host::service::run(host, config, run_for).await?;
     Ok(ExitCode::SUCCESS)

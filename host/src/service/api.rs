@@ -16,6 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
+use crate::audit::AuditEntry;
+use crate::bindings::types::ConnectorError;
 use crate::keys::{ApiKey, CreatedKey, Role};
 use crate::report::{
     AskView, ConnectionView, IngestView, MemoryState, MemoryView, PassageView, RejectedView, StatusView,
@@ -42,6 +44,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/keys", get(list_keys).post(create_key))
         .route("/keys/{id}", delete(revoke_key))
         .route("/export", get(export))
+        .route("/audit", get(audit))
         .fallback(|| async { ApiError::not_found("no such API route (see /openapi.json)") });
     Router::new()
         .nest("/api/v1", api)
@@ -110,6 +113,22 @@ fn parse_json<T: DeserializeOwned>(
 }
 
 impl Service {
+    /// Records an admin action and how it ended in the audit log.
+    fn record<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        target: &str,
+        outcome: &anyhow::Result<Result<T, ConnectorError>>,
+    ) {
+        let outcome = match outcome {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(crate::driver::describe_error(error)),
+            Err(trap) => Err(format!("{trap:#}")),
+        };
+        self.host.audit(&caller.instance, &caller.key_id, action, target, outcome);
+    }
+
     /// The instance's status as the caller may see it.
     pub async fn status_view(&self, caller: &Caller) -> Result<StatusView, ApiError> {
         let mut instance = self.readers.get(&caller.instance).await?;
@@ -122,7 +141,22 @@ impl Service {
                 connection.email = None;
             }
         }
-        let memories = status.memories.iter().map(|m| MemoryView::new(m, schedules.get(&m.id))).collect();
+        // Work the service set aside (failing steps, a quota) shows as ERROR with its reason.
+        let set_aside = self.tenants.get(&caller.instance).await?.set_aside();
+        let memories = status
+            .memories
+            .iter()
+            .map(|m| {
+                let mut view = MemoryView::new(m, schedules.get(&m.id));
+                if let Some(reason) = set_aside.get(&m.id)
+                    && view.status == MemoryState::InProgress
+                {
+                    view.status = MemoryState::Error;
+                    view.error = Some(reason.clone());
+                }
+                view
+            })
+            .collect();
         Ok(StatusView { connections, memories })
     }
 
@@ -278,6 +312,7 @@ async fn connect(
     if body.allow_loopback && !service.config.allow_loopback {
         return Err(ApiError::forbidden("this service does not accept loopback sites (serve --allow-loopback)"));
     }
+    let site = body.site.clone();
     let mut config = vec![("site".to_string(), body.site), ("email".into(), body.email), ("token".into(), body.token)];
     if body.allow_loopback {
         config.push(("allow-loopback".into(), "true".into()));
@@ -289,7 +324,9 @@ async fn connect(
         config.push(("gateway".into(), gateway));
     }
     let tenant = service.tenants.get(&caller.instance).await?;
-    let connection = tenant.instance().await.connect(config).await??;
+    let outcome = tenant.instance().await.connect(config).await;
+    service.record(&caller, "connect", &site, &outcome);
+    let connection = outcome??;
     tracing::info!(tenant = %caller.instance, key = %caller.key_id, connection = %connection.id, "connected");
     Ok((StatusCode::CREATED, Json(ConnectionView::from(&connection))))
 }
@@ -304,7 +341,9 @@ async fn disconnect(
 ) -> Result<Json<ConnectionView>, ApiError> {
     caller.require_manager()?;
     let tenant = service.tenants.get(&caller.instance).await?;
-    let connection = tenant.instance().await.disconnect(&id).await??;
+    let outcome = tenant.instance().await.disconnect(&id).await;
+    service.record(&caller, "disconnect", &id, &outcome);
+    let connection = outcome??;
     tracing::info!(tenant = %caller.instance, key = %caller.key_id, connection = %id, "disconnected");
     Ok(Json(ConnectionView::from(&connection)))
 }
@@ -330,8 +369,20 @@ async fn add_memories(
     Body(body): Body<AddMemories>,
 ) -> Result<(StatusCode, Json<IngestView>), ApiError> {
     caller.require_manager()?;
+    let limits = service.config.quotas.of(&caller.instance);
+    if limits.memories.is_some() {
+        let held = service.readers.get(&caller.instance).await?.status().await?.memories.len();
+        let adding = body.spaces.split(',').filter(|key| !key.trim().is_empty()).count();
+        if let Some(refusal) = crate::service::quotas::memories_refusal(&limits, &caller.instance, held, adding) {
+            service.host.audit(&caller.instance, &caller.key_id, "add-memories", &body.spaces, Err(refusal.clone()));
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "quota-exceeded", refusal));
+        }
+    }
     let tenant = service.tenants.get(&caller.instance).await?;
-    let outcomes = tenant.instance().await.ingest(&body.connection, std::slice::from_ref(&body.spaces)).await??;
+    let outcome = tenant.instance().await.ingest(&body.connection, std::slice::from_ref(&body.spaces)).await;
+    let target = format!("{}: {}", body.connection, body.spaces);
+    service.record(&caller, "add-memories", &target, &outcome);
+    let outcomes = outcome??;
     tenant.wake();
     let mut view = IngestView { memories: Vec::new(), rejected: Vec::new() };
     let mut first_error = None;
@@ -389,7 +440,9 @@ async fn sync(
     caller.require_manager()?;
     let tenant = service.tenants.get(&caller.instance).await?;
     tenant.unpark(&id);
-    let memory = tenant.instance().await.sync(&id, body.allow_mass_delete).await??;
+    let outcome = tenant.instance().await.sync(&id, body.allow_mass_delete).await;
+    service.record(&caller, "sync", &id, &outcome);
+    let memory = outcome??;
     tenant.wake();
     tracing::info!(tenant = %caller.instance, key = %caller.key_id, memory = %id, "sync started");
     let schedule = service.host.schedule(&caller.instance, &id)?;
@@ -428,7 +481,11 @@ async fn auto_resync(
         let mut instance = service.readers.get(&caller.instance).await?;
         instance.status().await?
     };
-    match service.host.set_auto_resync(&caller.instance, &status, &id, every.as_deref())? {
+    let changed = service.host.set_auto_resync(&caller.instance, &status, &id, every.as_deref())?;
+    let target = format!("{id} {}", every.as_deref().map_or("off".to_string(), |every| format!("every {every}")));
+    let outcome = changed.as_ref().map(|_| ()).map_err(|refusal| refusal.to_string());
+    service.host.audit(&caller.instance, &caller.key_id, "auto-resync", &target, outcome);
+    match changed {
         Ok(_) => {}
         Err(refusal @ AutoResyncRefusal::NoMemory(_)) => return Err(ApiError::not_found(refusal.to_string())),
         Err(refusal @ AutoResyncRefusal::Disconnected(_)) => {
@@ -513,6 +570,8 @@ async fn create_key(
         return Err(ApiError::invalid(format!("instance name '{instance}' must be 1 to 64 letters, digits, - or _")));
     }
     let created = service.host.create_key(&instance, body.role, body.label)?;
+    let target = format!("{} ({})", created.id, created.role);
+    service.host.audit(&instance, &caller.key_id, "key-create", &target, Ok(()));
     service.tenants.get(&instance).await?;
     tracing::info!(key = %created.id, tenant = %instance, role = %created.role, "key created");
     Ok((StatusCode::CREATED, Json(created)))
@@ -546,6 +605,7 @@ async fn revoke_key(
 ) -> Result<Json<ApiKey>, ApiError> {
     caller.require_operator()?;
     let key = service.host.revoke_key(&id)?.ok_or_else(|| ApiError::not_found(format!("no key '{id}'")))?;
+    service.host.audit(&key.instance, &caller.key_id, "key-revoke", &format!("{} ({})", key.id, key.role), Ok(()));
     tracing::info!(key = %id, "key revoked");
     Ok(Json(key))
 }
@@ -565,6 +625,24 @@ async fn export(State(service): State<Arc<Service>>, caller: Caller) -> Result<R
         lines.push('\n');
     }
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response())
+}
+
+/// Query of `GET /api/v1/audit`.
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+/// The newest entries of the instance's audit log, oldest first (admin, domain-owner).
+#[utoipa::path(get, path = "/api/v1/audit", params(("limit" = Option<usize>, Query, description = "entries (default 100)")),
+    responses((status = 200, body = [AuditEntry]), (status = 403, body = ErrorBody)))]
+async fn audit(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    caller.require_manager()?;
+    Ok(Json(service.host.audit_log(&caller.instance, query.limit.unwrap_or(100))?))
 }
 
 /// Prometheus metrics (no key needed: keep the port private or filter the path).
@@ -599,9 +677,9 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
 #[openapi(
     info(title = "connector-host", description = "Knowledge connector service: connections, memories, ask."),
     paths(sign_in, sign_out, whoami, connector, status, connect, disconnect, add_memories, memory, sync,
-        auto_resync, ask, create_key, list_keys, revoke_key, export, metrics),
+        auto_resync, ask, create_key, list_keys, revoke_key, export, audit, metrics),
     components(schemas(ErrorBody, StatusView, ConnectionView, MemoryView, IngestView, RejectedView, AskView,
-        PassageView, WhoAmI, ConnectorView, FieldView, ApiKey, CreatedKey, Role)),
+        PassageView, WhoAmI, ConnectorView, FieldView, ApiKey, CreatedKey, Role, AuditEntry)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

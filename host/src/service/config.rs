@@ -55,6 +55,8 @@ pub struct ServeSettings {
     pub max_body_bytes: Option<usize>,
     /// Limits of every call into a connector.
     pub limits: Option<LimitSettings>,
+    /// Per-tenant quotas (file only).
+    pub quotas: Option<crate::service::quotas::Quotas>,
 }
 
 /// Limits of every call into a connector.
@@ -67,6 +69,8 @@ pub struct LimitSettings {
     pub cpu: Option<String>,
     /// Wall-clock time of one call, e.g. `5m` (default 5 minutes).
     pub wall_clock: Option<String>,
+    /// Largest HTTP response a connector may receive, in MiB (default 64).
+    pub response_mib: Option<u64>,
 }
 
 /// The settings `serve` runs with, defaults applied.
@@ -94,6 +98,10 @@ pub struct ServeConfig {
     pub cpu_limit: Duration,
     /// Wall-clock limit of one call.
     pub call_timeout: Duration,
+    /// Largest HTTP response a connector may receive, in bytes.
+    pub max_response_bytes: u64,
+    /// Per-tenant quotas.
+    pub quotas: crate::service::quotas::Quotas,
 }
 
 impl ServeSettings {
@@ -126,12 +134,17 @@ impl ServeSettings {
             memory_limit: limits.memory_mib.or(file_limits.memory_mib).unwrap_or(512) << 20,
             cpu_limit: duration(limits.cpu.or(file_limits.cpu), "cpu")?,
             call_timeout: duration(limits.wall_clock.or(file_limits.wall_clock), "wall_clock")?,
+            max_response_bytes: limits.response_mib.or(file_limits.response_mib).unwrap_or(64) << 20,
+            quotas: self.quotas.or(file.quotas).unwrap_or_default(),
         };
         if config.concurrency == 0 || config.max_concurrent_calls == 0 {
             bail!("concurrency and max_concurrent_calls must be at least 1");
         }
         if config.memory_limit < 16 << 20 {
             bail!("limits.memory_mib must be at least 16");
+        }
+        if config.max_response_bytes == 0 {
+            bail!("limits.response_mib must be at least 1");
         }
         Ok(config)
     }

@@ -5,7 +5,8 @@
 //!   tenant's huge space from starving another's small one.
 //! * [`api`]: the HTTP API (`/api/v1`, roles from [`crate::keys`]), `/openapi.json`,
 //!   `/healthz`, `/metrics`; [`dashboard`]: the browser UI at `/`; [`mcp`]: the Model
-//!   Context Protocol at `/mcp`; [`readers`]: warm instances for read-only calls.
+//!   Context Protocol at `/mcp`; [`readers`]: warm instances for read-only calls;
+//!   [`quotas`]: what one tenant may hold.
 //! * [`handoff`]: how CLI commands on the same data directory find the running service and
 //!   act through it instead of failing on the store's file lock.
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod handoff;
 pub mod mcp;
 pub mod metrics;
+pub mod quotas;
 pub mod readers;
 pub mod tenants;
 
@@ -60,7 +62,13 @@ pub async fn run(host: ConnectorHost, config: ServeConfig, run_for: Option<Durat
     let operator_token = handoff::new_token()?;
     let metrics = metrics::Metrics::default();
     let service = Arc::new(Service {
-        tenants: Tenants::new(host.clone(), config.concurrency, metrics.clone(), shutdown.clone())?,
+        tenants: Tenants::new(
+            host.clone(),
+            config.concurrency,
+            config.quotas.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )?,
         host: host.clone(),
         readers: readers::Readers::new(host.clone(), config.max_concurrent_calls),
         config,

@@ -24,6 +24,7 @@ use crate::driver::describe_error;
 use crate::runtime::{ConnectorHost, Instance};
 use crate::schedule::{Schedule, now};
 use crate::service::metrics::Metrics;
+use crate::service::quotas::{Limits, Quotas, usage_refusal};
 
 /// Steps in a row a memory may fail before its worker sets it aside (until it is synced
 /// again or the service restarts).
@@ -57,6 +58,11 @@ impl Tenant {
     pub fn unpark(&self, memory: &str) {
         self.parked.lock().expect("parked lock").remove(memory);
     }
+
+    /// Memories set aside (after repeated failures or over a quota), with the reason.
+    pub fn set_aside(&self) -> HashMap<String, String> {
+        self.parked.lock().expect("parked lock").clone()
+    }
 }
 
 /// Every tenant of the service.
@@ -66,6 +72,7 @@ pub struct Tenants {
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     workers_handle: tokio::runtime::Handle,
     permits: Arc<Semaphore>,
+    quotas: Quotas,
     metrics: Metrics,
     shutdown: CancellationToken,
     map: Mutex<HashMap<String, Arc<Tenant>>>,
@@ -78,6 +85,7 @@ impl Tenants {
     pub fn new(
         host: ConnectorHost,
         concurrency: usize,
+        quotas: Quotas,
         metrics: Metrics,
         shutdown: CancellationToken,
     ) -> Result<Tenants> {
@@ -92,6 +100,7 @@ impl Tenants {
             runtime: Mutex::new(Some(runtime)),
             host,
             permits: Arc::new(Semaphore::new(concurrency)),
+            quotas,
             metrics,
             shutdown,
             map: Mutex::new(HashMap::new()),
@@ -128,6 +137,8 @@ impl Tenants {
             parked: Mutex::new(HashMap::new()),
         });
         let worker = Worker {
+            limits: self.quotas.of(namespace),
+            index_dir: self.host.config().data_dir.join("search").join(namespace),
             tenant: tenant.clone(),
             host: self.host.clone(),
             permits: self.permits.clone(),
@@ -168,6 +179,10 @@ impl Drop for Tenants {
 
 struct Worker {
     tenant: Arc<Tenant>,
+    /// The tenant's quotas.
+    limits: Limits,
+    /// Where the tenant's search index lives (for the index-size quota).
+    index_dir: std::path::PathBuf,
     host: ConnectorHost,
     permits: Arc<Semaphore>,
     metrics: Metrics,
@@ -209,10 +224,21 @@ impl Worker {
                 }
             };
             let parked = self.tenant.parked.lock().expect("parked lock").clone();
-            let pending: Vec<String> = pending.into_iter().filter(|id| !parked.contains_key(id)).collect();
+            let mut pending: Vec<String> = pending.into_iter().filter(|id| !parked.contains_key(id)).collect();
             if pending.is_empty() {
                 scan = false;
                 continue;
+            }
+            if let Some(reason) = self.over_quota().await {
+                tracing::warn!(tenant = %namespace, "{reason}");
+                let mut parked = self.tenant.parked.lock().expect("parked lock");
+                for memory in pending {
+                    parked.insert(memory, reason.clone());
+                }
+                continue;
+            }
+            if let Some(at_once) = self.limits.ingest_concurrency {
+                pending.truncate(at_once.max(1) as usize);
             }
             for memory in pending {
                 let permit = tokio::select! {
@@ -265,6 +291,21 @@ impl Worker {
             self.failures.remove(memory);
             self.tenant.parked.lock().expect("parked lock").insert(memory.to_string(), failure);
         }
+    }
+
+    /// Why the tenant may not grow, if it is over its document or index quota.
+    async fn over_quota(&self) -> Option<String> {
+        if self.limits.documents.is_none() && self.limits.index_mib.is_none() {
+            return None;
+        }
+        let documents = match self.tenant.instance().await.status().await {
+            Ok(status) => status.memories.iter().map(|m| u64::from(m.documents)).sum(),
+            Err(error) => {
+                tracing::warn!(tenant = %self.tenant.namespace, "cannot check the quotas: {error:#}");
+                return None;
+            }
+        };
+        usage_refusal(&self.limits, &self.tenant.namespace, documents, &self.index_dir)
     }
 
     fn count_requests(&mut self, memory: &Memory) {

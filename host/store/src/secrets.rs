@@ -8,7 +8,7 @@ use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand::RngCore;
-use redb::ReadableDatabase;
+use redb::{ReadableDatabase, ReadableTable};
 
 use crate::{SECRETS, Store, StoreError, check_name};
 
@@ -99,28 +99,33 @@ impl OperatorKey {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
         let key = OperatorKey::generate();
+        match key.save_new(path) {
+            Ok(()) => Ok(key),
+            // Another process created it first: use theirs.
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                let bytes = std::fs::read(path).map_err(io)?;
+                Self::from_file_bytes(&bytes, path)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the key as 64 hex digits to a new file (mode 0600 on Unix), synced to disk.
+    /// Fails if the file exists.
+    pub fn save_new(&self, path: &Path) -> Result<(), StoreError> {
+        let io = |source| StoreError::Io { path: path.to_owned(), source };
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(path) {
-            Ok(mut file) => {
-                let mut text = String::with_capacity(65);
-                for b in key.0 {
-                    text.push_str(&format!("{b:02x}"));
-                }
-                text.push('\n');
-                file.write_all(text.as_bytes()).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                Ok(key)
-            }
-            // Another process created it first: use theirs.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let bytes = std::fs::read(path).map_err(io)?;
-                Self::from_file_bytes(&bytes, path)
-            }
-            Err(e) => Err(io(e)),
+        let mut file = options.open(path).map_err(io)?;
+        let mut text = String::with_capacity(65);
+        for b in self.0 {
+            text.push_str(&format!("{b:02x}"));
         }
+        text.push('\n');
+        file.write_all(text.as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)
     }
 
     fn from_file_bytes(bytes: &[u8], path: &Path) -> Result<OperatorKey, StoreError> {
@@ -185,15 +190,6 @@ impl Secrets {
         Ok(format!("{}\0{name}", self.namespace))
     }
 
-    fn aad(&self, name: &str) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(AAD_TAG.len() + self.namespace.len() + 1 + name.len());
-        aad.extend_from_slice(AAD_TAG);
-        aad.extend_from_slice(self.namespace.as_bytes());
-        aad.push(0);
-        aad.extend_from_slice(name.as_bytes());
-        aad
-    }
-
     /// Stores `value` under `name`, replacing any previous value.
     pub fn put(&self, name: &str, value: &str) -> Result<(), StoreError> {
         let row = self.row_key(name)?;
@@ -201,19 +197,7 @@ impl Secrets {
         if value.len() > limit {
             return Err(StoreError::ValueTooLarge { key: crate::error::abbreviate(name), size: value.len(), limit });
         }
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rng().fill_bytes(&mut nonce);
-        let aad = self.aad(name);
-        let ciphertext = self
-            .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: value.as_bytes(), aad: &aad })
-            // Encryption only fails for absurd lengths (> 256 GiB).
-            .map_err(|_| StoreError::SecretCorrupt { name: name.to_owned(), reason: "encryption failed" })?;
-        let mut stored = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
-        stored.push(VERSION);
-        stored.extend_from_slice(&nonce);
-        stored.extend_from_slice(&ciphertext);
-
+        let stored = seal(&self.cipher, &self.namespace, name, value)?;
         self.store.write(SECRETS, |table| {
             table.insert(row.as_str(), stored.as_slice())?;
             Ok(())
@@ -230,21 +214,7 @@ impl Secrets {
         let Some(stored) = table.get(row.as_str())? else {
             return Ok(None);
         };
-        let stored = stored.value();
-        let corrupt = |reason| StoreError::SecretCorrupt { name: name.to_owned(), reason };
-        if stored.len() < 1 + NONCE_LEN + 16 {
-            return Err(corrupt("truncated record"));
-        }
-        if stored[0] != VERSION {
-            return Err(corrupt("unknown format version"));
-        }
-        let (nonce, ciphertext) = stored[1..].split_at(NONCE_LEN);
-        let aad = self.aad(name);
-        let plaintext = self
-            .cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
-            .map_err(|_| StoreError::SecretUndecryptable { name: name.to_owned() })?;
-        String::from_utf8(plaintext).map(Some).map_err(|_| corrupt("plaintext is not UTF-8"))
+        unseal(&self.cipher, &self.namespace, name, stored.value()).map(Some)
     }
 
     /// Forgets the secret `name` (a missing secret is not an error).
@@ -254,5 +224,86 @@ impl Secrets {
             table.remove(row.as_str())?;
             Ok(())
         })
+    }
+}
+
+/// Additional data binding a ciphertext to its instance and name.
+fn aad(namespace: &str, name: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(AAD_TAG.len() + namespace.len() + 1 + name.len());
+    aad.extend_from_slice(AAD_TAG);
+    aad.extend_from_slice(namespace.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(name.as_bytes());
+    aad
+}
+
+/// Encrypts a secret: version byte, random nonce, ciphertext with tag.
+fn seal(cipher: &ChaCha20Poly1305, namespace: &str, name: &str, value: &str) -> Result<Vec<u8>, StoreError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rng().fill_bytes(&mut nonce);
+    let ciphertext = cipher
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: value.as_bytes(), aad: &aad(namespace, name) })
+        // Encryption only fails for absurd lengths (> 256 GiB).
+        .map_err(|_| StoreError::SecretCorrupt { name: name.to_owned(), reason: "encryption failed" })?;
+    let mut stored = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
+    stored.push(VERSION);
+    stored.extend_from_slice(&nonce);
+    stored.extend_from_slice(&ciphertext);
+    Ok(stored)
+}
+
+/// Decrypts what [`seal`] wrote.
+fn unseal(cipher: &ChaCha20Poly1305, namespace: &str, name: &str, stored: &[u8]) -> Result<String, StoreError> {
+    let corrupt = |reason| StoreError::SecretCorrupt { name: name.to_owned(), reason };
+    if stored.len() < 1 + NONCE_LEN + 16 {
+        return Err(corrupt("truncated record"));
+    }
+    if stored[0] != VERSION {
+        return Err(corrupt("unknown format version"));
+    }
+    let (nonce, ciphertext) = stored[1..].split_at(NONCE_LEN);
+    let plaintext = cipher
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad(namespace, name) })
+        .map_err(|_| StoreError::SecretUndecryptable { name: name.to_owned() })?;
+    String::from_utf8(plaintext).map_err(|_| corrupt("plaintext is not UTF-8"))
+}
+
+fn cipher(key: &OperatorKey) -> ChaCha20Poly1305 {
+    ChaCha20Poly1305::new(Key::from_slice(&key.0))
+}
+
+impl Store {
+    /// Re-encrypts every secret of every instance from `old` to `new` in one write
+    /// transaction: either all of them move to the new key or none does. Fails, changing
+    /// nothing, if `old` does not open one of them. Returns how many were re-encrypted.
+    pub fn rotate_operator_key(&self, old: &OperatorKey, new: &OperatorKey) -> Result<usize, StoreError> {
+        let (old, new) = (cipher(old), cipher(new));
+        let mut rotated = 0;
+        self.write(SECRETS, |table| {
+            let mut rows = Vec::new();
+            for row in table.iter()? {
+                let (key, value) = row?;
+                rows.push((key.value().to_string(), value.value().to_vec()));
+            }
+            for (row, stored) in rows {
+                let (namespace, name) = row.split_once('\0').unwrap_or(("", row.as_str()));
+                let plaintext = unseal(&old, namespace, name, &stored)?;
+                table.insert(row.as_str(), seal(&new, namespace, name, &plaintext)?.as_slice())?;
+                rotated += 1;
+            }
+            Ok(())
+        })?;
+        Ok(rotated)
+    }
+
+    /// Whether `key` opens the stored secrets (checked on the first one; true when none
+    /// are stored).
+    pub fn opens_secrets(&self, key: &OperatorKey) -> Result<bool, StoreError> {
+        let table = self.inner.db.begin_read()?.open_table(SECRETS)?;
+        let Some(row) = table.iter()?.next() else { return Ok(true) };
+        let (row, stored) = row?;
+        let row = row.value();
+        let (namespace, name) = row.split_once('\0').unwrap_or(("", row));
+        Ok(unseal(&cipher(key), namespace, name, stored.value()).is_ok())
     }
 }

@@ -342,3 +342,27 @@ fn operator_key_from_env_or_file() {
     // SAFETY: as above.
     unsafe { std::env::remove_var(var) };
 }
+
+#[test]
+fn rotating_the_operator_key_moves_every_secret_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let (old, new) = (OperatorKey::from_bytes([1; 32]), OperatorKey::from_bytes([2; 32]));
+    store.secrets("tenant-a", old.clone()).unwrap().put("token/conn-1", "alpha").unwrap();
+    store.secrets("tenant-b", old.clone()).unwrap().put("token/conn-1", "beta").unwrap();
+    assert!(store.opens_secrets(&old).unwrap() && !store.opens_secrets(&new).unwrap());
+
+    // The wrong old key changes nothing.
+    let wrong = OperatorKey::from_bytes([3; 32]);
+    assert!(matches!(store.rotate_operator_key(&wrong, &new), Err(StoreError::SecretUndecryptable { .. })));
+    assert_eq!(store.secrets("tenant-a", old.clone()).unwrap().get("token/conn-1").unwrap().as_deref(), Some("alpha"));
+
+    assert_eq!(store.rotate_operator_key(&old, &new).unwrap(), 2);
+    assert_eq!(store.secrets("tenant-a", new.clone()).unwrap().get("token/conn-1").unwrap().as_deref(), Some("alpha"));
+    assert_eq!(store.secrets("tenant-b", new.clone()).unwrap().get("token/conn-1").unwrap().as_deref(), Some("beta"));
+    for namespace in ["tenant-a", "tenant-b"] {
+        let stale = store.secrets(namespace, old.clone()).unwrap().get("token/conn-1");
+        assert!(matches!(stale, Err(StoreError::SecretUndecryptable { .. })), "the old key opens nothing");
+    }
+    assert!(store.opens_secrets(&new).unwrap() && !store.opens_secrets(&old).unwrap());
+}

@@ -30,7 +30,25 @@ mod guest {
     use knowledge::connector::search;
     use knowledge::connector::types::*;
     use wasi::keyvalue::store;
-    use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+    use wasip2::http::types::{Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme};
+    use wasip2::io::streams::StreamError;
+
+    /// Reads a response body to its end: `read N bytes`, or the error that ended it.
+    fn read_body(response: IncomingResponse) -> String {
+        let Ok(body) = response.consume() else { return "no body".into() };
+        let Ok(stream) = body.stream() else { return "no body stream".into() };
+        let mut read = 0usize;
+        loop {
+            match stream.blocking_read(65_536) {
+                Ok(bytes) => read += bytes.len(),
+                Err(StreamError::Closed) => return format!("read {read} bytes"),
+                Err(StreamError::LastOperationFailed(error)) => {
+                    let code = wasip2::http::types::http_error_code(&error);
+                    return format!("body error after {read} bytes: {code:?} {}", error.to_debug_string());
+                }
+            }
+        }
+    }
 
     struct Hostile;
 
@@ -87,6 +105,7 @@ mod guest {
                 Ok(future) => {
                     future.subscribe().block();
                     match future.get() {
+                        Some(Ok(Ok(response))) if value(&config, "read-body") == "true" => read_body(response),
                         Some(Ok(Ok(response))) => format!("status {}", response.status()),
                         Some(Ok(Err(code))) => format!("{code:?}"),
                         _ => "no response".to_string(),

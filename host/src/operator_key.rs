@@ -23,27 +23,16 @@ fn next_file(data_dir: &Path) -> PathBuf {
     data_dir.join("operator.key.next")
 }
 
-fn from_env() -> Result<Option<OperatorKey>> {
-    match std::env::var(OPERATOR_KEY_VAR) {
-        Ok(text) if !text.trim().is_empty() => {
-            let source = format!("environment variable {OPERATOR_KEY_VAR}");
-            OperatorKey::parse(&text, &source).map(Some).map_err(|e| anyhow!("{e}"))
-        }
-        Err(std::env::VarError::NotUnicode(_)) => {
-            bail!("the environment variable {OPERATOR_KEY_VAR} is not valid UTF-8")
-        }
-        _ => Ok(None),
-    }
+/// Whether the operator supplies the key in the environment.
+fn key_in_environment() -> bool {
+    std::env::var_os(OPERATOR_KEY_VAR).is_some_and(|value| !value.is_empty())
 }
 
 /// The key for `store`: from the environment, or from the key file (finishing a rotation
 /// that a crash interrupted).
 pub fn load(data_dir: &Path, store: &Store) -> Result<OperatorKey> {
-    if let Some(key) = from_env()? {
-        return Ok(key);
-    }
     let next = next_file(data_dir);
-    if next.exists() {
+    if !key_in_environment() && next.exists() {
         let pending = OperatorKey::load_or_create(&next).map_err(|e| anyhow!("{e}"))?;
         let current = OperatorKey::load_or_create(&key_file(data_dir)).map_err(|e| anyhow!("{e}"))?;
         let moved = store.opens_secrets(&pending)? && !store.opens_secrets(&current)?;
@@ -55,7 +44,7 @@ pub fn load(data_dir: &Path, store: &Store) -> Result<OperatorKey> {
             tracing::warn!("discarded an interrupted operator key rotation: the secrets never moved");
         }
     }
-    OperatorKey::load_or_create(&key_file(data_dir)).map_err(|e| anyhow!("{e}"))
+    OperatorKey::from_env_or_file(OPERATOR_KEY_VAR, &key_file(data_dir)).map_err(|e| anyhow!("{e}"))
 }
 
 /// What a rotation did.
@@ -75,7 +64,7 @@ pub fn rotate(data_dir: &Path, store: &Store, new_key_env: Option<&str>) -> Resu
     if !store.opens_secrets(&current)? {
         bail!("the current operator key does not open the stored secrets: nothing was changed");
     }
-    if from_env()?.is_some() || new_key_env.is_some() {
+    if key_in_environment() || new_key_env.is_some() {
         let Some(variable) = new_key_env else {
             bail!("the key comes from {OPERATOR_KEY_VAR}: give the new one with --new-key-env VAR");
         };

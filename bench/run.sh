@@ -3,6 +3,7 @@
 #   bench/run.sh --quick
 #   bench/run.sh --scifact ../shared/datasets/scifact
 #   bench/run.sh --peers --scifact ../shared/datasets/scifact --out target/bench-results.json
+#   bench/run.sh soak --minutes 10      (connector-host serve under mixed load with faults)
 # With --peers, a throwaway virtualenv (target/bench-venv) gets langchain-community,
 # atlassian-python-api and llama-index-readers-confluence from PyPI.
 set -euo pipefail
@@ -13,7 +14,7 @@ for arg in "$@"; do
     [ "$arg" = "--peers" ] && peers=1
 done
 
-cargo build --release -p connector-bench
+cargo build --release -p connector-bench -p connector-host
 
 if [ "$peers" = 1 ]; then
     venv=target/bench-venv

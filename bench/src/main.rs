@@ -27,6 +27,7 @@ mod metrics;
 mod peers;
 mod scifact;
 mod service;
+mod soak;
 mod tune;
 
 use std::path::{Path, PathBuf};
@@ -104,6 +105,13 @@ enum ChildCommand {
         #[arg(long)]
         memory: Option<String>,
     },
+    /// A bounded soak of `connector-host serve` (a child process): three tenants, 20 asking
+    /// clients, edits and syncs, Auto Resync every minute, 5% Confluence faults.
+    Soak {
+        /// How long the mixed load runs.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+    },
     /// Diagnostics: SciFact quality of analyzer and ranking variants, natively (not through the component).
     TuneScifact {
         /// BEIR SciFact directory.
@@ -168,6 +176,14 @@ fn main() -> Result<()> {
     }
     if let Some(ChildCommand::TuneScifact { dataset }) = &cli.child {
         return tune::run(dataset);
+    }
+    if let Some(ChildCommand::Soak { minutes }) = &cli.child {
+        let work = tempfile::Builder::new().prefix("connector-soak").tempdir()?;
+        let cache = work.path().join("compile-cache");
+        let value = runtime()?.block_on(soak::run(work.path(), &cache, *minutes))?;
+        std::fs::write(&cli.out, serde_json::to_string_pretty(&value)?)?;
+        println!("\nresults written to {}", cli.out.display());
+        return Ok(());
     }
     run(cli)
 }

@@ -4,6 +4,7 @@
 //! `plugin/`), grants it exactly three capabilities — outbound HTTP to the origins of
 //! its connections, key-value storage and search, each scoped to one connector
 //! instance — plus encrypted secrets, and drives its long-running work step by step.
+//! [`service`] runs it as a multi-tenant service (HTTP API, dashboard, MCP).
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {

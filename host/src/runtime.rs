@@ -1,10 +1,11 @@
 //! The wasmtime side of the host: one engine, the component compiled once and cached
 //! on disk, one `InstancePre`, and guarded calls into connector instances.
 //!
-//! Every call into the guest runs under a memory cap, an epoch deadline (CPU) and a
-//! wall-clock timeout. A call that traps or times out discards its store; the next
-//! call gets a fresh instance from the same `InstancePre` (about half a millisecond),
-//! so a misbehaving guest never takes the host down.
+//! Every call into the guest runs under a memory cap, a CPU budget (charged for each
+//! epoch tick in which guest code runs) and a wall-clock limit (checked at those ticks
+//! and by an async timeout while the guest waits). A call that traps or times out
+//! discards its store; the next call gets a fresh instance from the same `InstancePre`
+//! (about half a millisecond), so a misbehaving guest never takes the host down.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -6,7 +6,8 @@
 //! between two steps, so the connector never sees two of its own calls at once. Steps of
 //! all tenants queue for one pool of permits (first come, first served): a tenant gets its
 //! next step only after every tenant that was waiting before it, however large its space.
-//! Read-only calls (status, ask) run on fresh instances and never wait for a step.
+//! Read-only calls (status, ask) run on instances of their own ([`super::readers`]) and
+//! never wait for a step.
 //! Workers run on a runtime of their own whose threads have background priority
 //! ([`crate::priority`]): answering stays fast while a large ingest runs.
 
@@ -39,7 +40,7 @@ pub struct Tenant {
     pub namespace: String,
     instance: tokio::sync::Mutex<Instance>,
     wake: Notify,
-    /// Memories set aside after repeated failures, with the last failure.
+    /// Memories set aside (after repeated failures, or over a quota), with the reason.
     parked: Mutex<HashMap<String, String>>,
 }
 
@@ -54,7 +55,7 @@ impl Tenant {
         self.wake.notify_one();
     }
 
-    /// Gives a memory set aside after failures another chance (a new sync asked for it).
+    /// Gives a memory that was set aside another chance (a new sync asked for it).
     pub fn unpark(&self, memory: &str) {
         self.parked.lock().expect("parked lock").remove(memory);
     }

@@ -1,13 +1,14 @@
 //! The sandbox, proved with a purpose-built misbehaving component
-//! (`tests/guests/hostile`): CPU and memory limits, the HTTP allow-list, and isolation
-//! of storage and search between instances. A trapped instance never takes the host
-//! down: the next call works.
+//! (`tests/guests/hostile`): CPU, wall-clock and memory limits, bounded response bodies, the HTTP
+//! allow-list, and isolation of storage and search between instances. A trapped instance never
+//! takes the host down: the next call works.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use connector_host::bindings::types::ConnectorError;
 use connector_host::runtime::{ConnectorHost, HostConfig};
+use tokio::io::AsyncWriteExt;
 
 use crate::support::cache_dir;
 
@@ -156,26 +157,42 @@ async fn a_call_blocked_on_slow_io_hits_the_wall_clock_limit() {
     assert_eq!(ask(&mut instance, "kv-set:after=ok").await, "ok", "the next call works");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_body_that_trickles_ends_at_the_wall_clock_limit() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// A loopback HTTP server: reads each request, then lets `respond` write the answer.
+/// Returns its origin.
+async fn raw_server<F, Answer>(respond: F) -> String
+where
+    F: Fn(tokio::net::TcpStream) -> Answer + Send + Sync + 'static,
+    Answer: std::future::Future<Output = ()> + Send + 'static,
+{
+    use tokio::io::AsyncReadExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
+    let respond = std::sync::Arc::new(respond);
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            let respond = respond.clone();
             tokio::spawn(async move {
                 let mut request = [0u8; 4096];
                 let _ = stream.read(&mut request).await;
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n").await;
-                for _ in 0..1000 {
-                    if stream.write_all(b"x").await.is_err() {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+                respond(stream).await;
             });
         }
     });
+    origin
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_trickles_ends_at_the_wall_clock_limit() {
+    let origin = raw_server(|mut stream| async move {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n").await;
+        for _ in 0..1000 {
+            if stream.write_all(b"x").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+    .await;
     let data = tempfile::tempdir().unwrap();
     let host = hostile_host_with(data.path(), Duration::from_secs(2), Duration::from_secs(2));
     let mut instance = host.instance("trickle").await.unwrap();
@@ -200,21 +217,13 @@ async fn a_body_that_trickles_ends_at_the_wall_clock_limit() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_response_over_the_size_limit_is_cut_off_by_the_host() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let body = vec![b'x'; 3 << 20];
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(&body).await;
-            });
-        }
-    });
+    let origin = raw_server(|mut stream| async move {
+        let body = vec![b'x'; 3 << 20];
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(&body).await;
+    })
+    .await;
     let data = tempfile::tempdir().unwrap();
     let mut config = HostConfig::new(data.path());
     config.component = Some(PathBuf::from(env!("HOSTILE_COMPONENT_PATH")));

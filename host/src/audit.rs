@@ -13,6 +13,8 @@ use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::bindings::types::ConnectorError;
+use crate::driver::describe_error;
 use crate::runtime::ConnectorHost;
 
 /// One recorded action.
@@ -66,6 +68,24 @@ impl ConnectorHost {
             }
             Err(error) => tracing::error!(instance, action, "cannot record an audit entry: {error:#}"),
         }
+    }
+
+    /// Records a connector call (an `anyhow` failure is the host's, the inner error the
+    /// connector's).
+    pub fn audit_call<T>(
+        &self,
+        instance: &str,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: &Result<Result<T, ConnectorError>>,
+    ) {
+        let outcome = match outcome {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(describe_error(error)),
+            Err(failure) => Err(format!("{failure:#}")),
+        };
+        self.audit(instance, actor, action, target, outcome);
     }
 
     /// The newest `limit` entries of an instance, oldest first.

@@ -9,7 +9,6 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use connector_host::runtime::{ConnectorHost, HostConfig};
-use connector_host::service::handoff;
 
 #[derive(Parser)]
 #[command(
@@ -237,9 +236,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         _ => init_logging("warn", false),
     }
-    if let Some(found) = handoff::find(&cli.data_dir())
-        && let Some(remote) = cli::remote::Remote::connect(found, &cli.instance).await
-    {
+    if let Some(remote) = cli::remote::Remote::find(&cli.data_dir(), &cli.instance).await {
         return cli::through_service(&cli, &remote).await;
     }
     cli::local::run(&cli).await

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::bindings::types::{Connection, ConnectorError, Memory, MemoryStatus, Passage};
+use std::collections::HashMap;
+
+use crate::bindings::types::{Connection, ConnectorError, InstanceStatus, Memory, MemoryStatus, Passage};
 use crate::driver::{describe_error, error_kind};
 use crate::schedule::Schedule;
 
@@ -188,6 +190,29 @@ pub struct StatusView {
     pub connections: Vec<ConnectionView>,
     /// Every memory.
     pub memories: Vec<MemoryView>,
+}
+
+impl StatusView {
+    /// The view of an instance's status with its Auto Resync schedules.
+    pub fn new(status: &InstanceStatus, schedules: &[Schedule]) -> StatusView {
+        let by_memory: HashMap<&str, &Schedule> = schedules.iter().map(|s| (s.memory.as_str(), s)).collect();
+        StatusView {
+            connections: status.connections.iter().map(ConnectionView::from).collect(),
+            memories: status
+                .memories
+                .iter()
+                .map(|m| MemoryView::new(m, by_memory.get(m.id.as_str()).copied()))
+                .collect(),
+        }
+    }
+}
+
+/// One line of `export`: a committed passage, for audits and exact comparisons.
+pub fn export_line(hit: &connector_search::Hit) -> serde_json::Value {
+    serde_json::json!({
+        "memory": hit.memory_id, "page_id": hit.document_id, "ordinal": hit.ordinal,
+        "title": hit.title, "heading": hit.heading, "text": hit.text,
+    })
 }
 
 /// A space key that did not become a memory.

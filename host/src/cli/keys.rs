@@ -113,11 +113,8 @@ pub async fn run_remote(remote: &Remote, instance: &str, command: &KeysCommand) 
 
 /// `operator-key rotate`: re-encrypts the secrets of the data directory under a new key.
 pub async fn rotate_operator_key(data_dir: &std::path::Path, new_key_env: Option<&str>) -> Result<ExitCode> {
-    if let Some(running) = connector_host::service::handoff::find(data_dir) {
-        let (pid, url) = (running.pid, running.url.clone());
-        if Remote::connect(running, "default").await.is_some() {
-            bail!("a service (pid {pid}) is serving {} at {url}: stop it, rotate, start it again", data_dir.display());
-        }
+    if let Some(running) = Remote::find(data_dir, "default").await {
+        bail!("a service ({}) is serving {}: stop it, rotate, start it again", running.describe(), data_dir.display());
     }
     let path = data_dir.join("store.redb");
     let store = connector_store::Store::open(&path).map_err(|e| {

@@ -1,27 +1,19 @@
 //! Commands run in this process on the data directory (no service is running on it).
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde_json::json;
 
 use connector_host::bindings::types::{ConnectorError, IngestOutcome, MemoryStatus};
 use connector_host::driver::{describe_error, drive};
 use connector_host::report::{
-    AskView, ConnectionView, IngestView, MemoryState, MemoryView, PassageView, RejectedView, StatusView,
+    AskView, ConnectionView, IngestView, MemoryState, MemoryView, PassageView, RejectedView, StatusView, export_line,
 };
-use connector_host::runtime::{ConnectorHost, Instance};
-use connector_host::schedule::Schedule;
+use connector_host::runtime::Instance;
 
 use super::output::{Bars, print_memories, print_passages, print_status};
 use crate::{Cli, Command};
-
-/// Records an admin action of the CLI (actor `cli`) in the audit log.
-fn record<T>(host: &ConnectorHost, namespace: &str, action: &str, target: &str, outcome: &Result<T, ConnectorError>) {
-    host.audit(namespace, "cli", action, target, outcome.as_ref().map(|_| ()).map_err(describe_error));
-}
 
 fn fail(error: ConnectorError) -> anyhow::Error {
     anyhow!("{}", describe_error(&error))
@@ -83,29 +75,29 @@ pub async fn run(cli: &Cli) -> Result<ExitCode> {
             if let Some(gateway) = gateway {
                 config.push(("gateway".into(), gateway.clone()));
             }
-            let outcome = instance.connect(config).await?;
-            record(&host, &namespace, "connect", site, &outcome);
-            let connection = ConnectionView::from(&outcome.map_err(fail)?);
+            let outcome = instance.connect(config).await;
+            host.audit_call(&namespace, "cli", "connect", site, &outcome);
+            let connection = ConnectionView::from(&outcome?.map_err(fail)?);
             super::print_connection(&connection, *json);
             Ok(ExitCode::SUCCESS)
         }
         Command::Disconnect { connection_id } => {
-            let outcome = instance.disconnect(connection_id).await?;
-            record(&host, &namespace, "disconnect", connection_id, &outcome);
-            let connection = ConnectionView::from(&outcome.map_err(fail)?);
+            let outcome = instance.disconnect(connection_id).await;
+            host.audit_call(&namespace, "cli", "disconnect", connection_id, &outcome);
+            let connection = ConnectionView::from(&outcome?.map_err(fail)?);
             super::print_disconnected(&connection);
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest { connection, spaces, no_wait, json } => {
-            let outcome = instance.ingest(connection, std::slice::from_ref(spaces)).await?;
-            record(&host, &namespace, "add-memories", &format!("{connection}: {spaces}"), &outcome);
-            let outcomes = outcome.map_err(fail)?;
+            let outcome = instance.ingest(connection, std::slice::from_ref(spaces)).await;
+            host.audit_call(&namespace, "cli", "add-memories", &format!("{connection}: {spaces}"), &outcome);
+            let outcomes = outcome?.map_err(fail)?;
             ingest(&mut instance, outcomes, *no_wait, *json).await
         }
         Command::Sync { memory_id, allow_mass_delete, json } => {
-            let outcome = instance.sync(memory_id, *allow_mass_delete).await?;
-            record(&host, &namespace, "sync", memory_id, &outcome);
-            let memory = outcome.map_err(fail)?;
+            let outcome = instance.sync(memory_id, *allow_mass_delete).await;
+            host.audit_call(&namespace, "cli", "sync", memory_id, &outcome);
+            let memory = outcome?.map_err(fail)?;
             let view = wait(&mut instance, vec![memory.id], *json).await?;
             print_memories(&view, *json);
             Ok(exit_for(&view))
@@ -139,11 +131,7 @@ pub async fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Export => {
             for hit in instance.export()? {
-                let line = json!({
-                    "memory": hit.memory_id, "page_id": hit.document_id, "ordinal": hit.ordinal,
-                    "title": hit.title, "heading": hit.heading, "text": hit.text,
-                });
-                println!("{line}");
+                println!("{}", export_line(&hit));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -157,12 +145,7 @@ pub async fn run(cli: &Cli) -> Result<ExitCode> {
 
 async fn status_view(instance: &mut Instance) -> Result<StatusView> {
     let status = instance.status().await?;
-    let schedules: HashMap<String, Schedule> =
-        instance.host().schedules(instance.namespace())?.into_iter().map(|s| (s.memory.clone(), s)).collect();
-    Ok(StatusView {
-        connections: status.connections.iter().map(ConnectionView::from).collect(),
-        memories: status.memories.iter().map(|m| MemoryView::new(m, schedules.get(&m.id))).collect(),
-    })
+    Ok(StatusView::new(&status, &instance.host().schedules(instance.namespace())?))
 }
 
 async fn ingest(instance: &mut Instance, outcomes: Vec<IngestOutcome>, no_wait: bool, json: bool) -> Result<ExitCode> {

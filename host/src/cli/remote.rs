@@ -22,8 +22,17 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// A client for the service named by the hand-off file, if it answers.
-    pub async fn connect(handoff: Handoff, instance: &str) -> Option<Remote> {
+    /// A client of the live service on `data_dir`, if its hand-off file names one that answers.
+    pub async fn find(data_dir: &std::path::Path, instance: &str) -> Option<Remote> {
+        Remote::connect(connector_host::service::handoff::find(data_dir)?, instance).await
+    }
+
+    /// The running service's process id and address.
+    pub fn describe(&self) -> String {
+        format!("pid {} at {}", self.handoff.pid, self.handoff.url)
+    }
+
+    async fn connect(handoff: Handoff, instance: &str) -> Option<Remote> {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(600)).build().ok()?;
         let healthy = client
             .get(format!("{}/healthz", handoff.url))

@@ -9,7 +9,7 @@ use clap::Args;
 
 use connector_host::schedule::parse_interval;
 use connector_host::service::config::LimitSettings;
-use connector_host::service::{LogFormat, ServeSettings, handoff};
+use connector_host::service::{LogFormat, ServeSettings};
 
 use crate::Cli;
 
@@ -87,11 +87,8 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     crate::init_logging("info", config.log_format == LogFormat::Json);
     let run_for = args.run_for.as_deref().map(parse_interval).transpose()?;
     let data_dir = cli.data_dir();
-    if let Some(running) = handoff::find(&data_dir) {
-        let (pid, url) = (running.pid, running.url.clone());
-        if super::remote::Remote::connect(running, &cli.instance).await.is_some() {
-            bail!("a service (pid {pid}) is already serving {} at {url}", data_dir.display());
-        }
+    if let Some(running) = super::remote::Remote::find(&data_dir, &cli.instance).await {
+        bail!("a service ({}) is already serving {}", running.describe(), data_dir.display());
     }
     let mut host_config = cli.host_config(data_dir);
     host_config.memory_limit = config.memory_limit;

@@ -1,7 +1,6 @@
 //! The HTTP API (`/api/v1`), `/openapi.json`, `/healthz` and `/metrics`, and the router
 //! that also mounts the dashboard and MCP.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::audit::AuditEntry;
-use crate::bindings::types::ConnectorError;
 use crate::keys::{ApiKey, CreatedKey, Role};
 use crate::report::{
     AskView, ConnectionView, IngestView, MemoryState, MemoryView, PassageView, RejectedView, StatusView,
@@ -113,51 +111,27 @@ fn parse_json<T: DeserializeOwned>(
 }
 
 impl Service {
-    /// Records an admin action and how it ended in the audit log.
-    fn record<T>(
-        &self,
-        caller: &Caller,
-        action: &str,
-        target: &str,
-        outcome: &anyhow::Result<Result<T, ConnectorError>>,
-    ) {
-        let outcome = match outcome {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(crate::driver::describe_error(error)),
-            Err(trap) => Err(format!("{trap:#}")),
-        };
-        self.host.audit(&caller.instance, &caller.key_id, action, target, outcome);
-    }
-
     /// The instance's status as the caller may see it.
     pub async fn status_view(&self, caller: &Caller) -> Result<StatusView, ApiError> {
         let mut instance = self.readers.get(&caller.instance).await?;
         let status = instance.status().await?;
-        let schedules: HashMap<String, crate::schedule::Schedule> =
-            self.host.schedules(&caller.instance)?.into_iter().map(|s| (s.memory.clone(), s)).collect();
-        let mut connections: Vec<ConnectionView> = status.connections.iter().map(ConnectionView::from).collect();
+        let mut view = StatusView::new(&status, &self.host.schedules(&caller.instance)?);
         if !caller.manages() {
-            for connection in &mut connections {
+            for connection in &mut view.connections {
                 connection.email = None;
             }
         }
         // Work the service set aside (failing steps, a quota) shows as ERROR with its reason.
         let set_aside = self.tenants.get(&caller.instance).await?.set_aside();
-        let memories = status
-            .memories
-            .iter()
-            .map(|m| {
-                let mut view = MemoryView::new(m, schedules.get(&m.id));
-                if let Some(reason) = set_aside.get(&m.id)
-                    && view.status == MemoryState::InProgress
-                {
-                    view.status = MemoryState::Error;
-                    view.error = Some(reason.clone());
-                }
-                view
-            })
-            .collect();
-        Ok(StatusView { connections, memories })
+        for memory in &mut view.memories {
+            if let Some(reason) = set_aside.get(&memory.id)
+                && memory.status == MemoryState::InProgress
+            {
+                memory.status = MemoryState::Error;
+                memory.error = Some(reason.clone());
+            }
+        }
+        Ok(view)
     }
 
     async fn memory_view(&self, caller: &Caller, id: &str) -> Result<MemoryView, ApiError> {
@@ -325,7 +299,7 @@ async fn connect(
     }
     let tenant = service.tenants.get(&caller.instance).await?;
     let outcome = tenant.instance().await.connect(config).await;
-    service.record(&caller, "connect", &site, &outcome);
+    service.host.audit_call(&caller.instance, &caller.key_id, "connect", &site, &outcome);
     let connection = outcome??;
     tracing::info!(tenant = %caller.instance, key = %caller.key_id, connection = %connection.id, "connected");
     Ok((StatusCode::CREATED, Json(ConnectionView::from(&connection))))
@@ -342,7 +316,7 @@ async fn disconnect(
     caller.require_manager()?;
     let tenant = service.tenants.get(&caller.instance).await?;
     let outcome = tenant.instance().await.disconnect(&id).await;
-    service.record(&caller, "disconnect", &id, &outcome);
+    service.host.audit_call(&caller.instance, &caller.key_id, "disconnect", &id, &outcome);
     let connection = outcome??;
     tracing::info!(tenant = %caller.instance, key = %caller.key_id, connection = %id, "disconnected");
     Ok(Json(ConnectionView::from(&connection)))
@@ -381,7 +355,7 @@ async fn add_memories(
     let tenant = service.tenants.get(&caller.instance).await?;
     let outcome = tenant.instance().await.ingest(&body.connection, std::slice::from_ref(&body.spaces)).await;
     let target = format!("{}: {}", body.connection, body.spaces);
-    service.record(&caller, "add-memories", &target, &outcome);
+    service.host.audit_call(&caller.instance, &caller.key_id, "add-memories", &target, &outcome);
     let outcomes = outcome??;
     tenant.wake();
     let mut view = IngestView { memories: Vec::new(), rejected: Vec::new() };
@@ -441,7 +415,7 @@ async fn sync(
     let tenant = service.tenants.get(&caller.instance).await?;
     tenant.unpark(&id);
     let outcome = tenant.instance().await.sync(&id, body.allow_mass_delete).await;
-    service.record(&caller, "sync", &id, &outcome);
+    service.host.audit_call(&caller.instance, &caller.key_id, "sync", &id, &outcome);
     let memory = outcome??;
     tenant.wake();
     tracing::info!(tenant = %caller.instance, key = %caller.key_id, memory = %id, "sync started");
@@ -617,11 +591,7 @@ async fn export(State(service): State<Arc<Service>>, caller: Caller) -> Result<R
     let instance = service.readers.get(&caller.instance).await?;
     let mut lines = String::new();
     for hit in instance.export()? {
-        let line = serde_json::json!({
-            "memory": hit.memory_id, "page_id": hit.document_id, "ordinal": hit.ordinal,
-            "title": hit.title, "heading": hit.heading, "text": hit.text,
-        });
-        lines.push_str(&line.to_string());
+        lines.push_str(&crate::report::export_line(&hit).to_string());
         lines.push('\n');
     }
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response())

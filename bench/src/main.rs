@@ -15,17 +15,18 @@
 //!   instantiation.
 //! - **convert**: native storage-format conversion throughput (the wasm side is not
 //!   measurable without a conversion-only export; reported as such).
-//! - **scifact** (`--scifact DIR`): BEIR SciFact through the fake and the full pipeline,
-//!   nDCG@10 and Recall@100 over the test queries.
+//! - **quality** (`--datasets DIR`): every BEIR dataset in DIR (e.g. SciFact, ArguAna)
+//!   through the fake and the full pipeline, nDCG@10 of `retrieve` with limit 10 and
+//!   Recall@100 with limit 100, next to published BM25 figures and `bm25s` on the same files.
 //! - **serve**: `ask` through the service's HTTP API from 50 concurrent clients while a
 //!   10,000-page ingest (`--quick`: 1,000) runs in another tenant of the same service.
 //! - **peers** (`--peers`): LangChain's `ConfluenceLoader` and LlamaIndex's
 //!   `ConfluenceReader` against the same fake (legacy v1 mode), space and latency.
 
+mod beir;
 mod convert;
 mod metrics;
 mod peers;
-mod scifact;
 mod service;
 mod soak;
 mod tune;
@@ -57,14 +58,16 @@ struct Cli {
     /// Small sizes (200/1,000 pages, 10,000 chunks, 200 queries): a run of a minute or two.
     #[arg(long)]
     quick: bool,
-    /// BEIR SciFact directory (corpus.jsonl, queries.jsonl, qrels/test.tsv): measure retrieval quality.
-    #[arg(long)]
-    scifact: Option<PathBuf>,
+    /// BEIR datasets (a directory of dataset directories, or one dataset directory, each
+    /// with corpus.jsonl, queries.jsonl, qrels/test.tsv): measure retrieval quality.
+    #[arg(long, alias = "scifact")]
+    datasets: Option<PathBuf>,
     /// Also run LangChain and LlamaIndex against the same fake (needs --python).
     #[arg(long)]
     peers: bool,
     /// Python interpreter with langchain-community, atlassian-python-api and
-    /// llama-index-readers-confluence installed (bench/run.sh makes one).
+    /// llama-index-readers-confluence (for --peers) or bm25s and PyStemmer (for
+    /// --datasets) installed (bench/run.sh makes one).
     #[arg(long, default_value = "target/bench-venv/bin/python")]
     python: PathBuf,
     /// Directory of the peer scripts.
@@ -73,7 +76,7 @@ struct Cli {
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench-results.json")]
     out: PathBuf,
-    /// Run only these sections (comma separated: ingest,sync,retrieve,coldstart,convert,serve,scifact,peers).
+    /// Run only these sections (comma separated: ingest,sync,retrieve,coldstart,convert,serve,quality,peers).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Scratch directory for data directories (default: a temporary directory).
@@ -112,10 +115,13 @@ enum ChildCommand {
         #[arg(long, default_value_t = 10)]
         minutes: u64,
     },
-    /// Diagnostics: SciFact quality of analyzer and ranking variants, natively (not through the component).
-    TuneScifact {
-        /// BEIR SciFact directory.
-        dataset: PathBuf,
+    /// Diagnostics: retrieval quality of analyzer and ranking variants on BEIR datasets,
+    /// natively (not through the component).
+    #[command(alias = "tune-scifact")]
+    Tune {
+        /// BEIR dataset directories, or directories of them.
+        #[arg(required = true)]
+        datasets: Vec<PathBuf>,
     },
 }
 
@@ -174,8 +180,12 @@ fn main() -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
-    if let Some(ChildCommand::TuneScifact { dataset }) = &cli.child {
-        return tune::run(dataset);
+    if let Some(ChildCommand::Tune { datasets }) = &cli.child {
+        let mut all = Vec::new();
+        for root in datasets {
+            all.extend(beir::datasets_in(root)?);
+        }
+        return tune::run(&all);
     }
     if let Some(ChildCommand::Soak { minutes }) = &cli.child {
         let work = tempfile::Builder::new().prefix("connector-soak").tempdir()?;
@@ -414,7 +424,7 @@ impl Bench {
     fn wants(&self, section: &str) -> bool {
         if self.cli.only.is_empty() {
             match section {
-                "scifact" => self.cli.scifact.is_some(),
+                "quality" => self.cli.datasets.is_some(),
                 "peers" => self.cli.peers,
                 _ => true,
             }
@@ -604,14 +614,18 @@ fn run(cli: Cli) -> Result<()> {
         let value = rt.block_on(service::ask_under_ingest(&bench.work, &bench.cache, pages))?;
         bench.results.insert("serve".into(), value);
     }
-    if bench.wants("scifact") {
-        match bench.cli.scifact.clone() {
-            Some(dataset) => {
-                let dir = bench.fresh_dir("scifact")?;
-                let value = rt.block_on(scifact::run(&dataset, &dir, &bench.cache))?;
-                bench.results.insert("scifact".into(), value);
+    if bench.wants("quality") {
+        match bench.cli.datasets.clone() {
+            Some(root) => {
+                let dir = bench.fresh_dir("quality")?;
+                let python = bench.cli.python.exists().then_some(bench.cli.python.as_path());
+                if python.is_none() {
+                    eprintln!("[quality] bm25s not run: no {} (bench/run.sh makes it)", bench.cli.python.display());
+                }
+                let value = rt.block_on(beir::run_all(&root, &dir, &bench.cache, python))?;
+                bench.results.insert("quality".into(), value);
             }
-            None => eprintln!("[scifact] skipped: no --scifact DIR"),
+            None => eprintln!("[quality] skipped: no --datasets DIR"),
         }
     }
     if bench.wants("peers") {

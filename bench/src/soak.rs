@@ -38,16 +38,28 @@ impl Drop for Service {
     }
 }
 
-/// RSS (KiB) and open descriptors of a process.
-fn usage(pid: u32) -> (u64, usize) {
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0);
+/// Memory and open descriptors of a process.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    /// Resident set (VmRSS), KiB: includes the pages of memory-mapped index files.
+    rss_kib: u64,
+    /// Anonymous resident memory (RssAnon), KiB: the heap and guest memories, where a leak shows.
+    anon_kib: u64,
+    /// Open file descriptors.
+    fds: usize,
+}
+
+fn usage(pid: u32) -> Usage {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
-    (rss, fds)
+    Usage { rss_kib: field("VmRSS:"), anon_kib: field("RssAnon:"), fds }
 }
 
 fn start(binary: &Path, data: &Path, cache: &Path) -> Result<Service> {
@@ -204,7 +216,7 @@ pub async fn run(work: &Path, cache: &Path, minutes: u64) -> Result<Value> {
     while started.elapsed() < Duration::from_secs(minutes * 60) {
         tokio::time::sleep(Duration::from_secs(20)).await;
         let now = usage(service.child.id());
-        usage_series.push((started.elapsed().as_secs(), now.0 / 1024, now.1));
+        usage_series.push((started.elapsed().as_secs(), now));
         if start_usage.is_none() && started.elapsed() >= WINDOW {
             start_usage = Some(now);
         }
@@ -218,8 +230,8 @@ pub async fn run(work: &Path, cache: &Path, minutes: u64) -> Result<Value> {
         }
         round += 1;
     }
-    let (rss_end, fds_end) = usage(service.child.id());
-    let (rss_start, fds_start) = start_usage.unwrap_or((rss_end, fds_end));
+    let end_usage = usage(service.child.id());
+    let start_usage = start_usage.unwrap_or(end_usage);
     stop.store(true, Ordering::Relaxed);
     let mut windows: Vec<Vec<Duration>> = Vec::new();
     for asker in askers {
@@ -313,12 +325,21 @@ pub async fn run(work: &Path, cache: &Path, minutes: u64) -> Result<Value> {
         ask_errors.load(Ordering::Relaxed),
         if equal { "yes" } else { "NO" }
     );
-    println!("\n| | RSS | open fds |\n| --- | ---: | ---: |");
-    println!("| after the first {} s of load | {:.1} MiB | {fds_start} |", WINDOW.as_secs(), rss_start as f64 / 1024.0);
-    println!("| at the end of the load | {:.1} MiB | {fds_end} |", rss_end as f64 / 1024.0);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!("\n| | RSS | of which anonymous | open fds |\n| --- | ---: | ---: | ---: |");
+    for (when, u) in [
+        (format!("after the first {} s of load", WINDOW.as_secs()), start_usage),
+        ("at the end of the load".into(), end_usage),
+    ] {
+        println!("| {when} | {:.1} MiB | {:.1} MiB | {} |", mib(u.rss_kib), mib(u.anon_kib), u.fds);
+    }
     println!(
-        "\nRSS MiB / open fds every 20 s: {}",
-        usage_series.iter().map(|(at, rss, fds)| format!("{at}s {rss}/{fds}")).collect::<Vec<_>>().join(", ")
+        "\nRSS / anonymous MiB / open fds every 20 s: {}",
+        usage_series
+            .iter()
+            .map(|(at, u)| format!("{at}s {:.0}/{:.0}/{}", mib(u.rss_kib), mib(u.anon_kib), u.fds))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "\nask p99 per 30 s window (ms): {}",
@@ -327,7 +348,12 @@ pub async fn run(work: &Path, cache: &Path, minutes: u64) -> Result<Value> {
     Ok(json!({
         "minutes": minutes, "asks": asks, "ask_errors": ask_errors.load(Ordering::Relaxed), "sync_errors": sync_errors,
         "faults_injected": faults, "pages_edited": edits, "not_ingested_after_final_sync": ended_in_error,
-        "index_equal": equal, "rss_kib": [rss_start, rss_end], "fds": [fds_start, fds_end], "p99_ms_per_window": p99s,
-        "usage_every_20s": usage_series.iter().map(|(at, rss, fds)| json!({"at_s": at, "rss_mib": rss, "fds": fds})).collect::<Vec<_>>(),
+        "index_equal": equal, "rss_kib": [start_usage.rss_kib, end_usage.rss_kib],
+        "anon_kib": [start_usage.anon_kib, end_usage.anon_kib], "fds": [start_usage.fds, end_usage.fds],
+        "p99_ms_per_window": p99s,
+        "usage_every_20s": usage_series
+            .iter()
+            .map(|(at, u)| json!({"at_s": at, "rss_kib": u.rss_kib, "anon_kib": u.anon_kib, "fds": u.fds}))
+            .collect::<Vec<_>>(),
     }))
 }

@@ -1,145 +1,202 @@
-//! Diagnostics for retrieval quality (`connector-bench tune-scifact DIR`): replays the
-//! connector's conversion and chunking natively (the same `confluence-connector` code the
-//! component runs) into in-memory `connector-search` indexes with variant settings, and
-//! scores SciFact for each. This is not the benchmark number (that goes through the
-//! component); it shows which analyzer or ranking change would move it.
+//! Diagnostics for retrieval quality (`connector-bench tune DIR...`): replays the
+//! connector's conversion, chunking and answer ranking natively (the same
+//! `confluence-connector` code the component runs) over in-memory `connector-search`
+//! indexes with variant settings, and scores every BEIR-format directory given for each
+//! variant, as a platform asks: nDCG@10 of a 10-passage answer, Recall@100 of a
+//! 100-passage one. This is not the benchmark number (that goes through the component);
+//! it shows which analyzer or ranking change would move it, on every dataset at once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Result;
+use confluence_connector::caps::IndexHit;
 use confluence_connector::chunk::{ChunkConfig, page_chunks};
+use confluence_connector::rank::{RankConfig, Shape};
 use connector_search::{AnalyzerConfig, Chunk, SearchBackend, SearchConfig, StopWords, TantivySearch};
 
-use crate::scifact::{Dataset, escape, load, ndcg_at, recall_at};
+use crate::beir::{Dataset, Scores, escape, load};
 
-/// One variant to score.
-struct Variant {
+/// How an index is built.
+struct IndexVariant {
     name: &'static str,
     search: SearchConfig,
     chunking: ChunkConfig,
-    /// Chunks fetched before collapsing to documents.
-    fetch: usize,
-    /// Collapse by summing the scores of a document's chunks instead of taking the best.
-    sum_chunks: bool,
 }
 
-/// Scores every variant on SciFact and prints a table.
-pub fn run(dataset: &Path) -> Result<()> {
-    let Dataset { docs, queries, qrels } = load(dataset)?;
+/// How an answer is drawn from the index.
+struct AnswerVariant {
+    name: &'static str,
+    rank: RankConfig,
+    per_document: usize,
+}
 
+/// Scores every variant on every dataset and prints one table per dataset.
+pub fn run(datasets: &[impl AsRef<Path>]) -> Result<()> {
     let base = SearchConfig::default();
-    let whole = ChunkConfig { target_chars: 100_000, max_chars: 100_000 };
-    let mut variants = vec![
-        Variant {
-            name: "pipeline defaults, 100 chunks → docs",
-            search: base.clone(),
+    let english = |name: &str| AnalyzerConfig {
+        name: name.into(),
+        stop_words: StopWords::Language(connector_search::Language::English),
+        ..Default::default()
+    };
+    let index_variants = vec![
+        IndexVariant { name: "defaults", search: base.clone(), chunking: ChunkConfig::default() },
+        IndexVariant {
+            name: "every distinct query term once",
+            search: SearchConfig { query_term_counts: false, ..base.clone() },
             chunking: ChunkConfig::default(),
-            fetch: 100,
-            sum_chunks: false,
         },
-        Variant {
-            name: "pipeline defaults, 1000 chunks → docs",
-            search: base.clone(),
+        IndexVariant {
+            name: "common terms: over half the chunks, weighted like the others (the old rule)",
+            search: SearchConfig { common_term_cutoff: 0.5, common_term_weight: None, ..base.clone() },
             chunking: ChunkConfig::default(),
-            fetch: 1000,
-            sum_chunks: false,
         },
-        Variant {
-            name: "plus title field, boost 0.5",
-            search: SearchConfig { title_boost: 0.5, ..base.clone() },
+        IndexVariant {
+            name: "common terms: over 20% of the chunks, weighted like the others",
+            search: SearchConfig { common_term_weight: None, ..base.clone() },
             chunking: ChunkConfig::default(),
-            fetch: 1000,
-            sum_chunks: false,
         },
-        Variant {
-            name: "plus title field, boost 2.0 (the first default)",
-            search: SearchConfig { title_boost: 2.0, ..base.clone() },
+        IndexVariant {
+            name: "common terms: over half the chunks, weigh 0.5",
+            search: SearchConfig { common_term_cutoff: 0.5, ..base.clone() },
             chunking: ChunkConfig::default(),
-            fetch: 1000,
-            sum_chunks: false,
         },
-        Variant {
-            name: "tantivy's English stop words (the first default)",
-            search: SearchConfig {
-                analyzer: AnalyzerConfig {
-                    name: "stop".into(),
-                    stop_words: StopWords::Language(connector_search::Language::English),
-                    ..Default::default()
-                },
-                ..base.clone()
-            },
+        IndexVariant {
+            name: "common terms: over 10% of the chunks, weigh 0.5",
+            search: SearchConfig { common_term_cutoff: 0.1, ..base.clone() },
             chunking: ChunkConfig::default(),
-            fetch: 1000,
-            sum_chunks: false,
         },
-        Variant {
-            name: "every query term kept (no common-term cutoff)",
+        IndexVariant {
+            name: "no common-term rule",
             search: SearchConfig { common_term_cutoff: 1.0, ..base.clone() },
             chunking: ChunkConfig::default(),
-            fetch: 1000,
-            sum_chunks: false,
         },
-        Variant {
+        IndexVariant {
+            name: "title field boost 0.25",
+            search: SearchConfig { title_boost: 0.25, ..base.clone() },
+            chunking: ChunkConfig::default(),
+        },
+        IndexVariant {
+            name: "tantivy's English stop words",
+            search: SearchConfig { analyzer: english("stop"), ..base.clone() },
+            chunking: ChunkConfig::default(),
+        },
+        IndexVariant {
             name: "no stemming",
             search: SearchConfig {
                 analyzer: AnalyzerConfig { name: "nostem".into(), stemmer: None, ..Default::default() },
                 ..base.clone()
             },
             chunking: ChunkConfig::default(),
-            fetch: 1000,
-            sum_chunks: false,
         },
-        Variant {
+        IndexVariant {
+            name: "shorter chunks (800/1,400 chars)",
+            search: base.clone(),
+            chunking: ChunkConfig { target_chars: 800, max_chars: 1400 },
+        },
+        IndexVariant {
+            name: "longer chunks (2,000/3,000 chars)",
+            search: base.clone(),
+            chunking: ChunkConfig { target_chars: 2000, max_chars: 3000 },
+        },
+        IndexVariant {
             name: "whole document per chunk",
             search: base.clone(),
-            chunking: whole,
-            fetch: 1000,
-            sum_chunks: false,
-        },
-        Variant {
-            name: "sum of chunk scores per doc",
-            search: base.clone(),
-            chunking: ChunkConfig::default(),
-            fetch: 1000,
-            sum_chunks: true,
+            chunking: ChunkConfig { target_chars: 100_000, max_chars: 100_000 },
         },
     ];
-    println!("| variant | chunks | nDCG@10 | Recall@100 |");
-    println!("| --- | ---: | ---: | ---: |");
-    for v in variants.drain(..) {
-        let index = TantivySearch::open_in_ram_with(v.search.clone())?;
-        let mut chunks_total = 0;
-        for d in &docs {
-            let title = d.page_title();
-            let chunks: Vec<Chunk> = page_chunks(&format!("<p>{}</p>", escape(&d.text)), &title, &v.chunking)
-                .into_iter()
-                .map(|c| Chunk { ordinal: c.ordinal, title: c.title, heading: c.heading, text: c.text })
-                .collect();
-            chunks_total += chunks.len();
-            index.replace_document("m", &d.id, &chunks)?;
+    let rank = RankConfig::default();
+    let answer_variants = [
+        AnswerVariant { name: "defaults", rank, per_document: 1 },
+        AnswerVariant { name: "raw passages (no per-document cap)", rank, per_document: 0 },
+        AnswerVariant {
+            name: "best chunk only (no coverage)",
+            rank: RankConfig { coverage_weight: 0.0, other_chunks_weight: 0.0, ..rank },
+            per_document: 1,
+        },
+        AnswerVariant { name: "coverage 0.1", rank: RankConfig { coverage_weight: 0.1, ..rank }, per_document: 1 },
+        AnswerVariant { name: "coverage 0.5", rank: RankConfig { coverage_weight: 0.5, ..rank }, per_document: 1 },
+        AnswerVariant { name: "coverage 0.35", rank: RankConfig { coverage_weight: 0.35, ..rank }, per_document: 1 },
+        AnswerVariant {
+            name: "best chunk plus 0.1 × other chunks",
+            rank: RankConfig { coverage_weight: 0.0, other_chunks_weight: 0.1, ..rank },
+            per_document: 1,
+        },
+        AnswerVariant { name: "two passages per document", rank, per_document: 2 },
+    ];
+
+    for path in datasets {
+        let path = path.as_ref();
+        let dataset = load(path)?;
+        println!("\n### {} ({} documents, {} queries)\n", path.display(), dataset.docs.len(), dataset.queries.len());
+        println!("| index | answer | chunks | nDCG@10 | Recall@100 |");
+        println!("| --- | --- | ---: | ---: | ---: |");
+        for index_variant in &index_variants {
+            let (index, chunks, counts) = build_index(&dataset, index_variant)?;
+            // Answer variants only on the default index: the others show the index's effect
+            // under the default answer and under best-chunk-only.
+            let answers = if index_variant.name == "defaults" { &answer_variants[..] } else { &answer_variants[..3] };
+            for answer_variant in answers.iter().filter(|a| index_variant.name == "defaults" || a.per_document != 0) {
+                let scores = score(&dataset, &index, &counts, answer_variant)?;
+                println!(
+                    "| {} | {} | {chunks} | {:.4} | {:.4} |",
+                    index_variant.name,
+                    answer_variant.name,
+                    scores.ndcg_at_10(),
+                    scores.recall_at_100()
+                );
+            }
         }
-        index.commit()?;
-        let (mut ndcg, mut recall) = (0.0, 0.0);
-        for q in &queries {
-            let hits = index.query(&q.text, &[], v.fetch)?;
-            let ranked: Vec<String> = if v.sum_chunks {
-                let mut scores: HashMap<String, f32> = HashMap::new();
-                for h in &hits {
-                    *scores.entry(h.document_id.clone()).or_default() += h.score;
-                }
-                let mut all: Vec<(String, f32)> = scores.into_iter().collect();
-                all.sort_by(|a, b| b.1.total_cmp(&a.1));
-                all.into_iter().map(|(d, _)| d).collect()
-            } else {
-                let mut seen = HashSet::new();
-                hits.into_iter().filter(|h| seen.insert(h.document_id.clone())).map(|h| h.document_id).collect()
-            };
-            ndcg += ndcg_at(&ranked, &qrels[&q.id], 10);
-            recall += recall_at(&ranked, &qrels[&q.id], 100);
-        }
-        let n = queries.len() as f64;
-        println!("| {} | {} | {:.4} | {:.4} |", v.name, chunks_total, ndcg / n, recall / n);
     }
     Ok(())
+}
+
+/// The index, its number of chunks, and each document's.
+fn build_index(dataset: &Dataset, variant: &IndexVariant) -> Result<(TantivySearch, usize, HashMap<String, usize>)> {
+    let index = TantivySearch::open_in_ram_with(variant.search.clone())?;
+    let mut chunks_total = 0;
+    let mut counts = HashMap::new();
+    for d in &dataset.docs {
+        let title = d.page_title();
+        let chunks: Vec<Chunk> = page_chunks(&format!("<p>{}</p>", escape(&d.text)), &title, &variant.chunking)
+            .into_iter()
+            .map(|c| Chunk { ordinal: c.ordinal, title: c.title, heading: c.heading, text: c.text })
+            .collect();
+        chunks_total += chunks.len();
+        counts.insert(d.id.clone(), chunks.len());
+        index.replace_document("m", &d.id, &chunks)?;
+    }
+    index.commit()?;
+    Ok((index, chunks_total, counts))
+}
+
+fn score(
+    dataset: &Dataset,
+    index: &TantivySearch,
+    counts: &HashMap<String, usize>,
+    variant: &AnswerVariant,
+) -> Result<Scores> {
+    let mut scores = Scores::default();
+    for q in &dataset.queries {
+        let answer = |limit: usize| -> Result<Vec<String>> {
+            let shape = Shape { limit, per_document: variant.per_document };
+            let hits = index.query(&q.text, &[], variant.rank.pool(shape))?;
+            let hits = hits
+                .into_iter()
+                .map(|h| IndexHit {
+                    memory_id: h.memory_id,
+                    document_id: h.document_id,
+                    ordinal: h.ordinal,
+                    title: h.title,
+                    heading: h.heading,
+                    text: h.text,
+                    score: h.score,
+                })
+                .collect();
+            let chunks_of = |_: &str, document: &str| counts.get(document).copied();
+            Ok(variant.rank.answer(hits, shape, chunks_of).into_iter().map(|h| h.document_id).collect())
+        };
+        scores.add(dataset, &q.id, &answer(10)?, &answer(100)?);
+    }
+    Ok(scores)
 }

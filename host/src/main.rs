@@ -146,6 +146,10 @@ enum Command {
         /// How many passages.
         #[arg(long, default_value_t = 5)]
         limit: u32,
+        /// Passages per page, at most: 1 gives distinct sources; 0 gives raw passages,
+        /// ranked one by one.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=100))]
+        per_document: u32,
         /// Only these memories (default: all).
         #[arg(long = "memory")]
         memories: Vec<String>,

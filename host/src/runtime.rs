@@ -495,7 +495,7 @@ impl Instance {
         guarded!(self, call_pending())?.map_err(|e| anyhow!("{}", crate::driver::describe_error(&e)))
     }
 
-    /// Passages for a question.
+    /// Passages for a question, one per page (distinct sources).
     pub async fn retrieve(
         &mut self,
         question: &str,
@@ -503,6 +503,18 @@ impl Instance {
         limit: u32,
     ) -> Result<Result<Vec<types::Passage>, types::ConnectorError>> {
         guarded!(self, call_retrieve(question, memory_ids, limit))
+    }
+
+    /// Passages for a question, at most `per_document` per page (0: raw passages).
+    pub async fn retrieve_with(
+        &mut self,
+        question: &str,
+        memory_ids: &[String],
+        limit: u32,
+        per_document: u32,
+    ) -> Result<Result<Vec<types::Passage>, types::ConnectorError>> {
+        let options = types::RetrieveOptions { memory_ids: memory_ids.to_vec(), limit, per_document };
+        guarded!(self, call_retrieve_with(question, &options))
     }
 
     /// Connections and memories.

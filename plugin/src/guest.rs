@@ -343,22 +343,14 @@ impl wit::Guest for Component {
         memory_ids: Vec<String>,
         limit: u32,
     ) -> Result<Vec<types::Passage>, types::ConnectorError> {
-        let passages = with_engine(|e| e.retrieve(&question, &memory_ids, limit)).map_err(error)?;
-        Ok(passages
-            .into_iter()
-            .map(|p| types::Passage {
-                title: p.title,
-                url: p.url,
-                breadcrumb: p.breadcrumb,
-                text: p.text,
-                score: p.score,
-                document_id: p.document_id,
-                document_version: p.document_version,
-                modified_at: p.modified_at,
-                source_key: p.source_key,
-                memory_id: p.memory_id,
-            })
-            .collect())
+        answer(&question, &memory_ids, limit, crate::rank::DEFAULT_PER_DOCUMENT)
+    }
+
+    fn retrieve_with(
+        question: String,
+        options: types::RetrieveOptions,
+    ) -> Result<Vec<types::Passage>, types::ConnectorError> {
+        answer(&question, &options.memory_ids, options.limit, options.per_document)
     }
 
     fn status() -> Result<types::InstanceStatus, types::ConnectorError> {
@@ -368,6 +360,30 @@ impl wit::Guest for Component {
             memories: report.memories.into_iter().map(memory).collect(),
         })
     }
+}
+
+fn answer(
+    question: &str,
+    memory_ids: &[String],
+    limit: u32,
+    per_document: u32,
+) -> Result<Vec<types::Passage>, types::ConnectorError> {
+    let passages = with_engine(|e| e.retrieve(question, memory_ids, limit, per_document)).map_err(error)?;
+    Ok(passages
+        .into_iter()
+        .map(|p| types::Passage {
+            title: p.title,
+            url: p.url,
+            breadcrumb: p.breadcrumb,
+            text: p.text,
+            score: p.score,
+            document_id: p.document_id,
+            document_version: p.document_version,
+            modified_at: p.modified_at,
+            source_key: p.source_key,
+            memory_id: p.memory_id,
+        })
+        .collect())
 }
 
 fn error(error: ConnectorError) -> types::ConnectorError {

@@ -8,7 +8,8 @@
 //! - [`client`], [`http`], [`model`]: the Confluence REST v2 client behind a small transport seam;
 //! - [`storage`], [`chunk`]: storage format → clean text → section chunks with headings;
 //! - [`engine`], [`records`], [`caps`]: connect / ingest / sync / step / retrieve over
-//!   key-value storage, search and secrets.
+//!   key-value storage, search and secrets;
+//! - [`rank`]: the index's best chunks → an answer of distinct, document-ranked sources.
 
 pub mod caps;
 pub mod chunk;
@@ -16,6 +17,7 @@ pub mod client;
 pub mod engine;
 pub mod http;
 pub mod model;
+pub mod rank;
 pub mod records;
 pub mod site;
 pub mod storage;

@@ -523,6 +523,12 @@ impl<'a> Converter<'a> {
         let bytes = input.as_bytes();
         let mut base = 0usize;
         'restart: while base < input.len() {
+            // quick-xml skips a byte-order mark at the start of what it reads, which would
+            // shift every position below off the input's; it is invisible, so skip it here.
+            if input[base..].starts_with('\u{feff}') {
+                base += '\u{feff}'.len_utf8();
+                continue;
+            }
             let mut reader = Reader::from_str(&input[base..]);
             {
                 let cfg = reader.config_mut();
@@ -1918,6 +1924,16 @@ mod tests {
         let doc = convert(&lists);
         assert!(doc.plain_text().ends_with("deep item"));
         assert!(doc.plain_text().len() < 100, "indentation is capped");
+    }
+
+    #[test]
+    fn byte_order_marks_before_stray_markup_are_skipped() {
+        // Found by the storage_convert fuzz target: quick-xml skips a leading byte-order
+        // mark, so re-reading after a stray `&` or `<` landed inside it and panicked.
+        assert_eq!(convert("\u{feff}&;").plain_text(), "&;");
+        assert_eq!(convert("\u{feff}<1a>x").plain_text(), "<1a>x");
+        assert_eq!(convert("a&\u{feff}<1b>&;").plain_text(), "a&\u{feff}<1b>&;", "mid-text it is text");
+        assert_eq!(convert("<p>\u{feff}</p>").plain_text(), "\u{feff}");
     }
 
     #[test]

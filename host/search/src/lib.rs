@@ -38,7 +38,7 @@
 
 mod stem;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -55,6 +55,9 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDo
 pub use tantivy::tokenizer::Language;
 
 use crate::stem::CachedStemmer;
+
+/// An analyzed query term and its weight in the question.
+type WeightedTerm = (String, f32);
 
 /// Separator between memory id and document id in the internal `doc_key` field.
 const KEY_SEP: char = '\u{1f}';
@@ -143,9 +146,11 @@ pub struct AnalyzerConfig {
     /// Fold accented characters to ASCII, e.g. `café` → `cafe` (default true).
     pub ascii_folding: bool,
     /// Stop words to drop (default none). BM25's IDF already makes common words cheap,
-    /// while dropping them loses negations and phrases ("not supported", "how to");
-    /// Lucene and Elasticsearch stopped removing them by default for the same reason
-    /// (BEIR SciFact nDCG@10: 0.690 with tantivy's English list, 0.695 without).
+    /// and [`SearchConfig::common_term_weight`] keeps them from adding up, while dropping
+    /// them loses negations and phrases ("not supported", "how to"); Lucene and
+    /// Elasticsearch stopped removing them by default for the same reason. (BEIR nDCG@10
+    /// with tantivy's English list: SciFact 0.702 → 0.699, ArguAna 0.508 → 0.513: not a
+    /// gain on both.)
     pub stop_words: StopWords,
     /// Snowball stemmer language, or `None` for no stemming (default English).
     pub stemmer: Option<Language>,
@@ -202,7 +207,8 @@ pub struct SearchConfig {
     /// Score multiplier of matches in the separate title field (default 0: off). The
     /// title is always indexed with the text as well, so a chunk is scored as one
     /// title-plus-text field; boosting short titles on top over-weights them (BEIR
-    /// SciFact nDCG@10: 0.622 with a 2.0 title boost, 0.690 with the title in the text).
+    /// nDCG@10 with a 0.25 boost: SciFact 0.702 → 0.696, ArguAna 0.508 → 0.516; with 2.0,
+    /// SciFact fell to 0.622).
     pub title_boost: f32,
     /// Score multiplier of heading matches (default 1.5).
     pub heading_boost: f32,
@@ -215,11 +221,23 @@ pub struct SearchConfig {
     pub max_query_terms: usize,
     /// Query terms found in more than this fraction of all chunks find no chunks by
     /// themselves when a question also has rarer terms: they only add to the score of the
-    /// chunks the rarer terms find (Lucene's common-terms query; default 0.5, 1.0 turns it
-    /// off). Their BM25 weight is small (IDF under ln 2) and their postings the longest, so
-    /// a chunk matching nothing else is noise that costs the most time to rank. A question
-    /// made only of such words searches with all of them.
+    /// chunks the rarer terms find (Lucene's common-terms query; default 0.2, 1.0 turns it
+    /// off). Their BM25 weight is small and their postings the longest, so a chunk
+    /// matching nothing else is noise that costs the most time to rank. A question made
+    /// only of such words searches with all of them. (BEIR nDCG@10 against 0.5 with full
+    /// weight: SciFact 0.699 → 0.702, ArguAna 0.505 → 0.508, together with
+    /// [`Self::common_term_weight`] 0.5.)
     pub common_term_cutoff: f64,
+    /// Weight a query term by how often the question repeats it, as BM25 sums over query
+    /// tokens (Lucene, Anserini and bm25s do); off, every distinct term counts once
+    /// (default on: BEIR nDCG@10 with counts against without, ArguAna 0.444 → 0.508, whose
+    /// questions are whole arguments that repeat their topic; SciFact 0.702 → 0.702).
+    pub query_term_counts: bool,
+    /// Weight of a common term (see [`Self::common_term_cutoff`]) when the question also
+    /// has rarer ones, however often the question repeats it, so that repeated function
+    /// words do not add up to a topic (default 0.5; 0 drops common terms like stop words).
+    /// `None`: common terms are weighted like the others.
+    pub common_term_weight: Option<f32>,
 }
 
 impl Default for SearchConfig {
@@ -232,7 +250,9 @@ impl Default for SearchConfig {
             text_boost: 1.0,
             max_limit: 1000,
             max_query_terms: 256,
-            common_term_cutoff: 0.5,
+            common_term_cutoff: 0.2,
+            query_term_counts: true,
+            common_term_weight: Some(0.5),
         }
     }
 }
@@ -396,18 +416,22 @@ impl TantivySearch {
         Term::from_field_text(self.fields.doc_key, &format!("{memory_id}{KEY_SEP}{document_id}"))
     }
 
-    /// The distinct analyzed terms of a question, in order, at most `max_query_terms`.
-    fn query_terms(&self, text: &str) -> Vec<String> {
+    /// The distinct analyzed terms of a question, in order, at most `max_query_terms`,
+    /// each with its weight (1, or how often the question repeats it).
+    fn query_terms(&self, text: &str) -> Vec<WeightedTerm> {
         let mut analyzer = self.analyzer.clone();
         let mut stream = analyzer.token_stream(text);
-        let mut seen = HashSet::new();
-        let mut terms = Vec::new();
+        let mut position: HashMap<String, usize> = HashMap::new();
+        let mut terms: Vec<WeightedTerm> = Vec::new();
         while let Some(token) = stream.next() {
-            if terms.len() >= self.config.max_query_terms {
-                break;
-            }
-            if seen.insert(token.text.clone()) {
-                terms.push(token.text.clone());
+            match position.get(&token.text) {
+                Some(&at) if self.config.query_term_counts => terms[at].1 += 1.0,
+                Some(_) => {}
+                None if terms.len() < self.config.max_query_terms => {
+                    position.insert(token.text.clone(), terms.len());
+                    terms.push((token.text.clone(), 1.0));
+                }
+                None => {}
             }
         }
         terms
@@ -418,13 +442,13 @@ impl TantivySearch {
     fn split_common_terms(
         &self,
         searcher: &Searcher,
-        terms: Vec<String>,
-    ) -> Result<(Vec<String>, Vec<String>), SearchError> {
+        terms: Vec<WeightedTerm>,
+    ) -> Result<(Vec<WeightedTerm>, Vec<WeightedTerm>), SearchError> {
         let chunks = searcher.num_docs();
         let most = (chunks as f64 * self.config.common_term_cutoff) as u64;
         let (mut rarer, mut common) = (Vec::new(), Vec::new());
         for term in terms {
-            match searcher.doc_freq(&Term::from_field_text(self.fields.text, &term))? {
+            match searcher.doc_freq(&Term::from_field_text(self.fields.text, &term.0))? {
                 0 => {} // finds nothing wherever it goes
                 found if found > most => common.push(term),
                 _ => rarer.push(term),
@@ -434,7 +458,7 @@ impl TantivySearch {
     }
 
     /// Chunks with any of `terms` in any scored field, by BM25.
-    fn any_of(&self, terms: &[String]) -> Box<dyn Query> {
+    fn any_of(&self, terms: &[WeightedTerm]) -> Box<dyn Query> {
         let f = self.fields;
         let boosts = [
             (f.title, self.config.title_boost),
@@ -442,10 +466,10 @@ impl TantivySearch {
             (f.text, self.config.text_boost),
         ];
         let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len() * 3);
-        for term in terms {
+        for (term, weight) in terms {
             for (field, boost) in boosts.into_iter().filter(|(_, boost)| *boost > 0.0) {
                 let q = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
-                should.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
+                should.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost * weight))));
             }
         }
         Box::new(BooleanQuery::new(should))
@@ -545,7 +569,18 @@ impl SearchBackend for TantivySearch {
             self.any_of(&[rarer, common].concat())
         } else {
             // The common words still rank the chunks the rarer ones find, but find none themselves.
-            Box::new(BooleanQuery::new(vec![(Occur::Must, self.any_of(&rarer)), (Occur::Should, self.any_of(&common))]))
+            let common: Vec<WeightedTerm> = match self.config.common_term_weight {
+                Some(weight) => common.into_iter().map(|(term, _)| (term, weight)).collect(),
+                None => common,
+            };
+            if common.iter().any(|(_, weight)| *weight > 0.0) {
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, self.any_of(&rarer)),
+                    (Occur::Should, self.any_of(&common)),
+                ]))
+            } else {
+                self.any_of(&rarer)
+            }
         };
         let query: Box<dyn Query> = if memory_ids.is_empty() {
             text_query

@@ -482,6 +482,9 @@ pub struct AskRequest {
     /// Only these memories (default: all of the instance).
     #[serde(default)]
     pub memories: Vec<String>,
+    /// Passages per page, at most (default 1: distinct sources; 0: raw passages, ranked one
+    /// by one).
+    pub per_document: Option<u32>,
 }
 
 /// Passages that answer a question, with citations (every role).
@@ -492,7 +495,8 @@ async fn ask(
     caller: Caller,
     Body(body): Body<AskRequest>,
 ) -> Result<Json<AskView>, ApiError> {
-    Ok(Json(AskView { passages: service.ask(&caller, &body.question, body.limit, &body.memories).await? }))
+    let passages = service.ask(&caller, &body.question, body.limit, body.per_document, &body.memories).await?;
+    Ok(Json(AskView { passages }))
 }
 
 impl Service {
@@ -502,6 +506,7 @@ impl Service {
         caller: &Caller,
         question: &str,
         limit: Option<u32>,
+        per_document: Option<u32>,
         memories: &[String],
     ) -> Result<Vec<PassageView>, ApiError> {
         let started = Instant::now();
@@ -512,8 +517,12 @@ impl Service {
         if !(1..=100).contains(&limit) {
             return Err(ApiError::invalid("limit must be between 1 and 100"));
         }
+        let per_document = per_document.unwrap_or(1);
+        if per_document > 100 {
+            return Err(ApiError::invalid("per_document must be between 0 and 100"));
+        }
         let mut instance = self.readers.get(&caller.instance).await?;
-        let passages = instance.retrieve(question, memories, limit).await??;
+        let passages = instance.retrieve_with(question, memories, limit, per_document).await??;
         self.metrics.ask(started.elapsed().as_secs_f64());
         Ok(passages.iter().map(PassageView::from).collect())
     }

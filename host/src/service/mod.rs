@@ -50,6 +50,41 @@ pub struct Service {
     pub shutdown: CancellationToken,
 }
 
+impl Service {
+    /// The service over `host`, not serving yet: no tenant loaded, no listener (the fuzz
+    /// target drives its router in-process).
+    pub fn new(host: ConnectorHost, config: ServeConfig) -> Result<Arc<Service>> {
+        let shutdown = CancellationToken::new();
+        let metrics = metrics::Metrics::default();
+        Ok(Arc::new(Service {
+            tenants: Tenants::new(
+                host.clone(),
+                config.concurrency,
+                config.quotas.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            )?,
+            readers: readers::Readers::new(host.clone(), config.max_concurrent_calls),
+            host,
+            config,
+            metrics,
+            operator_token: handoff::new_token()?,
+            shutdown,
+        }))
+    }
+
+    /// Loads every tenant of the data directory and resumes its unfinished work.
+    pub async fn load_tenants(&self) -> Result<()> {
+        for namespace in self.host.instances()? {
+            // One tenant that cannot be opened (say, a damaged index) must not keep the others down.
+            if let Err(error) = self.tenants.get(&namespace).await {
+                tracing::error!(tenant = %namespace, "cannot load the tenant: {error:#}");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs the service until `shutdown` is cancelled (or `run_for` has passed): serves HTTP,
 /// resumes every tenant's unfinished work and runs Auto Resync schedules. Returns after
 /// the current steps have finished and their checkpoints are written.
@@ -58,30 +93,9 @@ pub async fn run(host: ConnectorHost, config: ServeConfig, run_for: Option<Durat
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
-    let shutdown = CancellationToken::new();
-    let operator_token = handoff::new_token()?;
-    let metrics = metrics::Metrics::default();
-    let service = Arc::new(Service {
-        tenants: Tenants::new(
-            host.clone(),
-            config.concurrency,
-            config.quotas.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        )?,
-        host: host.clone(),
-        readers: readers::Readers::new(host.clone(), config.max_concurrent_calls),
-        config,
-        metrics,
-        operator_token,
-        shutdown: shutdown.clone(),
-    });
-    for namespace in host.instances()? {
-        // One tenant that cannot be opened (say, a damaged index) must not keep the others down.
-        if let Err(error) = service.tenants.get(&namespace).await {
-            tracing::error!(tenant = %namespace, "cannot load the tenant: {error:#}");
-        }
-    }
+    let service = Service::new(host.clone(), config)?;
+    service.load_tenants().await?;
+    let shutdown = service.shutdown.clone();
     let handoff =
         handoff::ServeFile::write(&host.config().data_dir, &format!("http://{address}"), &service.operator_token)?;
     tracing::info!(%address, tenants = service.tenants.count(), "serving");

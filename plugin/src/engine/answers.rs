@@ -1,10 +1,18 @@
 //! Answers: the best passages for a question, with citations computed at query time.
 
 use super::*;
+use crate::rank::{RankConfig, Shape};
 
 impl Engine<'_> {
-    /// The best passages for a question, with citations.
-    pub fn retrieve(&self, question: &str, memory_ids: &[String], limit: u32) -> Result<Vec<Passage>, ConnectorError> {
+    /// The best passages for a question, with citations: at most `per_document` per
+    /// document (0: raw passages), documents ranked as [`crate::rank`] describes.
+    pub fn retrieve(
+        &self,
+        question: &str,
+        memory_ids: &[String],
+        limit: u32,
+        per_document: u32,
+    ) -> Result<Vec<Passage>, ConnectorError> {
         let question = question.trim();
         if question.is_empty() {
             return Err(ConnectorError::InvalidInput("the question is empty".into()));
@@ -14,18 +22,31 @@ impl Engine<'_> {
         for id in memory_ids {
             memories.insert(id.clone(), self.memory(id)?);
         }
-        let hits = self.index.query(question, memory_ids, limit)?;
-        let mut passages = Vec::with_capacity(hits.len());
+        let shape = Shape { limit: limit as usize, per_document: per_document as usize };
+        let rank = RankConfig::default();
+        let pool = u32::try_from(rank.pool(shape)).unwrap_or(u32::MAX);
+        let hits = self.index.query(question, memory_ids, pool)?;
+        // The records of the pool's documents: their chunk counts rank them, and the answer
+        // cites them. A memory being removed drops out here.
         let mut records: HashMap<(String, String), Option<DocRecord>> = HashMap::new();
+        let mut pooled = Vec::with_capacity(hits.len());
         for hit in hits {
             if !memories.contains_key(&hit.memory_id) {
-                match self.memory(&hit.memory_id) {
-                    Ok(memory) => {
-                        memories.insert(hit.memory_id.clone(), memory);
-                    }
-                    Err(_) => continue, // a memory being removed
-                }
+                let Ok(memory) = self.memory(&hit.memory_id) else { continue };
+                memories.insert(hit.memory_id.clone(), memory);
             }
+            if shape.per_document != 0 {
+                self.doc_record(&mut records, &memories[&hit.memory_id], &hit.document_id)?;
+            }
+            pooled.push(hit);
+        }
+        let chunks_of = |memory: &str, document: &str| {
+            let record = records.get(&(memory.to_string(), document.to_string()))?;
+            record.as_ref().map(|r| r.chunks as usize)
+        };
+        let hits = rank.answer(pooled, shape, chunks_of);
+        let mut passages = Vec::with_capacity(hits.len());
+        for hit in hits {
             let memory = &memories[&hit.memory_id];
             let Some(record) = self.doc_record(&mut records, memory, &hit.document_id)? else { continue };
             let mut trail = vec![memory.space_name.clone()];

@@ -13,7 +13,32 @@ pub fn workspace_of(manifest_dir: &Path) -> PathBuf {
 /// The compilation target of the components.
 pub const TARGET: &str = "wasm32-wasip2";
 
-/// Makes sure the toolchain this build runs on can compile for [`TARGET`].
+/// The toolchain that builds the components when rustup is there: the workspace's pinned
+/// one (`rust-toolchain.toml`), whichever toolchain builds the host. cargo-fuzz builds the
+/// host with nightly, whose `wasm32-wasip2` standard library may not be installable; and a
+/// component should be the same bytes whoever builds it.
+fn component_toolchain(workspace: &Path) -> Option<String> {
+    std::env::var_os("RUSTUP_TOOLCHAIN")?;
+    let text = std::fs::read_to_string(workspace.join("rust-toolchain.toml")).ok()?;
+    text.lines().find_map(|line| {
+        let value = line.trim().strip_prefix("channel")?.trim_start().strip_prefix('=')?;
+        Some(value.trim().trim_matches('"').to_string())
+    })
+}
+
+/// `program` of `toolchain` (through `rustup run`), or the one cargo gave this build.
+fn tool(toolchain: Option<&str>, program: &str, variable: &str) -> Command {
+    match toolchain {
+        Some(toolchain) => {
+            let mut command = Command::new("rustup");
+            command.args(["run", toolchain, program]).env_remove("RUSTUP_TOOLCHAIN");
+            command
+        }
+        None => Command::new(std::env::var(variable).unwrap_or_else(|_| program.into())),
+    }
+}
+
+/// Makes sure the toolchain that builds the components can compile for [`TARGET`].
 ///
 /// rustup installs the targets listed in `rust-toolchain.toml` only when it installs the
 /// toolchain itself; a toolchain that was already there lacks them, and the nested build
@@ -26,8 +51,8 @@ pub fn ensure_target(workspace: &Path) {
     let _ = std::fs::create_dir_all(&lock_dir);
     let lock = std::fs::File::create(lock_dir.join(".wasm-target.lock"));
     let _guard = lock.as_ref().ok().filter(|file| file.lock().is_ok());
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let sysroot = Command::new(&rustc)
+    let pinned = component_toolchain(workspace);
+    let sysroot = tool(pinned.as_deref(), "rustc", "RUSTC")
         .args(["--print", "sysroot"])
         .current_dir(workspace)
         .output()
@@ -39,7 +64,7 @@ pub fn ensure_target(workspace: &Path) {
     {
         return;
     }
-    let toolchain = std::env::var("RUSTUP_TOOLCHAIN").ok();
+    let toolchain = pinned.or_else(|| std::env::var("RUSTUP_TOOLCHAIN").ok());
     let mut rustup = Command::new("rustup");
     rustup.current_dir(workspace).args(["target", "add", TARGET]);
     if let Some(toolchain) = &toolchain {
@@ -71,7 +96,7 @@ pub fn build(workspace: &Path, subdir: &str, packages: &[&str]) -> PathBuf {
         .map(|dir| if dir.is_absolute() { dir } else { workspace.join(dir) })
         .unwrap_or_else(|| workspace.join("target"))
         .join(subdir);
-    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut command = tool(component_toolchain(workspace).as_deref(), "cargo", "CARGO");
     command.current_dir(workspace).args(["build", "--quiet", "--release", "--target", TARGET]);
     for package in packages {
         command.args(["--package", package]);

@@ -135,6 +135,10 @@ mod guest {
             Ok(Vec::new())
         }
 
+        fn retrieve_with(question: String, options: RetrieveOptions) -> Result<Vec<Passage>, ConnectorError> {
+            Self::retrieve(question, options.memory_ids, options.limit)
+        }
+
         fn retrieve(question: String, _: Vec<String>, _: u32) -> Result<Vec<Passage>, ConnectorError> {
             let bucket = store::open("default").map_err(|e| ConnectorError::Host(format!("{e:?}")))?;
             let answer = if let Some(pair) = question.strip_prefix("kv-set:") {

@@ -9,6 +9,8 @@ wasmtime::component::bindgen!({
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
         "wasi:io": wasmtime_wasi::p2::bindings::io,
         "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        "wasi:cli": wasmtime_wasi::p2::bindings::cli,
+        "wasi:random": wasmtime_wasi::p2::bindings::random,
         "wasi:keyvalue/store.bucket": crate::capabilities::kv::BucketHandle,
     },
 });

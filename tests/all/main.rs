@@ -8,6 +8,7 @@ mod support;
 mod auto_resync;
 mod cli;
 mod connect;
+mod contract;
 mod dashboard;
 mod faults;
 mod hostile_input;

@@ -2,8 +2,9 @@
 # Runs every cargo-fuzz target for a bounded time, then minimises its corpus.
 #   fuzz/run.sh [SECONDS]        (per target, default 60)
 # Needs the nightly toolchain and cargo-fuzz; both are installed when missing (rustup, crates.io).
-# The corpus lives in fuzz/corpus/<target> (kept in the repository, minimised); a crash
-# leaves its input in fuzz/artifacts/<target>/ and makes the script fail at the end.
+# The corpus lives in fuzz/corpus/<target>, minimised (the small ones are kept in the
+# repository, see .gitignore); a crash leaves its input in fuzz/artifacts/<target>/ and
+# makes the script fail at the end.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-60}"

@@ -4,9 +4,9 @@
 //! for ten passages wants ten good *sources*, and a page that answers the question
 //! throughout is a better source than a page with one lucky passage. So `retrieve` asks the
 //! index for a pool of chunks several times larger than the answer, groups them by
-//! document, scores each document by its best chunk plus a share of its other matching
-//! chunks, and answers with at most [`Shape::per_document`] passages per document, best
-//! documents first. `per_document == 0` gives the raw passages, exactly as the index ranked
+//! document, scores each document by its best chunk blended with its coverage (the mean
+//! score over all its chunks, see [`RankConfig::document_score`]), and answers with at most
+//! [`Shape::per_document`] passages per document, best documents first. `per_document == 0` gives the raw passages, exactly as the index ranked
 //! them.
 
 use std::collections::HashMap;

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod allocator;
 pub mod audit;
 pub mod bindings;
 pub mod capabilities;

@@ -160,6 +160,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    connector_host::allocator::limit_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -214,18 +214,15 @@ pub fn datasets_in(root: &Path) -> Result<Vec<std::path::PathBuf>> {
 /// returns the figures per dataset. With a Python interpreter that has `bm25s` and
 /// `PyStemmer` (bench/run.sh makes one), `bm25s` scores the same files alongside.
 pub async fn run_all(root: &Path, work: &Path, cache: &Path, python: Option<&Path>) -> Result<Value> {
-    let mut rows = Vec::new();
     let mut values = serde_json::Map::new();
     for (i, dataset) in datasets_in(root)?.into_iter().enumerate() {
         let name = dataset.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
         let data_dir = work.join(format!("beir-{i}"));
         let mut value = run(&dataset, &data_dir, cache).await?;
-        let bm25s = match python {
-            Some(python) => Some(bm25s(python, &dataset)?),
-            None => None,
+        value["bm25s"] = match python {
+            Some(python) => bm25s(python, &dataset)?,
+            None => Value::Null,
         };
-        value["bm25s"] = bm25s.clone().unwrap_or(Value::Null);
-        rows.push((name.clone(), value.clone()));
         values.insert(name, value);
     }
     println!("\n## Retrieval quality: BEIR datasets through the full pipeline (retrieve, limit 10 and 100)\n");
@@ -233,7 +230,7 @@ pub async fn run_all(root: &Path, work: &Path, cache: &Path, python: Option<&Pat
         "| dataset | documents | chunks | queries | nDCG@10 | Recall@100 | bm25s nDCG@10 / R@100 | published BM25 nDCG@10 / R@100 |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
-    for (name, v) in rows {
+    for (name, v) in &values {
         let bm25s = match v["bm25s"].as_object() {
             Some(b) => format!(
                 "{:.3} / {:.3}",

@@ -85,6 +85,27 @@ fn start(binary: &Path, data: &Path, cache: &Path) -> Result<Service> {
     }
 }
 
+/// Creates an admin key for `tenant` (as the operator), connects the site and adds `space`
+/// as a memory; returns the key.
+async fn add_tenant(
+    client: &reqwest::Client,
+    service: &Service,
+    tenant: &str,
+    space: &str,
+    site: &str,
+) -> Result<String> {
+    let keys = client.post(format!("{}/api/v1/keys", service.url)).bearer_auth(&service.token);
+    let created = call(client, keys.header(INSTANCE_HEADER, tenant).json(&json!({"role": "admin"}))).await?;
+    let key = created["key"].as_str().ok_or_else(|| anyhow!("no key: {created}"))?.to_string();
+    let connect = client.post(format!("{}/api/v1/connections", service.url)).bearer_auth(&key);
+    let body = json!({"site": site, "email": EMAIL, "token": TOKEN, "allow_loopback": true});
+    let connection = call(client, connect.json(&body)).await?;
+    let connection = connection["id"].as_str().unwrap_or_default().to_string();
+    let add = client.post(format!("{}/api/v1/memories", service.url)).bearer_auth(&key);
+    call(client, add.json(&json!({"connection": connection, "spaces": space}))).await?;
+    Ok(key)
+}
+
 async fn call(client: &reqwest::Client, request: reqwest::RequestBuilder) -> Result<Value> {
     let response = request.send().await?;
     let status = response.status();
@@ -140,30 +161,7 @@ pub async fn run(work: &Path, cache: &Path, minutes: u64) -> Result<Value> {
     };
     let mut keys = Vec::new();
     for (tenant, space) in TENANTS {
-        let created = call(
-            &client,
-            operator(client.post(format!("{}/api/v1/keys", service.url)), tenant).json(&json!({"role": "admin"})),
-        )
-        .await?;
-        let key = created["key"].as_str().ok_or_else(|| anyhow!("no key: {created}"))?.to_string();
-        let connection = call(
-            &client,
-            client
-                .post(format!("{}/api/v1/connections", service.url))
-                .bearer_auth(&key)
-                .json(&json!({"site": site.origin(), "email": EMAIL, "token": TOKEN, "allow_loopback": true})),
-        )
-        .await?;
-        let connection = connection["id"].as_str().unwrap_or_default().to_string();
-        call(
-            &client,
-            client
-                .post(format!("{}/api/v1/memories", service.url))
-                .bearer_auth(&key)
-                .json(&json!({"connection": connection, "spaces": space})),
-        )
-        .await?;
-        keys.push(key);
+        keys.push(add_tenant(&client, &service, tenant, space, &site.origin()).await?);
     }
     for key in &keys {
         settled(&client, &service.url, key).await?;
@@ -278,31 +276,7 @@ pub async fn run(work: &Path, cache: &Path, minutes: u64) -> Result<Value> {
     let reference = start(&binary, &reference_dir, cache)?;
     let mut equal = true;
     for ((tenant, space), soaked) in TENANTS.iter().zip(&soaked) {
-        let key = call(
-            &client,
-            client
-                .post(format!("{}/api/v1/keys", reference.url))
-                .bearer_auth(&reference.token)
-                .header(INSTANCE_HEADER, *tenant)
-                .json(&json!({"role": "admin"})),
-        )
-        .await?["key"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let connection = call(
-            &client,
-            client
-                .post(format!("{}/api/v1/connections", reference.url))
-                .bearer_auth(&key)
-                .json(&json!({"site": site.origin(), "email": EMAIL, "token": TOKEN, "allow_loopback": true})),
-        )
-        .await?["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let request = client.post(format!("{}/api/v1/memories", reference.url)).bearer_auth(&key);
-        call(&client, request.json(&json!({"connection": connection, "spaces": space}))).await?;
+        let key = add_tenant(&client, &reference, tenant, space, &site.origin()).await?;
         settled(&client, &reference.url, &key).await?;
         let export = client
             .get(format!("{}/api/v1/export", reference.url))

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{EMAIL, TOKEN, connect, ingest, open_host};
+use crate::{EMAIL, TOKEN, connect, ingest};
 
 /// Space key of a dataset's corpus on the fake.
 const KEY: &str = "BEIR";
@@ -213,12 +213,18 @@ pub fn datasets_in(root: &Path) -> Result<Vec<std::path::PathBuf>> {
 /// Runs every dataset under `root` through the full pipeline, prints one table and
 /// returns the figures per dataset. With a Python interpreter that has `bm25s` and
 /// `PyStemmer` (bench/run.sh makes one), `bm25s` scores the same files alongside.
-pub async fn run_all(root: &Path, work: &Path, cache: &Path, python: Option<&Path>) -> Result<Value> {
+pub async fn run_all(
+    root: &Path,
+    work: &Path,
+    cache: &Path,
+    python: Option<&Path>,
+    embedding_model: Option<&Path>,
+) -> Result<Value> {
     let mut values = serde_json::Map::new();
     for (i, dataset) in datasets_in(root)?.into_iter().enumerate() {
         let name = dataset.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
         let data_dir = work.join(format!("beir-{i}"));
-        let mut value = run(&dataset, &data_dir, cache).await?;
+        let mut value = run(&dataset, &data_dir, cache, embedding_model).await?;
         value["bm25s"] = match python {
             Some(python) => bm25s(python, &dataset)?,
             None => Value::Null,
@@ -254,6 +260,39 @@ pub async fn run_all(root: &Path, work: &Path, cache: &Path, python: Option<&Pat
             if published.is_empty() { "—".to_string() } else { published.join("; ") }
         );
     }
+    if values.values().any(|v| !v["hybrid"].is_null()) {
+        println!("\n### Lexical and hybrid (semantic retrieval on: all-MiniLM-L6-v2 page vectors fused with BM25)\n");
+        println!(
+            "| dataset | retrieval | nDCG@10 | Recall@100 | retrieve p50 / p99 ms | pages embedded | embedding pages/s | RSS before / after MiB |"
+        );
+        println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let ms = |v: &Value| v.as_f64().map_or("—".to_string(), |x| format!("{x:.1}"));
+        for (name, v) in &values {
+            println!(
+                "| {name} | lexical | {:.3} | {:.3} | {} / {} | | | |",
+                v["ndcg_at_10"].as_f64().unwrap_or(f64::NAN),
+                v["recall_at_100"].as_f64().unwrap_or(f64::NAN),
+                ms(&v["retrieve_10_p50_ms"]),
+                ms(&v["retrieve_10_p99_ms"]),
+            );
+            let h = &v["hybrid"];
+            if h.is_null() {
+                continue;
+            }
+            let mib = |k: &str| h[k].as_f64().unwrap_or(f64::NAN) / 1024.0;
+            println!(
+                "| {name} | hybrid | {:.3} | {:.3} | {} / {} | {} | {:.1} | {:.0} / {:.0} |",
+                h["ndcg_at_10"].as_f64().unwrap_or(f64::NAN),
+                h["recall_at_100"].as_f64().unwrap_or(f64::NAN),
+                ms(&h["retrieve_10_p50_ms"]),
+                ms(&h["retrieve_10_p99_ms"]),
+                h["pages_embedded"],
+                h["pages_per_second"].as_f64().unwrap_or(f64::NAN),
+                mib("rss_before_kib"),
+                mib("rss_after_kib"),
+            );
+        }
+    }
     Ok(Value::Object(values))
 }
 
@@ -274,7 +313,9 @@ fn bm25s(python: &Path, dataset: &Path) -> Result<Value> {
 
 /// Loads one BEIR dataset, ingests it through the fake and the component in `data_dir`,
 /// and scores its test queries through `retrieve` as a platform calls it.
-pub async fn run(dataset: &Path, data_dir: &Path, cache: &Path) -> Result<Value> {
+/// With an embedding model, semantic retrieval is then turned on, every page embedded (timed)
+/// and the queries scored again: the hybrid row.
+pub async fn run(dataset: &Path, data_dir: &Path, cache: &Path, embedding_model: Option<&Path>) -> Result<Value> {
     let loaded = load(dataset)?;
     let name = dataset.display().to_string();
 
@@ -289,7 +330,7 @@ pub async fn run(dataset: &Path, data_dir: &Path, cache: &Path) -> Result<Value>
     }
     eprintln!("[beir] {name}: {} pages, {} test queries", page_to_doc.len(), loaded.queries.len());
 
-    let host = open_host(data_dir, cache)?;
+    let host = crate::open_host_with(data_dir, cache, embedding_model)?;
     let mut instance = host.instance("beir").await?;
     let connection = connect(&mut instance, &site.origin()).await?;
     let started = Instant::now();
@@ -297,17 +338,79 @@ pub async fn run(dataset: &Path, data_dir: &Path, cache: &Path) -> Result<Value>
     let ingest_seconds = started.elapsed().as_secs_f64();
     eprintln!("[beir] {name}: {} documents, {} chunks in {ingest_seconds:.1} s", memory.documents, memory.chunks);
 
+    let lexical = score_queries(&mut instance, &loaded, &memory.id, &page_to_doc).await?;
+    let mut value = json!({
+        "documents": memory.documents,
+        "chunks": memory.chunks,
+        "ingest_seconds": ingest_seconds,
+        "queries": loaded.queries.len(),
+        "ndcg_at_10": lexical.scores.ndcg_at_10(),
+        "recall_at_100": lexical.scores.recall_at_100(),
+        "retrieve_10_p50_ms": lexical.percentile(0.5),
+        "retrieve_10_p99_ms": lexical.percentile(0.99),
+        "hybrid": null,
+    });
+    if embedding_model.is_some() {
+        let rss_before = crate::rss_kib();
+        let started = Instant::now();
+        host.set_semantic("beir", true)?;
+        let mut embedded = 0u64;
+        while let Some(round) = tokio::task::block_in_place(|| host.embed_round("beir"))? {
+            embedded += round.embedded as u64;
+            if embedded % 512 < round.embedded as u64 {
+                eprint!("\r[beir] {name}: {embedded} pages embedded, {} to go   ", round.remaining);
+            }
+        }
+        let embed_seconds = started.elapsed().as_secs_f64();
+        eprintln!("\r[beir] {name}: {embedded} pages embedded in {embed_seconds:.0} s");
+        let hybrid = score_queries(&mut instance, &loaded, &memory.id, &page_to_doc).await?;
+        value["hybrid"] = json!({
+            "ndcg_at_10": hybrid.scores.ndcg_at_10(),
+            "recall_at_100": hybrid.scores.recall_at_100(),
+            "retrieve_10_p50_ms": hybrid.percentile(0.5),
+            "retrieve_10_p99_ms": hybrid.percentile(0.99),
+            "pages_embedded": embedded,
+            "embed_seconds": embed_seconds,
+            "pages_per_second": embedded as f64 / embed_seconds,
+            "rss_before_kib": rss_before,
+            "rss_after_kib": crate::rss_kib(),
+        });
+    }
+    Ok(value)
+}
+
+/// Scores and `retrieve` latencies of every test query.
+struct Answers {
+    scores: Scores,
+    latencies_ms: Vec<f64>,
+}
+
+impl Answers {
+    fn percentile(&self, p: f64) -> Option<f64> {
+        let at = ((self.latencies_ms.len() as f64 * p) as usize).min(self.latencies_ms.len().saturating_sub(1));
+        self.latencies_ms.get(at).copied()
+    }
+}
+
+/// Asks every test query through `retrieve` as a platform calls it: 10 passages for
+/// nDCG@10 (timed), 100 for Recall@100.
+async fn score_queries(
+    instance: &mut connector_host::runtime::Instance,
+    loaded: &Dataset,
+    memory_id: &str,
+    page_to_doc: &HashMap<String, String>,
+) -> Result<Answers> {
     let mut scores = Scores::default();
-    let mut latencies = Vec::with_capacity(loaded.queries.len());
+    let mut latencies_ms = Vec::with_capacity(loaded.queries.len());
     for q in &loaded.queries {
         let mut answer = async |limit: u32| -> Result<Vec<String>> {
             let started = Instant::now();
             let passages = instance
-                .retrieve(&q.text, std::slice::from_ref(&memory.id), limit)
+                .retrieve(&q.text, &[memory_id.to_string()], limit)
                 .await?
                 .map_err(|e| anyhow!("retrieve failed: {}", connector_host::driver::describe_error(&e)))?;
             if limit == 10 {
-                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+                latencies_ms.push(started.elapsed().as_secs_f64() * 1000.0);
             }
             Ok(passages
                 .into_iter()
@@ -316,18 +419,8 @@ pub async fn run(dataset: &Path, data_dir: &Path, cache: &Path) -> Result<Value>
         };
         let top10 = answer(10).await?;
         let top100 = answer(100).await?;
-        scores.add(&loaded, &q.id, &top10, &top100);
+        scores.add(loaded, &q.id, &top10, &top100);
     }
-    latencies.sort_by(f64::total_cmp);
-    let at = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)));
-    Ok(json!({
-        "documents": memory.documents,
-        "chunks": memory.chunks,
-        "ingest_seconds": ingest_seconds,
-        "queries": loaded.queries.len(),
-        "ndcg_at_10": scores.ndcg_at_10(),
-        "recall_at_100": scores.recall_at_100(),
-        "retrieve_10_p50_ms": at(0.5),
-        "retrieve_10_p99_ms": at(0.99),
-    }))
+    latencies_ms.sort_by(f64::total_cmp);
+    Ok(Answers { scores, latencies_ms })
 }

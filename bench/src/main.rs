@@ -25,6 +25,7 @@
 
 mod beir;
 mod convert;
+mod embedding_cache;
 mod metrics;
 mod peers;
 mod service;
@@ -62,6 +63,10 @@ struct Cli {
     /// with corpus.jsonl, queries.jsonl, qrels/test.tsv): measure retrieval quality.
     #[arg(long, alias = "scifact")]
     datasets: Option<PathBuf>,
+    /// With --datasets: also score every dataset with semantic retrieval on, using this
+    /// sentence-embedding model directory (`tools/embedding-model/install.py` installs one).
+    #[arg(long)]
+    embedding_model: Option<PathBuf>,
     /// Also run LangChain and LlamaIndex against the same fake (needs --python).
     #[arg(long)]
     peers: bool,
@@ -122,6 +127,11 @@ enum ChildCommand {
         /// BEIR dataset directories, or directories of them.
         #[arg(required = true)]
         datasets: Vec<PathBuf>,
+        /// Score fusion variants of semantic retrieval with this embedding model directory
+        /// instead of the lexical variants (page vectors are cached in
+        /// `target/bench-cache/`, so only the first run embeds).
+        #[arg(long)]
+        embedding_model: Option<PathBuf>,
     },
 }
 
@@ -180,12 +190,15 @@ fn main() -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
-    if let Some(ChildCommand::Tune { datasets }) = &cli.child {
+    if let Some(ChildCommand::Tune { datasets, embedding_model }) = &cli.child {
         let mut all = Vec::new();
         for root in datasets {
             all.extend(beir::datasets_in(root)?);
         }
-        return tune::run(&all);
+        return match embedding_model {
+            Some(model) => tune::run_semantic(&all, model),
+            None => tune::run(&all),
+        };
     }
     if let Some(ChildCommand::Soak { minutes }) = &cli.child {
         let work = tempfile::Builder::new().prefix("connector-soak").tempdir()?;
@@ -203,6 +216,16 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
+/// Resident set (VmRSS) of this process in KiB, from /proc/self/status (0 where unavailable).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Peak RSS (VmHWM) of this process in KiB, from /proc/self/status (0 where unavailable).
 pub fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -215,8 +238,14 @@ pub fn peak_rss_kib() -> u64 {
 
 /// Opens a host on `data_dir` with a shared compile cache.
 pub fn open_host(data_dir: &Path, cache_dir: &Path) -> Result<ConnectorHost> {
+    open_host_with(data_dir, cache_dir, None)
+}
+
+/// [`open_host`] with an embedding model for semantic retrieval.
+pub fn open_host_with(data_dir: &Path, cache_dir: &Path, embedding_model: Option<&Path>) -> Result<ConnectorHost> {
     let mut config = HostConfig::new(data_dir);
     config.cache_dir = Some(cache_dir.to_path_buf());
+    config.embedding_model = embedding_model.map(Path::to_path_buf);
     ConnectorHost::open(config)
 }
 
@@ -622,7 +651,11 @@ fn run(cli: Cli) -> Result<()> {
                 if python.is_none() {
                     eprintln!("[quality] bm25s not run: no {} (bench/run.sh makes it)", bench.cli.python.display());
                 }
-                let value = rt.block_on(beir::run_all(&root, &dir, &bench.cache, python))?;
+                let model = bench.cli.embedding_model.as_deref();
+                if model.is_none() {
+                    eprintln!("[quality] hybrid rows not run: no --embedding-model DIR");
+                }
+                let value = rt.block_on(beir::run_all(&root, &dir, &bench.cache, python, model))?;
                 bench.results.insert("quality".into(), value);
             }
             None => eprintln!("[quality] skipped: no --datasets DIR"),

@@ -13,6 +13,7 @@ use anyhow::Result;
 use confluence_connector::caps::IndexHit;
 use confluence_connector::chunk::{ChunkConfig, page_chunks};
 use confluence_connector::rank::{RankConfig, Shape};
+use connector_search::semantic::{Fusion, SemanticConfig, SemanticSearch};
 use connector_search::{AnalyzerConfig, Chunk, SearchBackend, SearchConfig, StopWords, TantivySearch};
 
 use crate::beir::{Dataset, Scores, escape, load};
@@ -151,6 +152,70 @@ pub fn run(datasets: &[impl AsRef<Path>]) -> Result<()> {
     Ok(())
 }
 
+/// Scores fusion variants of semantic retrieval on every dataset (default index and
+/// answer shape), next to lexical alone and dense alone.
+pub fn run_semantic(datasets: &[impl AsRef<Path>], model_dir: &Path) -> Result<()> {
+    let model = std::sync::Arc::new(connector_embed::EmbeddingModel::load(model_dir)?);
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-cache/page-embeddings.bin");
+    let embedder = std::sync::Arc::new(crate::embedding_cache::CachedEmbedder::open(model, &cache)?);
+    let base = SemanticConfig::default();
+    let convex = |w: f32| SemanticConfig { fusion: Fusion::Convex { lexical_weight: w }, ..base };
+    let mut variants: Vec<(String, Option<SemanticConfig>)> = vec![("lexical only".into(), None)];
+    for w in [0.0, 0.3, 0.4, 0.5, 0.6, 0.7] {
+        variants.push((format!("convex, lexical weight {w}"), Some(convex(w))));
+    }
+    for k in [20.0, 60.0] {
+        variants.push((
+            format!("reciprocal rank, k {k}"),
+            Some(SemanticConfig { fusion: Fusion::Reciprocal { k }, ..base }),
+        ));
+    }
+    for candidates in [10, 30] {
+        variants.push((
+            format!("convex 0.5, {candidates} dense candidates"),
+            Some(SemanticConfig { dense_candidates: candidates, ..convex(0.5) }),
+        ));
+    }
+    let defaults = IndexVariant { name: "defaults", search: SearchConfig::default(), chunking: ChunkConfig::default() };
+    let answer = AnswerVariant { name: "defaults", rank: RankConfig::default(), per_document: 1 };
+    for path in datasets {
+        let path = path.as_ref();
+        let dataset = load(path)?;
+        let (index, _, counts) = build_index(&dataset, &defaults)?;
+        let lexical: std::sync::Arc<dyn SearchBackend> = std::sync::Arc::new(index);
+        println!("\n### {} ({} documents, {} queries)\n", path.display(), dataset.docs.len(), dataset.queries.len());
+        println!("| retrieval | nDCG@10 | Recall@100 | query ms (mean) |");
+        println!("| --- | ---: | ---: | ---: |");
+        for (name, config) in &variants {
+            let mut started = std::time::Instant::now();
+            let scores = match config {
+                None => score(&dataset, lexical.as_ref(), &counts, &answer)?,
+                Some(config) => {
+                    let semantic = SemanticSearch::open_in_ram(lexical.clone(), embedder.clone(), *config)?;
+                    let total = semantic.remaining();
+                    let embedding = std::time::Instant::now();
+                    while semantic.embed_pending()?.embedded > 0 {
+                        let done = total - semantic.remaining();
+                        if done % 512 < config.batch {
+                            eprint!("\r[tune] {}: {done}/{total} pages embedded", path.display());
+                        }
+                    }
+                    eprintln!(
+                        "\r[tune] {}: {total} pages embedded in {:.1} s",
+                        path.display(),
+                        embedding.elapsed().as_secs_f64()
+                    );
+                    started = std::time::Instant::now();
+                    score(&dataset, &semantic, &counts, &answer)?
+                }
+            };
+            let per_query = started.elapsed().as_secs_f64() * 1000.0 / (2 * dataset.queries.len()) as f64;
+            println!("| {name} | {:.4} | {:.4} | {per_query:.1} |", scores.ndcg_at_10(), scores.recall_at_100());
+        }
+    }
+    Ok(())
+}
+
 /// The index, its number of chunks, and each document's.
 fn build_index(dataset: &Dataset, variant: &IndexVariant) -> Result<(TantivySearch, usize, HashMap<String, usize>)> {
     let index = TantivySearch::open_in_ram_with(variant.search.clone())?;
@@ -172,7 +237,7 @@ fn build_index(dataset: &Dataset, variant: &IndexVariant) -> Result<(TantivySear
 
 fn score(
     dataset: &Dataset,
-    index: &TantivySearch,
+    index: &dyn SearchBackend,
     counts: &HashMap<String, usize>,
     variant: &AnswerVariant,
 ) -> Result<Scores> {

@@ -27,5 +27,6 @@ pub mod profile;
 pub mod report;
 pub mod runtime;
 pub mod schedule;
+pub mod semantic;
 pub mod service;
 pub mod state;

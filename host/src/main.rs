@@ -29,6 +29,11 @@ struct Cli {
     /// Where compiled components are cached (default: <data-dir>/cache).
     #[arg(long, global = true, env = "CONNECTOR_HOST_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Sentence-embedding model directory for semantic retrieval (install one with
+    /// `python3 tools/embedding-model/install.py DIR`); instances use it once
+    /// `semantic on` is set for them.
+    #[arg(long, global = true, env = "CONNECTOR_HOST_EMBEDDING_MODEL")]
+    embedding_model: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -122,6 +127,19 @@ enum Command {
     /// The operator key that encrypts secrets at rest.
     #[command(subcommand)]
     OperatorKey(OperatorKeyCommand),
+    /// Semantic retrieval of the instance: page embeddings fused with the lexical ranking
+    /// (off by default; needs --embedding-model).
+    Semantic {
+        /// `on`, `off`, or `status`.
+        #[arg(value_enum, default_value = "status")]
+        action: SemanticAction,
+        /// With `on`: return at once; `resume`, `sync` or `serve` embeds the pages.
+        #[arg(long)]
+        no_wait: bool,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print every indexed passage as JSON lines (for audits and exact comparisons).
     Export,
     /// Show the audit log of the instance: who connected, added, synced, changed what.
@@ -207,12 +225,24 @@ impl Cli {
         let mut config = HostConfig::new(data_dir);
         config.component = self.component.clone();
         config.cache_dir = self.cache_dir.clone();
+        config.embedding_model = self.embedding_model.clone();
         config
     }
 
     fn open_host(&self) -> Result<ConnectorHost> {
         ConnectorHost::open(self.host_config(self.data_dir()))
     }
+}
+
+/// What `semantic` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum SemanticAction {
+    /// Turn semantic retrieval on: every page is embedded in the background.
+    On,
+    /// Turn it off and delete the page vectors.
+    Off,
+    /// Show whether it is on and each memory's coverage.
+    Status,
 }
 
 /// What to do with the operator key.

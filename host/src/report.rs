@@ -150,6 +150,9 @@ pub struct MemoryView {
     pub auto_resync: Option<ScheduleView>,
     /// Whether unfinished work is waiting to be continued (`resume`, or a running service).
     pub resumable: bool,
+    /// Semantic retrieval's coverage of the memory, while it is on for the instance
+    /// (pages are answerable lexically before they are embedded).
+    pub semantic: Option<crate::semantic::SemanticView>,
 }
 
 impl MemoryView {
@@ -179,6 +182,7 @@ impl MemoryView {
             },
             auto_resync: schedule.map(ScheduleView::from),
             resumable: matches!(m.status, MemoryStatus::InProgress),
+            semantic: None,
         }
     }
 }
@@ -240,6 +244,10 @@ pub struct IngestView {
     pub memories: Vec<MemoryView>,
     /// Rejected keys.
     pub rejected: Vec<RejectedView>,
+    /// Pages this run embedded for semantic retrieval (CLI runs in this process, while
+    /// semantic retrieval is on: unchanged pages are not embedded again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<u64>,
 }
 
 /// A passage that answers a question, with its citation.

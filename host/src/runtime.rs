@@ -24,7 +24,10 @@ use wasmtime_wasi_http::WasiHttpCtx;
 use crate::bindings::{self, Connector, ConnectorPre, types};
 use crate::capabilities::http::{OutboundPolicy, SiteLimiter, canonical_origin, is_loopback_origin, site_allowed};
 use crate::profile::{CallProfile, Totals};
+use crate::report::StatusView;
+use crate::semantic::{EmbeddingModelState, InstanceSearch, MemoryCoverage, SemanticStatusView, SemanticView};
 use crate::state::{CallBudget, Grants, HostState, Limit};
+use connector_search::semantic::EmbedRound;
 
 /// The connector component built with this host (`plugin/`, for wasm32-wasip2).
 pub const BUNDLED_COMPONENT: &[u8] = include_bytes!(env!("CONNECTOR_COMPONENT_PATH"));
@@ -55,6 +58,9 @@ pub struct HostConfig {
     /// Host patterns the origins of a connection must match, e.g. `*.atlassian.net`
     /// (empty: any public host). Enforced by the host on every origin a connector asks for.
     pub allowed_sites: Vec<String>,
+    /// The sentence-embedding model directory for semantic retrieval (`None`: lexical
+    /// only). Instances use it once semantic retrieval is turned on for them.
+    pub embedding_model: Option<PathBuf>,
 }
 
 impl HostConfig {
@@ -70,6 +76,7 @@ impl HostConfig {
             cpu_limit: Duration::from_secs(300),
             allowed_sites: Vec::new(),
             background_priority: false,
+            embedding_model: None,
             max_response_bytes: crate::capabilities::send::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
@@ -85,7 +92,8 @@ pub struct ConnectorHost {
     store: connector_store::Store,
     key: connector_store::OperatorKey,
     config: HostConfig,
-    indexes: Arc<Mutex<HashMap<String, Arc<connector_search::TantivySearch>>>>,
+    indexes: Arc<Mutex<HashMap<String, Arc<InstanceSearch>>>>,
+    embedding: EmbeddingModelState,
     limiter: SiteLimiter,
     profile: CallProfile,
 }
@@ -120,7 +128,9 @@ impl ConnectorHost {
             )
         })?;
         let key = crate::operator_key::load(&config.data_dir, &store)?;
+        let embedding = EmbeddingModelState::load(config.embedding_model.as_deref());
         Ok(ConnectorHost {
+            embedding,
             engine,
             pre,
             store,
@@ -189,7 +199,9 @@ impl ConnectorHost {
         Ok(names)
     }
 
-    fn index(&self, namespace: &str) -> Result<Arc<connector_search::TantivySearch>> {
+    /// The search backend of an instance (opened once per process), with its semantic
+    /// index when semantic retrieval is on for it and the model is available.
+    pub fn index(&self, namespace: &str) -> Result<Arc<InstanceSearch>> {
         let mut indexes = self.indexes.lock().expect("index map lock");
         if let Some(index) = indexes.get(namespace) {
             return Ok(index.clone());
@@ -198,9 +210,101 @@ impl ConnectorHost {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let open = || connector_search::TantivySearch::open(&dir);
         let opened = if self.config.background_priority { crate::priority::on_background_thread(open) } else { open() };
-        let index = Arc::new(opened.map_err(|e| anyhow!("cannot open the search index {}: {e}", dir.display()))?);
+        let lexical = Arc::new(opened.map_err(|e| anyhow!("cannot open the search index {}: {e}", dir.display()))?);
+        let semantic_dir = self.config.data_dir.join("semantic");
+        std::fs::create_dir_all(&semantic_dir).with_context(|| format!("cannot create {}", semantic_dir.display()))?;
+        let index = Arc::new(InstanceSearch::new(lexical, semantic_dir.join(format!("{namespace}.redb"))));
+        if self.semantic_enabled(namespace)? {
+            match self.embedding.model() {
+                Ok(model) => index.enable(model)?,
+                Err(error) => {
+                    tracing::warn!(instance = namespace, "answering lexically: {error}");
+                    index.want_semantic();
+                }
+            }
+        }
         indexes.insert(namespace.to_string(), index.clone());
         Ok(index)
+    }
+
+    fn semantic_key(namespace: &str) -> String {
+        format!("semantic/{namespace}")
+    }
+
+    /// Whether semantic retrieval is on for an instance (off unless an operator turned it on).
+    pub fn semantic_enabled(&self, namespace: &str) -> Result<bool> {
+        Ok(self.store.meta().get(&Self::semantic_key(namespace)).map_err(|e| anyhow!("{e}"))?.is_some())
+    }
+
+    /// Turns semantic retrieval on or off for an instance. On needs the embedding model
+    /// and queues every page of the instance for embedding; off deletes the page vectors.
+    pub fn set_semantic(&self, namespace: &str, on: bool) -> Result<()> {
+        let index = self.index(namespace)?;
+        if on {
+            index.enable(self.embedding.model()?)?;
+            self.store.meta().set(&Self::semantic_key(namespace), b"on").map_err(|e| anyhow!("{e}"))
+        } else {
+            self.store.meta().delete(&Self::semantic_key(namespace)).map_err(|e| anyhow!("{e}"))?;
+            index.disable()
+        }
+    }
+
+    /// The embedding model of this process.
+    pub fn embedding_model(&self) -> &EmbeddingModelState {
+        &self.embedding
+    }
+
+    /// Semantic coverage of a memory, while semantic retrieval is on for its instance
+    /// (with the reason when the model is unavailable).
+    pub fn semantic_view(&self, namespace: &str, memory_id: &str) -> Result<Option<SemanticView>> {
+        if !self.semantic_enabled(namespace)? {
+            return Ok(None);
+        }
+        let index = self.index(namespace)?;
+        Ok(Some(match index.coverage(memory_id) {
+            Some(coverage) => SemanticView { embedded: coverage.embedded, pages: coverage.pages, error: None },
+            None => {
+                let error = self.embedding.model().err().map(|e| e.to_string());
+                SemanticView { embedded: 0, pages: 0, error }
+            }
+        }))
+    }
+
+    /// Whether semantic retrieval is on for an instance, and each memory's coverage.
+    pub fn semantic_status(&self, namespace: &str, memory_ids: &[String]) -> Result<SemanticStatusView> {
+        let enabled = self.semantic_enabled(namespace)?;
+        let index = self.index(namespace)?;
+        let memories = memory_ids
+            .iter()
+            .filter_map(|memory| {
+                index.coverage(memory).map(|c| MemoryCoverage {
+                    memory: memory.clone(),
+                    embedded: c.embedded,
+                    pages: c.pages,
+                })
+            })
+            .collect();
+        let error = if enabled { self.embedding.model().err().map(|e| e.to_string()) } else { None };
+        Ok(SemanticStatusView { instance: namespace.to_string(), enabled, error, memories })
+    }
+
+    /// Fills in the semantic coverage of every memory of a status view.
+    pub fn add_semantic_views(&self, namespace: &str, view: &mut StatusView) -> Result<()> {
+        for memory in &mut view.memories {
+            memory.semantic = self.semantic_view(namespace, &memory.id)?;
+        }
+        Ok(())
+    }
+
+    /// Embeds one batch of an instance's pending pages (blocking: run it on a blocking
+    /// thread). `None` while semantic retrieval is off for it or nothing is pending.
+    pub fn embed_round(&self, namespace: &str) -> Result<Option<EmbedRound>> {
+        match self.index(namespace)?.embed_pending() {
+            None => Ok(None),
+            Some(Ok(round)) if round.embedded == 0 => Ok(None),
+            Some(Ok(round)) => Ok(Some(round)),
+            Some(Err(error)) => Err(anyhow!("embedding pages of instance {namespace} failed: {error}")),
+        }
     }
 
     fn grants_key(namespace: &str) -> String {

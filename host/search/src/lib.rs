@@ -36,6 +36,7 @@
 
 #![warn(missing_docs)]
 
+pub mod semantic;
 mod stem;
 
 use std::collections::HashMap;
@@ -60,7 +61,7 @@ use crate::stem::CachedStemmer;
 type WeightedTerm = (String, f32);
 
 /// Separator between memory id and document id in the internal `doc_key` field.
-const KEY_SEP: char = '\u{1f}';
+pub(crate) const KEY_SEP: char = '\u{1f}';
 
 /// One passage to index (the WIT `chunk` record).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -118,6 +119,10 @@ pub enum SearchError {
     /// The [`SearchConfig`] cannot be used.
     #[error("invalid search configuration: {0}")]
     Config(String),
+
+    /// The semantic index (its store or its embedder) failed.
+    #[error("semantic index error: {0}")]
+    Semantic(String),
 }
 
 /// Which stop words the analyzer drops.

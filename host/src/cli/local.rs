@@ -10,10 +10,10 @@ use connector_host::driver::{describe_error, drive};
 use connector_host::report::{
     AskView, ConnectionView, IngestView, MemoryState, MemoryView, PassageView, RejectedView, StatusView, export_line,
 };
-use connector_host::runtime::Instance;
+use connector_host::runtime::{ConnectorHost, Instance};
 
 use super::output::{Bars, print_memories, print_passages, print_status};
-use crate::{Cli, Command};
+use crate::{Cli, Command, SemanticAction};
 
 fn fail(error: ConnectorError) -> anyhow::Error {
     anyhow!("{}", describe_error(&error))
@@ -98,15 +98,38 @@ pub async fn run(cli: &Cli) -> Result<ExitCode> {
             let outcome = instance.sync(memory_id, *allow_mass_delete).await;
             host.audit_call(&namespace, "cli", "sync", memory_id, &outcome);
             let memory = outcome?.map_err(fail)?;
-            let view = wait(&mut instance, vec![memory.id], *json).await?;
+            let mut view = wait(&mut instance, vec![memory.id], *json).await?;
+            view.embedded = embed_pending(&host, &namespace, *json)?;
             print_memories(&view, *json);
             Ok(exit_for(&view))
         }
         Command::Resume { json } => {
             let pending = instance.pending().await?;
-            let view = wait(&mut instance, pending, *json).await?;
+            let mut view = wait(&mut instance, pending, *json).await?;
+            view.embedded = embed_pending(&host, &namespace, *json)?;
             print_memories(&view, *json);
             Ok(exit_for(&view))
+        }
+        Command::Semantic { action, no_wait, json } => {
+            if *action != SemanticAction::Status {
+                let on = *action == SemanticAction::On;
+                let changed = host.set_semantic(&namespace, on);
+                let target = if on { "on" } else { "off" };
+                host.audit(
+                    &namespace,
+                    "cli",
+                    "semantic",
+                    target,
+                    changed.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+                );
+                changed?;
+            }
+            let memories: Vec<String> = instance.status().await?.memories.into_iter().map(|m| m.id).collect();
+            super::output::print_semantic(&host.semantic_status(&namespace, &memories)?, *json);
+            if *action == SemanticAction::On && !*no_wait {
+                embed_pending(&host, &namespace, *json)?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
             let status = status_view(&mut instance).await?;
@@ -145,7 +168,37 @@ pub async fn run(cli: &Cli) -> Result<ExitCode> {
 
 async fn status_view(instance: &mut Instance) -> Result<StatusView> {
     let status = instance.status().await?;
-    Ok(StatusView::new(&status, &instance.host().schedules(instance.namespace())?))
+    let mut view = StatusView::new(&status, &instance.host().schedules(instance.namespace())?);
+    instance.host().add_semantic_views(instance.namespace(), &mut view)?;
+    Ok(view)
+}
+
+/// Embeds the instance's pending pages while semantic retrieval is on, with a progress
+/// bar, and returns how many it embedded (`None` while it is off). The memories already
+/// answer lexically; interrupting this loses nothing (the next `resume`, `sync` or
+/// `serve` continues).
+fn embed_pending(host: &ConnectorHost, namespace: &str, json: bool) -> Result<Option<u64>> {
+    let Some(semantic) = host.index(namespace)?.semantic() else { return Ok(None) };
+    let total = semantic.remaining() as u64;
+    if total == 0 {
+        return Ok(Some(0));
+    }
+    let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total) };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "embedding pages for semantic retrieval {bar:30} {pos}/{len} {per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    tokio::task::block_in_place(|| -> Result<()> {
+        while let Some(round) = host.embed_round(namespace)? {
+            bar.set_length(bar.position() + round.embedded as u64 + round.remaining as u64);
+            bar.inc(round.embedded as u64);
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    Ok(Some(bar.position()))
 }
 
 async fn ingest(instance: &mut Instance, outcomes: Vec<IngestOutcome>, no_wait: bool, json: bool) -> Result<ExitCode> {
@@ -164,7 +217,7 @@ async fn ingest(instance: &mut Instance, outcomes: Vec<IngestOutcome>, no_wait: 
             }
         }
     }
-    let mut view = IngestView { memories: settled_now, rejected };
+    let mut view = IngestView { memories: settled_now, rejected, embedded: None };
     if no_wait {
         if !json {
             for id in &started {
@@ -176,6 +229,7 @@ async fn ingest(instance: &mut Instance, outcomes: Vec<IngestOutcome>, no_wait: 
             .extend(status.memories.iter().filter(|m| started.contains(&m.id)).map(|m| MemoryView::new(m, None)));
     } else {
         view.memories.extend(wait(instance, started, json).await?.memories);
+        view.embedded = embed_pending(instance.host(), instance.namespace(), json)?;
     }
     print_memories(&view, json);
     Ok(exit_for(&view))
@@ -185,7 +239,11 @@ async fn wait(instance: &mut Instance, ids: Vec<String>, json: bool) -> Result<I
     let bars = Bars::new(&ids, json);
     let memories = drive(instance, &ids, |memory| bars.update(&MemoryView::new(memory, None))).await?;
     bars.finish();
-    Ok(IngestView { memories: memories.iter().map(|m| MemoryView::new(m, None)).collect(), rejected: Vec::new() })
+    Ok(IngestView {
+        memories: memories.iter().map(|m| MemoryView::new(m, None)).collect(),
+        rejected: Vec::new(),
+        embedded: None,
+    })
 }
 
 /// Starts the sample site, ingests its space and answers a question.

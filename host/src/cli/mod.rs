@@ -117,6 +117,17 @@ pub async fn through_service(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
             print_auto_resync(memory_id, memory.auto_resync.map(|s| s.every_secs));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Semantic { action, json, .. } => {
+            let view: connector_host::semantic::SemanticStatusView = match action {
+                crate::SemanticAction::Status => remote.call(Method::GET, "/semantic", none).await?,
+                on_or_off => {
+                    let body = json!({"enabled": *on_or_off == crate::SemanticAction::On});
+                    remote.call(Method::PUT, "/semantic", Some(body)).await?
+                }
+            };
+            output::print_semantic(&view, *json);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Export => {
             print!("{}", remote.text("/export").await?);
             Ok(ExitCode::SUCCESS)
@@ -145,5 +156,5 @@ async fn settle(remote: &Remote, added: IngestView, json: bool) -> Result<Ingest
     let mut memories: Vec<MemoryView> =
         added.memories.into_iter().filter(|m| m.status != MemoryState::InProgress).collect();
     memories.append(&mut settled.memories);
-    Ok(IngestView { memories, rejected: added.rejected })
+    Ok(IngestView { memories, rejected: added.rejected, embedded: None })
 }

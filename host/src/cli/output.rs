@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use connector_host::report::{AskView, IngestView, MemoryState, MemoryView, StatusView};
+use connector_host::semantic::{SemanticStatusView, SemanticView};
 
 /// Prints a value as one JSON document.
 pub fn print_json(value: &impl serde::Serialize) {
@@ -75,8 +76,14 @@ pub fn print_status(status: &StatusView, json: bool, served: bool) {
             Some(s) => format!("  [auto-resync every {}s]", s.every_secs),
             None => String::new(),
         };
+        let semantic = match &m.semantic {
+            Some(SemanticView { error: Some(error), .. }) => format!("  [semantic: {error}]"),
+            Some(s) if s.embedded < s.pages => format!("  [semantic: {}/{} pages embedded]", s.embedded, s.pages),
+            Some(_) => "  [semantic]".to_string(),
+            None => String::new(),
+        };
         println!(
-            "{}  {}  {:<11}  {} pages  {} chunks  {}{auto}",
+            "{}  {}  {:<11}  {} pages  {} chunks  {}{auto}{semantic}",
             m.id,
             m.space_key,
             m.status.name(),
@@ -167,5 +174,24 @@ pub fn print_audit(entries: &[connector_host::audit::AuditEntry], json: bool) {
             e.target,
             e.outcome
         );
+    }
+}
+
+/// Prints whether semantic retrieval is on for an instance and each memory's coverage.
+pub fn print_semantic(view: &SemanticStatusView, json: bool) {
+    if json {
+        print_json(view);
+        return;
+    }
+    if !view.enabled {
+        println!("semantic retrieval is off for {} (turn it on with `connector-host semantic on`)", view.instance);
+        return;
+    }
+    match &view.error {
+        Some(error) => println!("semantic retrieval is on for {}, but answers are lexical: {error}", view.instance),
+        None => println!("semantic retrieval is on for {}", view.instance),
+    }
+    for m in &view.memories {
+        println!("{}  {}/{} pages embedded", m.memory, m.embedded, m.pages);
     }
 }

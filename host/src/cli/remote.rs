@@ -109,6 +109,6 @@ impl Remote {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         bars.finish();
-        Ok(IngestView { memories: settled, rejected: Vec::new() })
+        Ok(IngestView { memories: settled, rejected: Vec::new(), embedded: None })
     }
 }

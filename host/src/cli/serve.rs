@@ -82,6 +82,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             response_mib: args.max_response_mib,
         }),
         quotas: None,
+        embedding_model: cli.embedding_model.clone(),
     };
     let config = flags.resolve(file)?;
     crate::init_logging("info", config.log_format == LogFormat::Json);
@@ -97,6 +98,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     host_config.allowed_sites = config.allowed_sites.clone();
     host_config.background_priority = true;
     host_config.max_response_bytes = config.max_response_bytes;
+    host_config.embedding_model = config.embedding_model.clone();
     let host = connector_host::runtime::ConnectorHost::open(host_config)?;
     connector_host::service::run(host, config, run_for).await?;
     Ok(ExitCode::SUCCESS)

@@ -21,6 +21,7 @@ use crate::report::{
     AskView, ConnectionView, IngestView, MemoryState, MemoryView, PassageView, RejectedView, StatusView,
 };
 use crate::schedule::AutoResyncRefusal;
+use crate::semantic::SemanticStatusView;
 use crate::service::Service;
 use crate::service::auth::{Caller, SESSION_COOKIE};
 use crate::service::error::{ApiError, ErrorBody};
@@ -38,6 +39,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/memories/{id}", get(memory))
         .route("/memories/{id}/sync", post(sync))
         .route("/memories/{id}/auto-resync", put(auto_resync))
+        .route("/semantic", get(semantic).put(set_semantic))
         .route("/ask", post(ask))
         .route("/keys", get(list_keys).post(create_key))
         .route("/keys/{id}", delete(revoke_key))
@@ -116,6 +118,7 @@ impl Service {
         let mut instance = self.readers.get(&caller.instance).await?;
         let status = instance.status().await?;
         let mut view = StatusView::new(&status, &self.host.schedules(&caller.instance)?);
+        self.host.add_semantic_views(&caller.instance, &mut view)?;
         if !caller.manages() {
             for connection in &mut view.connections {
                 connection.email = None;
@@ -358,7 +361,7 @@ async fn add_memories(
     service.host.audit_call(&caller.instance, &caller.key_id, "add-memories", &target, &outcome);
     let outcomes = outcome??;
     tenant.wake();
-    let mut view = IngestView { memories: Vec::new(), rejected: Vec::new() };
+    let mut view = IngestView { memories: Vec::new(), rejected: Vec::new(), embedded: None };
     let mut first_error = None;
     for outcome in outcomes {
         match outcome.outcome {
@@ -469,6 +472,55 @@ async fn auto_resync(
     }
     tracing::info!(tenant = %caller.instance, key = %caller.key_id, memory = %id, every = ?every, "auto-resync set");
     Ok(Json(service.memory_view(&caller, &id).await?))
+}
+
+/// Body of `PUT /api/v1/semantic`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SemanticRequest {
+    /// Semantic retrieval on (every page is embedded in the background) or off (the page
+    /// vectors are deleted).
+    pub enabled: bool,
+}
+
+impl Service {
+    async fn semantic_view(&self, caller: &Caller) -> Result<SemanticStatusView, ApiError> {
+        let memories: Vec<String> = self.status_view(caller).await?.memories.into_iter().map(|m| m.id).collect();
+        Ok(self.host.semantic_status(&caller.instance, &memories)?)
+    }
+}
+
+/// Whether semantic retrieval is on for the caller's instance, and each memory's coverage.
+#[utoipa::path(get, path = "/api/v1/semantic", responses((status = 200, body = SemanticStatusView)))]
+async fn semantic(State(service): State<Arc<Service>>, caller: Caller) -> Result<Json<SemanticStatusView>, ApiError> {
+    Ok(Json(service.semantic_view(&caller).await?))
+}
+
+/// Turns semantic retrieval of the caller's instance on or off (admin, domain-owner). On
+/// needs the host's embedding model (409 without one); memories answer lexically until
+/// their pages are embedded.
+#[utoipa::path(put, path = "/api/v1/semantic", request_body = SemanticRequest,
+    responses((status = 200, body = SemanticStatusView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn set_semantic(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Body(body): Body<SemanticRequest>,
+) -> Result<Json<SemanticStatusView>, ApiError> {
+    caller.require_manager()?;
+    let host = service.host.clone();
+    let instance = caller.instance.clone();
+    // Turning it on reads the whole index to queue its pages: not on the async threads.
+    let changed = tokio::task::spawn_blocking(move || host.set_semantic(&instance, body.enabled))
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
+    let target = if body.enabled { "on" } else { "off" };
+    let outcome = changed.as_ref().map(|_| ()).map_err(|e| e.to_string());
+    service.host.audit(&caller.instance, &caller.key_id, "semantic", target, outcome);
+    if let Err(error) = changed {
+        return Err(ApiError::new(StatusCode::CONFLICT, "unavailable", format!("{error:#}")));
+    }
+    tracing::info!(tenant = %caller.instance, key = %caller.key_id, enabled = body.enabled, "semantic retrieval set");
+    Ok(Json(service.semantic_view(&caller).await?))
 }
 
 /// Body of `POST /api/v1/ask`.
@@ -656,9 +708,10 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
 #[openapi(
     info(title = "connector-host", description = "Knowledge connector service: connections, memories, ask."),
     paths(sign_in, sign_out, whoami, connector, status, connect, disconnect, add_memories, memory, sync,
-        auto_resync, ask, create_key, list_keys, revoke_key, export, audit, metrics),
+        auto_resync, semantic, set_semantic, ask, create_key, list_keys, revoke_key, export, audit, metrics),
     components(schemas(ErrorBody, StatusView, ConnectionView, MemoryView, IngestView, RejectedView, AskView,
-        PassageView, WhoAmI, ConnectorView, FieldView, ApiKey, CreatedKey, Role, AuditEntry)),
+        PassageView, WhoAmI, ConnectorView, FieldView, ApiKey, CreatedKey, Role, AuditEntry, SemanticRequest,
+        SemanticStatusView, crate::semantic::MemoryCoverage, crate::semantic::SemanticView)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

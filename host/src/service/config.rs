@@ -57,6 +57,9 @@ pub struct ServeSettings {
     pub limits: Option<LimitSettings>,
     /// Per-tenant quotas (file only).
     pub quotas: Option<crate::service::quotas::Quotas>,
+    /// Sentence-embedding model directory for semantic retrieval (the global
+    /// `--embedding-model` flag wins over it).
+    pub embedding_model: Option<std::path::PathBuf>,
 }
 
 /// Limits of every call into a connector.
@@ -102,6 +105,8 @@ pub struct ServeConfig {
     pub max_response_bytes: u64,
     /// Per-tenant quotas.
     pub quotas: crate::service::quotas::Quotas,
+    /// Sentence-embedding model directory (`None`: semantic retrieval unavailable).
+    pub embedding_model: Option<std::path::PathBuf>,
 }
 
 impl ServeSettings {
@@ -136,6 +141,7 @@ impl ServeSettings {
             call_timeout: duration(limits.wall_clock.or(file_limits.wall_clock), "wall_clock")?,
             max_response_bytes: limits.response_mib.or(file_limits.response_mib).unwrap_or(64) << 20,
             quotas: self.quotas.or(file.quotas).unwrap_or_default(),
+            embedding_model: self.embedding_model.or(file.embedding_model),
         };
         if config.concurrency == 0 || config.max_concurrent_calls == 0 {
             bail!("concurrency and max_concurrent_calls must be at least 1");

@@ -6,7 +6,8 @@
 //! * [`api`]: the HTTP API (`/api/v1`, roles from [`crate::keys`]), `/openapi.json`,
 //!   `/healthz`, `/metrics`; [`dashboard`]: the browser UI at `/`; [`mcp`]: the Model
 //!   Context Protocol at `/mcp`; [`readers`]: warm instances for read-only calls;
-//!   [`quotas`]: what one tenant may hold.
+//!   [`quotas`]: what one tenant may hold; [`embedding`]: page embeddings for semantic
+//!   retrieval, in the background.
 //! * [`handoff`]: how CLI commands on the same data directory find the running service and
 //!   act through it instead of failing on the store's file lock.
 
@@ -14,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod dashboard;
+pub mod embedding;
 pub mod error;
 pub mod handoff;
 pub mod mcp;
@@ -102,12 +104,17 @@ pub async fn run(host: ConnectorHost, config: ServeConfig, run_for: Option<Durat
     println!("listening on http://{address}");
 
     spawn_stop_signals(shutdown.clone(), run_for);
+    let embedder = embedding::spawn(host.clone(), shutdown.clone());
     let app = api::router(service.clone());
     let stopped = shutdown.clone();
     let served = axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(async move { stopped.cancelled().await })
         .await;
     service.tenants.join().await;
+    if let Some(embedder) = embedder {
+        // It stops after its current batch.
+        let _ = tokio::task::spawn_blocking(move || embedder.join()).await;
+    }
     handoff.remove();
     tracing::info!("stopped");
     served.context("the HTTP server failed")

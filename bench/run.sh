@@ -3,7 +3,10 @@
 #   bench/run.sh --quick
 #   bench/run.sh --datasets ../shared/datasets
 #   bench/run.sh --peers --datasets ../shared/datasets --out target/bench-results.json
+#   bench/run.sh --only quality --datasets ../shared/datasets --embedding-model target/models/all-MiniLM-L6-v2
+#                                         (also the hybrid rows: semantic retrieval on)
 #   bench/run.sh tune ../shared/datasets   (ranking variants, natively, on every dataset)
+#   bench/run.sh tune --embedding-model target/models/all-MiniLM-L6-v2 ../shared/datasets   (fusion variants)
 #   bench/run.sh soak --minutes 10      (connector-host serve under mixed load with faults)
 # With --peers, a throwaway virtualenv (target/bench-venv) gets langchain-community,
 # atlassian-python-api and llama-index-readers-confluence from PyPI; with --datasets, bm25s

@@ -176,6 +176,7 @@ pub fn run_semantic(datasets: &[impl AsRef<Path>], model_dir: &Path) -> Result<(
             Some(SemanticConfig { dense_candidates: candidates, ..convex(0.5) }),
         ));
     }
+    print_vector_scan_times();
     let defaults = IndexVariant { name: "defaults", search: SearchConfig::default(), chunking: ChunkConfig::default() };
     let answer = AnswerVariant { name: "defaults", rank: RankConfig::default(), per_document: 1 };
     for path in datasets {
@@ -214,6 +215,44 @@ pub fn run_semantic(datasets: &[impl AsRef<Path>], model_dir: &Path) -> Result<(
         }
     }
     Ok(())
+}
+
+/// How long an exact scan of an instance's page vectors takes (384 floats each, random unit
+/// vectors, top 100), to know when an approximate index would be worth its cost.
+fn print_vector_scan_times() {
+    use connector_search::semantic::vectors::Vectors;
+    println!("\n### Exact vector search (one query, top 100 pages, 384 dimensions)\n");
+    println!("| pages | vectors MiB | scan p50 ms | scan p99 ms |");
+    println!("| ---: | ---: | ---: | ---: |");
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let mut unit = |n: usize| -> Vec<f32> {
+        let v: Vec<f32> = (0..n).map(|_| next()).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / norm).collect()
+    };
+    for pages in [10_000usize, 100_000] {
+        let mut vectors = Vectors::new(384);
+        for i in 0..pages {
+            vectors.upsert(&format!("m\u{1f}{i}"), &unit(384));
+        }
+        let mut times: Vec<f64> = (0..200)
+            .map(|_| {
+                let query = unit(384);
+                let started = std::time::Instant::now();
+                std::hint::black_box(vectors.nearest(&query, &[], 100));
+                started.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let mib = (pages * 384 * 4) as f64 / (1 << 20) as f64;
+        println!("| {pages} | {mib:.0} | {:.2} | {:.2} |", times[100], times[197]);
+    }
 }
 
 /// The index, its number of chunks, and each document's.

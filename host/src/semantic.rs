@@ -5,8 +5,8 @@
 //! embeddings beside it while it is on.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::{Result, anyhow};
 use connector_embed::EmbeddingModel;
@@ -104,6 +104,10 @@ pub struct InstanceSearch {
     /// Semantic retrieval is on for the instance but cannot run (no model): commits mark
     /// the semantic index stale, so that it catches up when the model is back.
     wanted: AtomicBool,
+    /// Lexical commits so far (to see whether one happened while the semantic index opened).
+    commits: AtomicU64,
+    /// One [`Self::enable`] at a time.
+    enabling: Mutex<()>,
 }
 
 impl std::fmt::Debug for InstanceSearch {
@@ -122,6 +126,8 @@ impl InstanceSearch {
             uncommitted: AtomicBool::new(false),
             reconcile: AtomicBool::new(false),
             wanted: AtomicBool::new(false),
+            commits: AtomicU64::new(0),
+            enabling: Mutex::new(()),
         }
     }
 
@@ -149,22 +155,26 @@ impl InstanceSearch {
     }
 
     /// Turns semantic retrieval on with `model`: opens (or creates) the semantic index,
-    /// whose new pages are every committed document. Idempotent.
+    /// whose new pages are every committed document. Idempotent. Queries and writes go on
+    /// lexically while it opens (reading a large index takes a while); what they commit
+    /// meanwhile is caught up with before this returns.
     pub fn enable(&self, model: Arc<EmbeddingModel>) -> Result<()> {
-        let mut slot = self.semantic.write().unwrap_or_else(|e| e.into_inner());
-        if slot.is_some() {
+        let _one_at_a_time = self.enabling.lock().unwrap_or_else(|e| e.into_inner());
+        if self.semantic().is_some() {
             return Ok(());
         }
+        let commits_before = self.commits.load(Ordering::SeqCst);
         let opened = SemanticSearch::open(self.lexical.clone(), &self.store_path, model, SemanticConfig::default())
             .map_err(|e| anyhow!("cannot open the semantic index {}: {e}", self.store_path.display()))?;
         let stale = self.stale_marker();
-        if stale.exists() {
-            // Pages changed while the model was unavailable.
-            opened.reconcile().map_err(|e| anyhow!("cannot bring the semantic index up to date: {e}"))?;
-            std::fs::remove_file(&stale).map_err(|e| anyhow!("cannot delete {}: {e}", stale.display()))?;
-        }
-        *slot = Some(Arc::new(opened));
+        let opened = Arc::new(opened);
+        *self.semantic.write().unwrap_or_else(|e| e.into_inner()) = Some(opened.clone());
         self.wanted.store(false, Ordering::SeqCst);
+        if stale.exists() || self.commits.load(Ordering::SeqCst) != commits_before {
+            // Pages changed while the model was unavailable, or while the index opened.
+            opened.reconcile().map_err(|e| anyhow!("cannot bring the semantic index up to date: {e}"))?;
+            let _ = std::fs::remove_file(&stale);
+        }
         if self.uncommitted.load(Ordering::SeqCst) {
             // A step is writing past the semantic index: catch up once it commits.
             self.reconcile.store(true, Ordering::SeqCst);
@@ -175,6 +185,7 @@ impl InstanceSearch {
     /// Turns semantic retrieval off and deletes the semantic index (turning it on again
     /// embeds every page anew, as pages change while it is off).
     pub fn disable(&self) -> Result<()> {
+        let _one_at_a_time = self.enabling.lock().unwrap_or_else(|e| e.into_inner());
         let mut slot = self.semantic.write().unwrap_or_else(|e| e.into_inner());
         *slot = None;
         self.reconcile.store(false, Ordering::SeqCst);
@@ -230,6 +241,7 @@ impl SearchBackend for InstanceSearch {
             Some(semantic) => semantic.commit()?,
             None => self.lexical.commit()?,
         }
+        self.commits.fetch_add(1, Ordering::SeqCst);
         self.uncommitted.store(false, Ordering::SeqCst);
         if self.reconcile.swap(false, Ordering::SeqCst)
             && let Some(semantic) = self.semantic()

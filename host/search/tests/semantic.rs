@@ -207,3 +207,21 @@ fn reciprocal_rank_fusion_is_available() {
     embed_all(&search);
     assert_eq!(documents(&search.query("renew secret", &[], 10).unwrap())[0], "rotation");
 }
+
+#[test]
+fn reconcile_catches_up_with_writes_that_bypassed_it() {
+    let encoder = Arc::new(ConceptEncoder::default());
+    let (lexical, search) = open(&encoder);
+    handbook(&search);
+    embed_all(&search);
+    encoder.embedded.lock().unwrap().clear();
+    lexical.replace_document("m", "new", &page("Release train", "ship on tuesdays")).unwrap();
+    lexical.remove_documents("m", &["lunch".into()]).unwrap();
+    lexical.commit().unwrap();
+    assert_eq!(search.coverage("m").pages, 3, "not seen yet");
+
+    search.reconcile().unwrap();
+    assert_eq!((search.coverage("m").embedded, search.coverage("m").pages), (2, 3));
+    assert_eq!(embed_all(&search), 1);
+    assert_eq!(*encoder.embedded.lock().unwrap(), ["Release train\nship on tuesdays"]);
+}

@@ -254,44 +254,42 @@ impl ConnectorHost {
         &self.embedding
     }
 
-    /// Semantic coverage of a memory, while semantic retrieval is on for its instance
-    /// (with the reason when the model is unavailable).
-    pub fn semantic_view(&self, namespace: &str, memory_id: &str) -> Result<Option<SemanticView>> {
-        if !self.semantic_enabled(namespace)? {
-            return Ok(None);
-        }
-        let index = self.index(namespace)?;
-        Ok(Some(match index.coverage(memory_id) {
-            Some(coverage) => SemanticView { embedded: coverage.embedded, pages: coverage.pages, error: None },
-            None => {
-                let error = self.embedding.model().err().map(|e| e.to_string());
-                SemanticView { embedded: 0, pages: 0, error }
-            }
-        }))
-    }
-
-    /// Whether semantic retrieval is on for an instance, and each memory's coverage.
+    /// Whether semantic retrieval is on for an instance, why it is not running (the model
+    /// is unavailable), and the coverage of each of `memory_ids` while it runs.
     pub fn semantic_status(&self, namespace: &str, memory_ids: &[String]) -> Result<SemanticStatusView> {
         let enabled = self.semantic_enabled(namespace)?;
-        let index = self.index(namespace)?;
-        let memories = memory_ids
-            .iter()
-            .filter_map(|memory| {
-                index.coverage(memory).map(|c| MemoryCoverage {
-                    memory: memory.clone(),
-                    embedded: c.embedded,
-                    pages: c.pages,
+        let mut coverages = self.index(namespace)?.coverages();
+        let memories = match &mut coverages {
+            Some(coverages) => memory_ids
+                .iter()
+                .map(|memory| {
+                    let c = coverages.remove(memory).unwrap_or_default();
+                    MemoryCoverage { memory: memory.clone(), embedded: c.embedded, pages: c.pages }
                 })
-            })
-            .collect();
+                .collect(),
+            None => Vec::new(),
+        };
         let error = if enabled { self.embedding.model().err().map(|e| e.to_string()) } else { None };
         Ok(SemanticStatusView { instance: namespace.to_string(), enabled, error, memories })
     }
 
-    /// Fills in the semantic coverage of every memory of a status view.
+    /// Fills in the semantic coverage of every memory of a status view, while semantic
+    /// retrieval is on for the instance.
     pub fn add_semantic_views(&self, namespace: &str, view: &mut StatusView) -> Result<()> {
+        let ids: Vec<String> = view.memories.iter().map(|m| m.id.clone()).collect();
+        let status = self.semantic_status(namespace, &ids)?;
+        if !status.enabled {
+            return Ok(());
+        }
+        let mut coverages: HashMap<String, MemoryCoverage> =
+            status.memories.into_iter().map(|c| (c.memory.clone(), c)).collect();
         for memory in &mut view.memories {
-            memory.semantic = self.semantic_view(namespace, &memory.id)?;
+            let coverage = coverages.remove(&memory.id);
+            memory.semantic = Some(SemanticView {
+                embedded: coverage.as_ref().map_or(0, |c| c.embedded),
+                pages: coverage.as_ref().map_or(0, |c| c.pages),
+                error: status.error.clone(),
+            });
         }
         Ok(())
     }

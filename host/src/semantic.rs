@@ -4,6 +4,7 @@
 //! switch is off — nothing is staged, stored or embedded then — and lexical with page
 //! embeddings beside it while it is on.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -200,9 +201,10 @@ impl InstanceSearch {
         Ok(())
     }
 
-    /// How far embedding has come for a memory, while semantic retrieval is on.
-    pub fn coverage(&self, memory_id: &str) -> Option<Coverage> {
-        self.semantic().map(|semantic| semantic.coverage(memory_id))
+    /// How far embedding has come for every memory with pages, while semantic retrieval
+    /// is on.
+    pub fn coverages(&self) -> Option<HashMap<String, Coverage>> {
+        self.semantic().map(|semantic| semantic.coverages())
     }
 
     /// One round of background embedding (`None` while semantic retrieval is off).

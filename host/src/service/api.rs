@@ -485,7 +485,8 @@ pub struct SemanticRequest {
 
 impl Service {
     async fn semantic_view(&self, caller: &Caller) -> Result<SemanticStatusView, ApiError> {
-        let memories: Vec<String> = self.status_view(caller).await?.memories.into_iter().map(|m| m.id).collect();
+        let status = self.readers.get(&caller.instance).await?.status().await?;
+        let memories: Vec<String> = status.memories.into_iter().map(|m| m.id).collect();
         Ok(self.host.semantic_status(&caller.instance, &memories)?)
     }
 }

@@ -153,12 +153,23 @@ impl SemanticSearch {
 
     /// How far embedding has come for `memory_id`.
     pub fn coverage(&self, memory_id: &str) -> Coverage {
-        let prefix = key(memory_id, "");
+        self.coverages().remove(memory_id).unwrap_or_default()
+    }
+
+    /// How far embedding has come for every memory with pages, in one pass.
+    pub fn coverages(&self) -> HashMap<String, Coverage> {
         let mirror = self.mirror.read().unwrap_or_else(|e| e.into_inner());
-        let pending = mirror.pending.iter().filter(|k| k.starts_with(&prefix)).count() as u64;
-        let embedded =
-            mirror.vectors.keys().filter(|k| k.starts_with(&prefix) && !mirror.pending.contains(*k)).count() as u64;
-        Coverage { embedded, pages: embedded + pending }
+        let mut coverages: HashMap<String, Coverage> = HashMap::new();
+        let memory_of = |key: &str| key.split(KEY_SEP).next().unwrap_or_default().to_string();
+        for key in &mirror.pending {
+            coverages.entry(memory_of(key)).or_default().pages += 1;
+        }
+        for key in mirror.vectors.keys().filter(|k| !mirror.pending.contains(*k)) {
+            let coverage = coverages.entry(memory_of(key)).or_default();
+            coverage.embedded += 1;
+            coverage.pages += 1;
+        }
+        coverages
     }
 
     /// Embeds up to one batch of pending pages and stores their vectors. Rounds never run

@@ -214,6 +214,73 @@ pub fn run_semantic(datasets: &[impl AsRef<Path>], model_dir: &Path) -> Result<(
             println!("| {name} | {:.4} | {:.4} | {per_query:.1} |", scores.ndcg_at_10(), scores.recall_at_100());
         }
     }
+    print_fused_latency(datasets, model_dir, embedder)?;
+    Ok(())
+}
+
+/// Latency of one fused query (as `retrieve` with limit 10 asks the index) over every
+/// dataset's pages in one instance, one memory each: the page vectors come from the
+/// cache, but every question is embedded by the model as it is asked.
+fn print_fused_latency(
+    datasets: &[impl AsRef<Path>],
+    model_dir: &Path,
+    cached: std::sync::Arc<crate::embedding_cache::CachedEmbedder>,
+) -> Result<()> {
+    let index = TantivySearch::open_in_ram_with(SearchConfig::default())?;
+    let mut loaded = Vec::new();
+    let mut pages = 0;
+    for (i, path) in datasets.iter().enumerate() {
+        let dataset = load(path.as_ref())?;
+        let memory = format!("d{i}");
+        for d in &dataset.docs {
+            let chunks = page_chunks(&format!("<p>{}</p>", escape(&d.text)), &d.page_title(), &ChunkConfig::default())
+                .into_iter()
+                .map(|c| Chunk { ordinal: c.ordinal, title: c.title, heading: c.heading, text: c.text })
+                .collect::<Vec<_>>();
+            index.replace_document(&memory, &d.id, &chunks)?;
+        }
+        pages += dataset.docs.len();
+        loaded.push((path.as_ref().display().to_string(), dataset));
+    }
+    index.commit()?;
+    let lexical: std::sync::Arc<dyn SearchBackend> = std::sync::Arc::new(index);
+    let store = tempfile::tempdir()?;
+    let store_path = store.path().join("semantic.redb");
+    {
+        let filling = SemanticSearch::open(lexical.clone(), &store_path, cached, SemanticConfig::default())?;
+        while filling.embed_pending()?.embedded > 0 {}
+    }
+    let model = std::sync::Arc::new(connector_embed::EmbeddingModel::load(model_dir)?);
+    let semantic = SemanticSearch::open(lexical.clone(), &store_path, model, SemanticConfig::default())?;
+    if semantic.remaining() > 0 {
+        anyhow::bail!("{} pages were not embedded", semantic.remaining());
+    }
+    let pool = RankConfig::default().pool(Shape { limit: 10, per_document: 1 });
+    println!(
+        "\n### Fused query latency ({pages} pages in one instance, index pool {pool} chunks, question embedded per query)\n"
+    );
+    println!("| questions | lexical p50 / p99 ms | fused p50 / p99 ms |");
+    println!("| --- | ---: | ---: |");
+    for (name, dataset) in &loaded {
+        let questions: Vec<&str> = dataset.queries.iter().take(300).map(|q| q.text.as_str()).collect();
+        let time = |index: &dyn SearchBackend| -> Result<(f64, f64)> {
+            let mut times = Vec::with_capacity(questions.len());
+            for q in &questions {
+                let started = std::time::Instant::now();
+                std::hint::black_box(index.query(q, &[], pool)?);
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            times.sort_by(f64::total_cmp);
+            let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+            Ok((at(0.5), at(0.99)))
+        };
+        let (lexical_p50, lexical_p99) = time(lexical.as_ref())?;
+        let (fused_p50, fused_p99) = time(&semantic)?;
+        println!(
+            "| {name} ({} questions) | {lexical_p50:.1} / {lexical_p99:.1} | {fused_p50:.1} / {fused_p99:.1} |",
+            questions.len()
+        );
+    }
     Ok(())
 }
 

@@ -1,8 +1,8 @@
 //! The host capabilities the connector logic needs, as plain Rust traits.
 //!
 //! The component implements them over its WIT imports (`wasi:keyvalue`, `search`,
-//! `secrets`); native tests implement them in memory. Keeping the seam this small is
-//! what lets the Confluence logic be tested without WebAssembly.
+//! `secrets`); native tests use the in-memory ones of [`crate::fakes`]. Keeping the seam
+//! this small is what lets the Confluence logic be tested without WebAssembly.
 
 /// A failed host call (storage, search or secrets), with the host's message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,15 +2,20 @@
 //!
 //! Every heading starts a new section; a chunk never spans two sections, so each chunk can be
 //! cited with its own heading path (e.g. `["Install", "Linux"]`, usable for a `#heading` deep
-//! link). A heading whose section has no text produces no chunk, but its title stays in the path
-//! of the headings below it. Text before the first heading gets an empty path.
+//! link). A heading whose section has no text stays in the path of the headings below it; a
+//! heading that heads no text at all (the next heading is of the same or a higher level, or
+//! the page ends, or only generated macros were under it) becomes a chunk of its own title, so
+//! that no heading is lost. Text before the first heading gets an empty path.
 //!
 //! Within a section, blocks are packed greedily up to [`ChunkConfig::target_chars`] (joined by
 //! blank lines). A section that is too long is split at block boundaries first, then a block that
 //! is itself too long at line boundaries, then at sentence boundaries, and as a last resort at
 //! [`ChunkConfig::max_chars`] (preferring a space, always on a character boundary). No chunk
-//! exceeds `max_chars` characters; text is neither duplicated nor lost — only the whitespace at
-//! a split point is dropped. Heading titles are *not* repeated in [`Chunk::text`]; they are in
+//! exceeds `max_chars` characters; text is not lost — only the whitespace at a split point is
+//! dropped — and duplicated only where a split would cut context off: a table's header row
+//! starts every later chunk of the table, and a code block split across chunks is closed at
+//! the end of each and reopened (with its language) at the start of the next. Heading titles
+//! are *not* repeated in [`Chunk::text`] (except in a heading's own chunk); they are in
 //! [`Chunk::headings`].
 //!
 //! Lengths are counted in Unicode scalar values (`char`s), not bytes.
@@ -80,23 +85,64 @@ pub fn chunk(doc: &Converted, cfg: &ChunkConfig) -> Vec<Chunk> {
     let max = cfg.max_chars.max(1);
     let limits = Limits { target: cfg.target_chars.clamp(1, max), max };
     let mut chunks = Vec::new();
-    let mut path: Vec<(u8, &str)> = Vec::new();
+    let mut path = Path::default();
     let mut section: Vec<&str> = Vec::new();
     for block in &doc.blocks {
         match block {
             Block::Heading { level, text } => {
-                emit_section(&path, &section, limits, &mut chunks);
+                path.emit(&section, limits, &mut chunks);
                 section.clear();
-                while path.last().is_some_and(|(l, _)| *l >= *level) {
-                    path.pop();
-                }
-                path.push((*level, text));
+                path.leave_to(*level, limits, &mut chunks);
+                path.headings.push(PathHeading { level: *level, title: text, cited: false });
             }
             Block::Text(text) => section.push(text),
         }
     }
-    emit_section(&path, &section, limits, &mut chunks);
+    path.emit(&section, limits, &mut chunks);
+    path.leave_to(0, limits, &mut chunks);
     chunks
+}
+
+/// The headings above the current section.
+#[derive(Default)]
+struct Path<'a> {
+    headings: Vec<PathHeading<'a>>,
+}
+
+struct PathHeading<'a> {
+    level: u8,
+    title: &'a str,
+    /// Whether a chunk carries this heading in its path yet.
+    cited: bool,
+}
+
+impl Path<'_> {
+    fn titles(&self) -> Vec<String> {
+        self.headings.iter().map(|h| h.title.to_owned()).collect()
+    }
+
+    /// Emits a section's chunks under the current path.
+    fn emit(&mut self, blocks: &[&str], limits: Limits, out: &mut Vec<Chunk>) {
+        let before = out.len();
+        emit_section(&self.titles(), blocks, limits, out);
+        if out.len() > before {
+            self.headings.iter_mut().for_each(|h| h.cited = true);
+        }
+    }
+
+    /// Leaves every heading of `level` or deeper; one that no chunk cites becomes a chunk
+    /// of its own title (cut to the chunk limit).
+    fn leave_to(&mut self, level: u8, limits: Limits, out: &mut Vec<Chunk>) {
+        while self.headings.last().is_some_and(|h| h.level >= level) {
+            let Some(last) = self.headings.last() else { break };
+            if !last.cited {
+                let text: String = last.title.chars().take(limits.max).collect();
+                out.push(Chunk { headings: self.titles(), text });
+                self.headings.iter_mut().for_each(|h| h.cited = true);
+            }
+            self.headings.pop();
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -111,9 +157,43 @@ struct Atom<'a> {
     sep: &'a str,
     text: &'a str,
     len: usize,
+    /// For a line inside a table or code block: what a chunk starting with it needs first.
+    context: Option<Context<'a>>,
+    /// The line ends its code block (the closing fence).
+    closes: bool,
 }
 
-fn emit_section(path: &[(u8, &str)], blocks: &[&str], limits: Limits, out: &mut Vec<Chunk>) {
+impl<'a> Atom<'a> {
+    fn new(sep: &'a str, text: &'a str, len: usize) -> Atom<'a> {
+        Atom { sep, text, len, context: None, closes: false }
+    }
+}
+
+/// The lines a split table or code block repeats around a chunk boundary.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    /// The table's header row, or the code block's opening fence (with its language).
+    open: &'a str,
+    /// The code block's closing fence.
+    close: Option<&'a str>,
+}
+
+/// Whether a block is a table as [`crate::storage`] writes one: a row per line, cells
+/// joined by ` | `, the header row first.
+fn is_table(lines: &[&str]) -> bool {
+    lines.len() > 1 && lines.iter().all(|l| l.contains(" | "))
+}
+
+/// The opening and closing fence lines of a block holding a fenced code block (possibly
+/// after its label and title lines): their line numbers.
+fn code_fences(lines: &[&str]) -> Option<(usize, usize)> {
+    let open = lines.iter().position(|l| l.starts_with("```"))?;
+    let fence: &str = &lines[open][..lines[open].chars().take_while(|&c| c == '`').count()];
+    let close = lines.len() - 1;
+    (close > open && lines[close] == fence).then_some((open, close))
+}
+
+fn emit_section(headings: &[String], blocks: &[&str], limits: Limits, out: &mut Vec<Chunk>) {
     let mut atoms = Vec::new();
     for block in blocks {
         split_block(block, limits, &mut atoms);
@@ -121,23 +201,42 @@ fn emit_section(path: &[(u8, &str)], blocks: &[&str], limits: Limits, out: &mut 
     if atoms.is_empty() {
         return;
     }
-    let headings: Vec<String> = path.iter().map(|(_, t)| (*t).to_owned()).collect();
     let mut cur = String::new();
     let mut cur_len = 0usize;
+    // The context of the last atom taken, while it is inside a table or code block.
+    let mut open: Option<Context<'_>> = None;
     for atom in atoms {
         let sep_len = atom.sep.chars().count();
         if cur_len > 0 && cur_len + sep_len + atom.len > limits.target {
-            push_chunk(&headings, &mut cur, out);
+            if let Some(close) = open.and_then(|c| c.close) {
+                let close_len = close.chars().count();
+                if cur_len + 1 + close_len <= limits.max {
+                    cur.push('\n');
+                    cur.push_str(close);
+                }
+            }
+            push_chunk(headings, &mut cur, out);
             cur_len = 0;
         }
-        if cur_len > 0 {
+        if cur_len == 0
+            && let Some(context) = atom.context
+        {
+            let open_len = context.open.chars().count();
+            if open_len + 1 + atom.len <= limits.max {
+                cur.push_str(context.open);
+                cur_len = open_len;
+                cur.push('\n');
+                cur_len += 1;
+            }
+        } else if cur_len > 0 {
             cur.push_str(atom.sep);
             cur_len += sep_len;
         }
         cur.push_str(atom.text);
         cur_len += atom.len;
+        open = atom.context.filter(|_| !atom.closes);
     }
-    push_chunk(&headings, &mut cur, out);
+    push_chunk(headings, &mut cur, out);
 }
 
 fn push_chunk(headings: &[String], cur: &mut String, out: &mut Vec<Chunk>) {
@@ -156,14 +255,24 @@ fn split_block<'a>(block: &'a str, limits: Limits, atoms: &mut Vec<Atom<'a>>) {
         return;
     }
     if len <= limits.target {
-        atoms.push(Atom { sep: "\n\n", text: block, len });
+        atoms.push(Atom::new("\n\n", block, len));
         return;
     }
-    for (i, line) in block.split('\n').enumerate() {
+    let lines: Vec<&'a str> = block.split('\n').collect();
+    let header = is_table(&lines).then_some(lines[0]);
+    let fences = code_fences(&lines);
+    for (i, &line) in lines.iter().enumerate() {
         let sep = if i == 0 { "\n\n" } else { "\n" };
         let line_len = line.chars().count();
+        let (context, closes) = match (header, fences) {
+            (Some(header), _) if i > 0 => (Some(Context { open: header, close: None }), false),
+            (_, Some((open, close))) if i > open => {
+                (Some(Context { open: lines[open], close: Some(lines[close]) }), i == close)
+            }
+            _ => (None, false),
+        };
         if line_len <= limits.target {
-            atoms.push(Atom { sep, text: line, len: line_len });
+            atoms.push(Atom { sep, text: line, len: line_len, context, closes });
             continue;
         }
         let mut sep = sep;
@@ -219,7 +328,7 @@ fn hard_split<'a>(sep: &'a str, piece: &'a str, max: usize, atoms: &mut Vec<Atom
         let Some((cut, _)) = rest.char_indices().nth(max) else {
             let len = rest.chars().count();
             if len > 0 {
-                atoms.push(Atom { sep, text: rest, len });
+                atoms.push(Atom::new(sep, rest, len));
             }
             return;
         };
@@ -238,12 +347,12 @@ fn hard_split<'a>(sep: &'a str, piece: &'a str, max: usize, atoms: &mut Vec<Atom
                     .find(|(_, c)| !c.is_whitespace())
                     .map(|(j, _)| i + j)
                     .unwrap_or(rest.len());
-                atoms.push(Atom { sep, text: head, len: head.chars().count() });
+                atoms.push(Atom::new(sep, head, head.chars().count()));
                 sep = &rest[i..ws_end];
                 rest = &rest[ws_end..];
             }
             None => {
-                atoms.push(Atom { sep, text: window, len: max });
+                atoms.push(Atom::new(sep, window, max));
                 sep = "";
                 rest = &rest[cut..];
             }
@@ -277,26 +386,36 @@ mod tests {
         chunks.iter().map(|c| (c.headings.iter().map(String::as_str).collect(), c.text.as_str())).collect()
     }
 
-    /// Every word of every text block appears in the chunk texts, the same number of times
-    /// (nothing lost, nothing duplicated), and no chunk exceeds `max_chars`.
+    /// Every word of every text block appears in the chunk texts at least as often, no
+    /// chunk exceeds `max_chars`, and the only extra words are repeated context (a table's
+    /// header row, a code fence) or the title of a heading that heads no text.
     fn assert_lossless(d: &Converted, chunks: &[Chunk], cfg: &ChunkConfig) {
         for c in chunks {
             assert!(c.text.chars().count() <= cfg.max_chars, "chunk too long: {}", c.text.len());
             assert!(!c.text.trim().is_empty());
         }
-        let mut want: Vec<&str> = d
-            .blocks
-            .iter()
-            .filter_map(|b| match b {
-                Block::Text(s) => Some(s.split_whitespace()),
-                Block::Heading { .. } => None,
-            })
-            .flatten()
-            .collect();
-        let mut got: Vec<&str> = chunks.iter().flat_map(|c| c.text.split_whitespace()).collect();
-        want.sort_unstable();
-        got.sort_unstable();
-        assert_eq!(got, want);
+        let mut want: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        let mut context: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for block in &d.blocks {
+            match block {
+                Block::Text(s) => {
+                    s.split_whitespace().for_each(|w| *want.entry(w).or_default() += 1);
+                    let lines: Vec<&str> = s.split('\n').collect();
+                    if is_table(&lines) {
+                        context.extend(lines[0].split_whitespace());
+                    }
+                    context.extend(lines.iter().filter(|l| l.starts_with("```")).flat_map(|l| l.split_whitespace()));
+                }
+                Block::Heading { text, .. } => context.extend(text.split_whitespace()),
+            }
+        }
+        for word in chunks.iter().flat_map(|c| c.text.split_whitespace()) {
+            *want.entry(word).or_default() -= 1;
+        }
+        for (word, missing) in want {
+            assert!(missing <= 0, "{word:?} lost {missing} times");
+            assert!(missing == 0 || context.contains(word), "{word:?} added {} times", -missing);
+        }
     }
 
     #[test]
@@ -330,7 +449,59 @@ mod tests {
     #[test]
     fn skipped_levels_and_trailing_empty_heading() {
         let d = doc(vec![h(3, "Deep first"), t("a"), h(1, "Top"), h(4, "Four"), t("b"), h(2, "Empty end")]);
-        assert_eq!(paths(&chunk(&d, &ChunkConfig::default())), [(vec!["Deep first"], "a"), (vec!["Top", "Four"], "b")]);
+        assert_eq!(
+            paths(&chunk(&d, &ChunkConfig::default())),
+            [(vec!["Deep first"], "a"), (vec!["Top", "Four"], "b"), (vec!["Top", "Empty end"], "Empty end")]
+        );
+    }
+
+    #[test]
+    fn a_heading_over_no_text_is_a_chunk_of_its_title() {
+        // Sections like `details` pages: headings with nothing under them but more headings.
+        let d =
+            doc(vec![h(1, "Owner"), h(1, "Status"), h(2, "Due date"), t("Friday"), h(2, "Reviewers"), h(1, "Links")]);
+        assert_eq!(
+            paths(&chunk(&d, &ChunkConfig::default())),
+            [
+                (vec!["Owner"], "Owner"),
+                (vec!["Status", "Due date"], "Friday"),
+                (vec!["Status", "Reviewers"], "Reviewers"),
+                (vec!["Links"], "Links"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_split_table_repeats_its_header_row() {
+        let rows: Vec<String> = (0..40).map(|i| format!("feature {i} | supported | owner{i}")).collect();
+        let table = format!("Feature | Status | Owner\n{}", rows.join("\n"));
+        let d = doc(vec![h(1, "Matrix"), t(&table)]);
+        let cfg = ChunkConfig { target_chars: 200, max_chars: 300 };
+        let chunks = chunk(&d, &cfg);
+        assert!(chunks.len() > 3);
+        for c in &chunks {
+            assert!(c.text.starts_with("Feature | Status | Owner\n"), "{}", c.text);
+        }
+        assert_lossless(&d, &chunks, &cfg);
+    }
+
+    #[test]
+    fn a_split_code_block_is_closed_and_reopened_with_its_language() {
+        let code: Vec<String> = (0..60).map(|i| format!("let value_{i} = compute({i});")).collect();
+        let block = format!("Setup script\n```rust\n{}\n```", code.join("\n"));
+        let d = doc(vec![t(&block)]);
+        let cfg = ChunkConfig { target_chars: 300, max_chars: 400 };
+        let chunks = chunk(&d, &cfg);
+        assert!(chunks.len() > 3);
+        assert!(chunks[0].text.starts_with("Setup script\n```rust\n"), "{}", chunks[0].text);
+        for c in &chunks {
+            assert_eq!(c.text.matches("```").count(), 2, "every chunk holds a whole fenced block: {}", c.text);
+            assert!(c.text.ends_with("\n```"), "{}", c.text);
+        }
+        for c in &chunks[1..] {
+            assert!(c.text.starts_with("```rust\n"), "{}", c.text);
+        }
+        assert_lossless(&d, &chunks, &cfg);
     }
 
     #[test]

@@ -9,12 +9,15 @@
 //! - [`storage`], [`chunk`]: storage format → clean text → section chunks with headings;
 //! - [`engine`], [`records`], [`caps`]: connect / ingest / sync / step / retrieve over
 //!   key-value storage, search and secrets;
-//! - [`rank`]: the index's best chunks → an answer of distinct, document-ranked sources.
+//! - [`rank`]: the index's best chunks → an answer of distinct, document-ranked sources;
+//! - [`fakes`]: every capability in memory (and a host that crashes on cue), for native
+//!   tests of the engine (`tests/engine.rs`).
 
 pub mod caps;
 pub mod chunk;
 pub mod client;
 pub mod engine;
+pub mod fakes;
 pub mod http;
 pub mod model;
 pub mod rank;

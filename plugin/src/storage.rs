@@ -19,13 +19,16 @@
 //! * `code` / `noformat` macros and `<pre>` → fenced blocks (language after the fence, title
 //!   on the line before), newlines kept;
 //! * `info` / `note` / `warning` / `tip` / `panel` → a label line (`Note: <title>`) then the body;
-//!   `expand` → title line then body; `excerpt` and unknown macros → their body;
+//!   `expand` → title line then body; `excerpt` and unknown macros → their body (a plain-text
+//!   body as code with the macro's `title` and `language`; without a body, its `body`
+//!   parameter, where math macros keep the formula);
 //! * links → body text, else page / blog-post title, else attachment file name, else `@user`
-//!   for mentions; `<a href>` keeps its text and appends ` (URL)` when the URL differs;
-//! * images → caption, else `ac:alt`, else `ac:title`, else file name; emoticons → their
-//!   `ac:emoji-fallback`; `status` → its title; `jira` → its issue key; `<time>` → `datetime`;
+//!   for mentions; `<a href>` → its text (its URL only when it has none);
+//! * images → caption, else `ac:alt`, else `ac:title` (never the file name); emoticons → their
+//!   `ac:emoji-fallback`, else the emoji their id spells, else the character of their classic
+//!   name (`tick` → ✔); `status` → its title; `jira` → its issue key; `<time>` → `datetime`;
 //! * ADF extensions → `ac:adf-fallback` (the ADF node text only if no fallback rendered);
-//! * dropped: generated macros (`toc`, `children`, `pagetree`, …), macro parameters, task
+//! * dropped: generated macros (`toc`, `children`, `pagetree`, …), other macro parameters, task
 //!   ids / uuids / status words, placeholders, comments, `<script>` / `<style>`.
 //!
 //! ```
@@ -1043,7 +1046,7 @@ impl<'a> Converter<'a> {
                 Kind::Inline
             }
             "ac:emoticon" => {
-                if let Some(v) = attr(e, b"ac:emoji-fallback") {
+                if let Some(v) = emoticon_text(e) {
                     self.on_text(&v);
                 }
                 Kind::Inline
@@ -1185,23 +1188,16 @@ impl<'a> Converter<'a> {
         let Some(target) = self.refs.last() else {
             return;
         };
-        if target.fallback.is_some() && name != "ri:user" {
+        // An image's resource is its file, whose name the page does not show.
+        if target.image || (target.fallback.is_some() && name != "ri:user") {
             return;
         }
-        let image = target.image;
         let value = match name {
             "ri:page" | "ri:blog-post" => attr(e, b"ri:content-title"),
             "ri:attachment" => attr(e, b"ri:filename"),
             "ri:user" => Some("@user".to_owned()),
             "ri:space" => attr(e, b"ri:space-key"),
-            "ri:url" => attr(e, b"ri:value").map(|v| {
-                if image {
-                    let v = v.trim().split(['?', '#']).next().unwrap_or("").trim_end_matches('/');
-                    v.rsplit('/').next().unwrap_or(v).to_owned()
-                } else {
-                    v
-                }
-            }),
+            "ri:url" => attr(e, b"ri:value"),
             "ri:shortcut" => attr(e, b"ri:parameter"),
             _ => None,
         };
@@ -1280,12 +1276,14 @@ impl<'a> Converter<'a> {
             }
             Kind::Anchor => {
                 if let Some(cap) = self.caps.pop() {
+                    // A link shows its text; its URL is not on the page (and was most of
+                    // the noise a search matched). A link without text shows its URL.
                     let text = collapse_ws(&cap.text);
                     let href = collapse_ws(cap.href.as_deref().unwrap_or(""));
-                    self.on_text(&text);
-                    if !href.is_empty() && !href.starts_with('#') && !same_target(&text, &href) {
-                        let suffix = if text.is_empty() { format!(" {href} ") } else { format!(" ({href})") };
-                        self.on_text(&suffix);
+                    if text.is_empty() && !href.is_empty() && !href.starts_with('#') {
+                        self.on_text(&format!(" {href} "));
+                    } else {
+                        self.on_text(&text);
                     }
                 }
             }
@@ -1374,7 +1372,12 @@ impl<'a> Converter<'a> {
             }
             MacroKind::Generic | MacroKind::Panel(_) | MacroKind::Expand => {
                 if let Some(code) = m.code.as_deref() {
-                    self.emit_code("", "", code);
+                    // Third-party code macros keep a title and a language like `code` does.
+                    self.emit_code(m.param("title"), m.param("language"), code);
+                } else if m.kind == MacroKind::Generic && !m.param("body").is_empty() {
+                    // Macros that keep their text in a parameter (math formulas).
+                    let t = format!(" {} ", m.param("body"));
+                    self.on_text(&t);
                 }
                 if !m.label_set
                     && let Some((label, true)) = m.label()
@@ -1389,11 +1392,10 @@ impl<'a> Converter<'a> {
 
     fn close_ref(&mut self, r: RefState) {
         if r.mark == self.text_mark {
+            // An image shows its alternative text or title; its file name
+            // (`image2020-5-18_15-37-19.png`) is not on the page.
             let text = if r.image {
-                [r.alt.trim(), r.title.trim(), r.fallback.as_deref().unwrap_or("")]
-                    .into_iter()
-                    .find(|s| !s.is_empty())
-                    .map(|s| format!(" {s} "))
+                [r.alt.trim(), r.title.trim()].into_iter().find(|s| !s.is_empty()).map(|s| format!(" {s} "))
             } else {
                 r.fallback.or_else(|| Some(r.anchor.trim().to_owned()).filter(|s| !s.is_empty()))
             };
@@ -1410,6 +1412,44 @@ impl<'a> Converter<'a> {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
+
+/// What an emoticon shows: its `ac:emoji-fallback`, else the character its `ac:emoji-id`
+/// spells in hex (`1f44d`, `1f469-200d-1f4bb`), else the character of its classic name
+/// (`tick`, `cross`, `warning` … — status tables are made of these).
+fn emoticon_text(e: &BytesStart<'_>) -> Option<String> {
+    if let Some(fallback) = attr(e, b"ac:emoji-fallback").filter(|f| !f.trim().is_empty()) {
+        return Some(fallback);
+    }
+    let from_id = attr(e, b"ac:emoji-id").and_then(|id| {
+        id.split('-').map(|hex| u32::from_str_radix(hex, 16).ok().and_then(char::from_u32)).collect::<Option<String>>()
+    });
+    if let Some(text) = from_id.filter(|t| !t.is_empty()) {
+        return Some(text);
+    }
+    let name = attr(e, b"ac:name")?;
+    let text = match name.trim() {
+        "tick" => "✔",
+        "cross" => "✖",
+        "warning" => "⚠",
+        "information" => "ℹ",
+        "question" => "?",
+        "plus" => "+",
+        "minus" => "−",
+        "light-on" | "light-off" => "💡",
+        "yellow-star" | "red-star" | "green-star" | "blue-star" => "★",
+        "thumbs-up" => "👍",
+        "thumbs-down" => "👎",
+        "smile" => "🙂",
+        "sad" => "🙁",
+        "cheeky" => "😛",
+        "laugh" => "😀",
+        "wink" => "😉",
+        "heart" => "❤",
+        "broken-heart" => "💔",
+        _ => return None,
+    };
+    Some(text.to_owned())
+}
 
 fn utf8<'b>(bytes: &'b [u8]) -> Cow<'b, str> {
     String::from_utf8_lossy(bytes)
@@ -1604,20 +1644,6 @@ fn longest_backtick_run(s: &str) -> usize {
     best
 }
 
-/// Whether a link text already shows its URL (ignoring scheme, `mailto:` and a trailing slash).
-fn same_target(text: &str, href: &str) -> bool {
-    fn norm(s: &str) -> &str {
-        let s = s.trim();
-        let s = s
-            .strip_prefix("mailto:")
-            .or_else(|| s.strip_prefix("https://"))
-            .or_else(|| s.strip_prefix("http://"))
-            .unwrap_or(s);
-        s.trim_end_matches('/')
-    }
-    norm(text).eq_ignore_ascii_case(norm(href))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1669,24 +1695,25 @@ mod tests {
         let t = texts(&doc);
         assert_eq!(t[0], "Info:\nThis page has been generated with a tool.");
         assert_eq!(t[1], "Block images");
-        // Block-level images become their own blocks: caption first, else filename when
-        // `ac:alt` is empty, else the URL's file name.
+        // Block-level images become their own blocks: caption first, else `ac:alt`; an image
+        // with neither shows no words, and its file name is not one.
         assert_eq!(
-            &t[2..10],
+            &t[2..8],
             [
-                "figure_raster.png",
                 "JPEG image with caption",
                 "PNG image with caption",
                 "A vector image",
                 "draw.io image embedded in PNG",
                 "draw.io image embedded in SVG",
                 "An image at an external location",
-                "confluence_48_trans.png",
             ]
         );
-        assert_eq!(t[10], "Inline images");
-        assert_eq!(t[11], "This is an inline image at an external location.");
-        assert!(!doc.plain_text().contains("http://confluence.atlassian.com"));
+        assert_eq!(t[8], "Inline images");
+        assert_eq!(t[9], "This is an inline image at an external location.");
+        let plain = doc.plain_text();
+        for file in ["http://confluence.atlassian.com", "figure_raster.png", "confluence_48_trans.png"] {
+            assert!(!plain.contains(file), "{file} is not on the page");
+        }
     }
 
     #[test]
@@ -1695,7 +1722,7 @@ mod tests {
         let plain = doc.plain_text();
         for body in [
             "This is an information panel.",
-            "This is the second paragraph with a link (https://example.com/).",
+            "This is the second paragraph with a link.",
             "This is a structured macro panel showing a warning.",
             "Tip of the day",
             "Success",
@@ -1743,7 +1770,7 @@ mod tests {
             ),
             text("```\nraw   spaced\n  text\n```"),
             heading(3, "Notes"),
-            text("Warning: Data loss\nBack up first (https://example.com/backup)."),
+            text("Warning: Data loss\nBack up first."),
             text("Tip:\nUse a fast disk."),
             text("Details for experts\nHidden but real content."),
             heading(2, "Windows"),
@@ -1753,7 +1780,7 @@ mod tests {
             text("See Release Notes and the FAQ and the top."),
             text("Manual: manual.pdf, blog First Post, https://example.org."),
             text("Figure 1: the architecture"),
-            text("Logo company logo and shot.png inline. Mood 📧."),
+            text("Logo company logo and inline. Mood 📧🙂."),
             text("Released on 2024-01-31 with reviewed wording. Contact:"),
             text("Excerpt summary text."),
             text("Grüße aus dem unbekannten Makro."),
@@ -1806,6 +1833,51 @@ mod tests {
     }
 
     #[test]
+    fn emoticons_without_a_fallback_show_their_character() {
+        // A status table as Confluence's editor wrote it for years: classic names only.
+        let doc = convert(
+            "<table><tr><th>Browser</th><th>Supported</th></tr>\
+             <tr><td>Firefox</td><td><ac:emoticon ac:name=\"tick\" /></td></tr>\
+             <tr><td>IE 11</td><td><ac:emoticon ac:name=\"cross\" /></td></tr>\
+             <tr><td>Safari</td><td><ac:emoticon ac:name=\"warning\" /> partly</td></tr></table>\
+             <p>Launch <ac:emoticon ac:name=\"blue-star\" ac:emoji-shortname=\":rocket:\" ac:emoji-id=\"1f680\" /> \
+             and <ac:emoticon ac:name=\"x\" ac:emoji-id=\"1f469-200d-1f4bb\" /> \
+             or <ac:emoticon ac:name=\"nonsense\" ac:emoji-id=\"atlassian-nonsense\" />.</p>",
+        );
+        assert_eq!(
+            doc.blocks,
+            [
+                text("Browser | Supported\nFirefox | ✔\nIE 11 | ✖\nSafari | ⚠ partly"),
+                text("Launch 🚀 and 👩\u{200d}💻 or ."),
+            ]
+        );
+    }
+
+    #[test]
+    fn macros_keep_text_held_in_parameters() {
+        let doc = convert(
+            "<p>Energy <ac:structured-macro ac:name=\"mathinline\"><ac:parameter ac:name=\"body\">E = mc^2</ac:parameter>\
+             </ac:structured-macro> holds.</p>\
+             <ac:structured-macro ac:name=\"code-pro\"><ac:parameter ac:name=\"title\">deploy.py</ac:parameter>\
+             <ac:parameter ac:name=\"language\">python</ac:parameter>\
+             <ac:plain-text-body><![CDATA[print(\"ship\")]]></ac:plain-text-body></ac:structured-macro>\
+             <ac:structured-macro ac:name=\"toc-zone\"><ac:parameter ac:name=\"maxLevel\">2</ac:parameter></ac:structured-macro>",
+        );
+        assert_eq!(doc.blocks, [text("Energy E = mc^2 holds."), text("deploy.py\n```python\nprint(\"ship\")\n```")]);
+    }
+
+    #[test]
+    fn links_show_their_text_and_images_not_their_file_names() {
+        let doc = convert(
+            "<p>Read <a href=\"https://wiki.example/x/AbCd?focus=1\">the guide</a> or \
+             <a href=\"https://wiki.example/raw\"></a>.</p>\
+             <ac:image><ri:attachment ri:filename=\"image2020-5-18_15-37-19.png\" /></ac:image>\
+             <p><ac:image ac:alt=\"Deployment diagram\"><ri:url ri:value=\"https://cdn.example/d.png\" /></ac:image></p>",
+        );
+        assert_eq!(doc.blocks, [text("Read the guide or https://wiki.example/raw ."), text("Deployment diagram")]);
+    }
+
+    #[test]
     fn links_and_anchors() {
         let doc = convert(
             "<p><a href=\"https://a.example/x\">docs</a>, <a href=\"mailto:me@x.org\">me@x.org</a>, \
@@ -1813,10 +1885,7 @@ mod tests {
              <ac:link><ri:space ri:space-key=\"ENG\"/></ac:link>, \
              <ac:link><ri:page ri:content-title=\"T\"/><ac:link-body>rich <em>body</em></ac:link-body></ac:link></p>",
         );
-        assert_eq!(
-            doc.blocks,
-            [text("docs (https://a.example/x), me@x.org, local, https://b.example , ENG, rich body")]
-        );
+        assert_eq!(doc.blocks, [text("docs, me@x.org, local, https://b.example , ENG, rich body")]);
     }
 
     // ---- robustness --------------------------------------------------------------------------

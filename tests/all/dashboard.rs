@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::service_support::*;
 use crate::support::*;
 
-struct Driver(Child);
+pub(crate) struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -56,7 +56,7 @@ fn ensure_chromium() {
 }
 
 /// Starts ChromeDriver and a headless Chromium session; fails loudly when either is missing.
-async fn browser() -> (Driver, Client) {
+pub(crate) async fn browser() -> (Driver, Client) {
     ensure_chromium();
     let port = free_port();
     let driver = Command::new("chromedriver")
@@ -98,7 +98,7 @@ async fn browser() -> (Driver, Client) {
 }
 
 /// Evaluates `expression` in the page until it returns something truthy; returns it.
-async fn until(client: &Client, what: &str, expression: &str) -> Value {
+pub(crate) async fn until(client: &Client, what: &str, expression: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let value = client.execute(&format!("return ({expression});"), vec![]).await.unwrap_or(Value::Null);
@@ -125,7 +125,7 @@ async fn click(client: &Client, css: &str) {
     client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
 }
 
-async fn sign_in(client: &Client, url: &str, key: &str) {
+pub(crate) async fn sign_in(client: &Client, url: &str, key: &str) {
     client.goto(url).await.unwrap();
     until(client, "the sign-in form", "!document.querySelector('#signin-view').hidden").await;
     fill(client, "#signin-form input[name=key]", key).await;

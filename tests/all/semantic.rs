@@ -2,7 +2,7 @@
 //! and are embedded after; a paraphrase wins once fused; syncs embed only what changed; a
 //! killed embedding resumes; a missing or corrupt model is a clear error and lexical
 //! search keeps working; the service turns it on per instance and embeds in the
-//! background.
+//! background, and the dashboard shows the coverage.
 
 use std::time::{Duration, Instant};
 
@@ -191,11 +191,11 @@ async fn the_service_turns_semantic_retrieval_on_per_instance_and_embeds_in_the_
     let world = World::new();
     let (paraphrase, _) = handbook(&world);
     let admin = create_key(&world, "acme", "admin");
-    let member = create_key(&world, "acme", "member");
+    let member_key = create_key(&world, "acme", "member");
     let model = embedding_model();
     let served = Served::start(world.data_dir(), &["--embedding-model", model.to_str().unwrap()]);
     let admin = Api::new(&served.url, Some(&admin));
-    let member = Api::new(&served.url, Some(&member));
+    let member = Api::new(&served.url, Some(&member_key));
 
     let connection = admin.connect(&world).await;
     let (status, added) = admin.post("/api/v1/memories", json!({"connection": connection, "spaces": "SEC"})).await;
@@ -221,5 +221,16 @@ async fn the_service_turns_semantic_retrieval_on_per_instance_and_embeds_in_the_
     let (status, answer) = member.post("/api/v1/ask", json!({"question": QUESTION, "limit": 3})).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["passages"][0]["page_id"], paraphrase.as_str(), "{answer:#}");
+
+    // The dashboard shows the coverage in the memory's row.
+    let (_driver, browser) = crate::dashboard::browser().await;
+    crate::dashboard::sign_in(&browser, &served.url, &member_key).await;
+    let line = crate::dashboard::until(
+        &browser,
+        "the semantic coverage line",
+        &format!("document.querySelector('tr[data-memory-id=\"{memory}\"] .semantic-line')?.textContent"),
+    )
+    .await;
+    assert_eq!(line, "Search by meaning: all 9 pages embedded");
     assert!(served.stop().success());
 }

@@ -263,7 +263,38 @@ impl FakeConfluence {
     }
 }
 
+/// A response produced in process by [`FakeConfluence::answer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers (the fake's reply headers plus `content-type`), lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// Response body.
+    pub body: Vec<u8>,
+}
+
 impl FakeConfluence {
+    /// Answers one request in process, exactly as the server routes it (state, tokens,
+    /// scopes, queued [`FakeConfluence::fail_next`] failures, the request record) but
+    /// without the network, latency or a fault plan: for native tests of connector logic
+    /// that has no HTTP stack. `url` is absolute on this site's origin, or a path.
+    pub fn answer(&self, method: &str, url: &str, authorization: Option<&str>) -> Answer {
+        let target = url.strip_prefix(self.shared.origin.as_str()).unwrap_or(url);
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let mut st = self.state();
+        let reply = routes::dispatch(&mut st, &self.shared.origin, method, path, query, authorization);
+        st.requests.push(RequestRecord {
+            method: method.to_string(),
+            path: path.to_string(),
+            query: query.to_string(),
+            status: reply.status,
+        });
+        let mut headers = vec![("content-type".to_string(), reply.content_type.to_string())];
+        headers.extend(reply.headers.into_iter().map(|(name, value)| (name.to_ascii_lowercase(), value)));
+        Answer { status: reply.status, headers, body: reply.body.into_bytes() }
+    }
+
     /// Installs (or with `None` removes) a seeded fault-injection plan and resets the count of
     /// faulted requests. Failures queued with [`FakeConfluence::fail_next`] take precedence.
     pub fn set_faults(&self, plan: Option<FaultPlan>) {

@@ -305,7 +305,14 @@ fn response(reply: Reply, trace: usize) -> (Response, String) {
 }
 
 /// Routes one request against the state (synchronously, under the lock).
-fn dispatch(st: &mut State, origin: &str, method: &str, path: &str, raw_query: &str, auth: Option<&str>) -> Reply {
+pub(crate) fn dispatch(
+    st: &mut State,
+    origin: &str,
+    method: &str,
+    path: &str,
+    raw_query: &str,
+    auth: Option<&str>,
+) -> Reply {
     if !st.failures.is_empty() {
         let f = st.failures.remove(0);
         let mut r = Reply { status: f.status, content_type: "text/plain", body: String::new(), headers: Vec::new() };

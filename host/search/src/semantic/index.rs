@@ -299,12 +299,29 @@ impl SearchBackend for SemanticSearch {
         self.lexical.rollback()
     }
 
+    /// The question is embedded on a second thread while the lexical search runs, so a
+    /// fused query costs the slower of the two, not their sum.
     fn query(&self, text: &str, memory_ids: &[String], limit: usize) -> Result<Vec<Hit>, SearchError> {
-        let lexical = self.lexical.query(text, memory_ids, limit)?;
-        if limit == 0 || !self.mirror.read().unwrap_or_else(|e| e.into_inner()).vectors.any_in(memory_ids) {
-            return Ok(lexical);
+        let has_vectors = self.mirror.read().unwrap_or_else(|e| e.into_inner()).vectors.any_in(memory_ids);
+        if limit == 0 || !has_vectors {
+            return self.lexical.query(text, memory_ids, limit);
         }
-        let Some(question) = self.question_vector(text) else { return Ok(lexical) };
+        let (lexical, question) = std::thread::scope(|scope| {
+            match std::thread::Builder::new()
+                .name("embed-question".into())
+                .spawn_scoped(scope, || self.question_vector(text))
+            {
+                Ok(question) => {
+                    let lexical = self.lexical.query(text, memory_ids, limit);
+                    // A panic in the embedder is an embedding failure: the query runs lexically.
+                    (lexical, question.join().ok().flatten())
+                }
+                // No thread to be had: one after the other.
+                Err(_) => (self.lexical.query(text, memory_ids, limit), self.question_vector(text)),
+            }
+        });
+        let lexical = lexical?;
+        let Some(question) = question else { return Ok(lexical) };
 
         // Pages: those the lexical search found (with their best chunk score), then the
         // nearest pages by meaning.
@@ -319,7 +336,7 @@ impl SearchBackend for SemanticSearch {
             let best = &mut pages[slot].1.lexical;
             *best = Some(best.map_or(hit.score, |b: f32| b.max(hit.score)));
         }
-        let dense_only: Vec<(String, String)> = {
+        let dense_only: Vec<(usize, String, String)> = {
             let mirror = self.mirror.read().unwrap_or_else(|e| e.into_inner());
             for (key, candidate) in &mut pages {
                 candidate.dense = mirror.vectors.similarity(&question, key);
@@ -330,8 +347,8 @@ impl SearchBackend for SemanticSearch {
                 let key = key(&similar.memory_id, &similar.document_id);
                 if !page_of.contains_key(&key) {
                     page_of.insert(key.clone(), pages.len());
+                    added.push((pages.len(), similar.memory_id, similar.document_id));
                     pages.push((key, Candidate { lexical: None, dense: Some(similar.similarity) }));
-                    added.push((similar.memory_id, similar.document_id));
                 }
             }
             added
@@ -341,26 +358,47 @@ impl SearchBackend for SemanticSearch {
 
         // Each lexical chunk keeps its standing within its page; the page's best chunk
         // carries the page's fused score. A page found by meaning alone answers with its
-        // first passage (the start of the text that was embedded).
-        let mut hits: Vec<Hit> = lexical
+        // first passage (the start of the text that was embedded), read only when the
+        // page makes the cut.
+        enum Answer {
+            Chunk(Hit),
+            Page { memory_id: String, document_id: String, score: f32 },
+        }
+        let score_of = |answer: &Answer| match answer {
+            Answer::Chunk(hit) => hit.score,
+            Answer::Page { score, .. } => *score,
+        };
+        let mut answers: Vec<Answer> = lexical
             .into_iter()
             .map(|mut hit| {
                 let slot = page_of[&key(&hit.memory_id, &hit.document_id)];
                 let best = pages[slot].1.lexical.unwrap_or(hit.score);
                 let share = if best > 0.0 { hit.score / best } else { 1.0 };
                 hit.score = fused[slot] * share;
-                hit
+                Answer::Chunk(hit)
             })
+            .chain(dense_only.into_iter().map(|(slot, memory_id, document_id)| Answer::Page {
+                memory_id,
+                document_id,
+                score: fused[slot],
+            }))
             .collect();
-        for (memory_id, document_id) in dense_only {
-            let slot = page_of[&key(&memory_id, &document_id)];
-            if let Some(mut first) = self.lexical.document(&memory_id, &document_id)?.into_iter().next() {
-                first.score = fused[slot];
-                hits.push(first);
+        answers.sort_by(|a, b| score_of(b).total_cmp(&score_of(a)));
+        let mut hits = Vec::with_capacity(limit);
+        for answer in answers {
+            if hits.len() == limit {
+                break;
+            }
+            match answer {
+                Answer::Chunk(hit) => hits.push(hit),
+                Answer::Page { memory_id, document_id, score } => {
+                    if let Some(mut first) = self.lexical.document(&memory_id, &document_id)?.into_iter().next() {
+                        first.score = score;
+                        hits.push(first);
+                    }
+                }
             }
         }
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-        hits.truncate(limit);
         Ok(hits)
     }
 

@@ -613,6 +613,19 @@
       return line;
     });
     if (progress) updateProgress(progress, memory.progress ?? {});
+
+    const semantic = memory.semantic;
+    const meaning = syncChild(statusCell, '.semantic-line', Boolean(semantic), () => el('div', 'semantic-line'));
+    if (meaning) setText(meaning, semanticText(semantic));
+  }
+
+  // Semantic retrieval is on for the instance: how far its pages are embedded.
+  function semanticText(semantic) {
+    if (semantic.error) return `Search by meaning unavailable: ${semantic.error}`;
+    if (semantic.embedded < semantic.pages) {
+      return `Search by meaning: ${semantic.embedded}/${semantic.pages} pages embedded`;
+    }
+    return `Search by meaning: all ${semantic.pages} pages embedded`;
   }
 
   // Without a known total the bar has no value attribute, which renders it

@@ -1,0 +1,342 @@
+//! The step engine, natively: the connector's own logic over the in-memory capabilities
+//! of `confluence_connector::fakes`, talking to the fake Confluence in process. Crashes
+//! the host at every durable write of an ingest and of a sync and checks that resuming
+//! ends where an uninterrupted run ends; checks that nothing is deleted before a listing
+//! is complete, and the mass-delete guard.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use confluence_connector::caps::KeyValue;
+use confluence_connector::engine::Engine;
+use confluence_connector::fakes::{CrashPoint, Crashing, Documents, MemoryKeyValue, MemorySearch, MemorySecrets};
+use confluence_connector::http::{Request, Response, Transport, TransportError};
+use confluence_connector::records::{MAIN_BUCKET, Memory, MemoryStatus, docs_bucket, memory_key};
+use fake_confluence::{FakeConfluence, TokenKind};
+
+const EMAIL: &str = "ada@example.com";
+const TOKEN: &str = "engine-test-token";
+const SPACE: &str = "ENG";
+/// Pages in the test space besides its homepage: three listing pages of 250, so that a
+/// listing step and a fetch step each cross page boundaries.
+const PAGES: usize = 620;
+
+/// The host's HTTP, answered by the fake in process. Requests whose URL contains
+/// `failing` fail as a dead connection would.
+struct InProcess<'s> {
+    site: &'s FakeConfluence,
+    failing: RefCell<Option<String>>,
+    seed: Cell<u64>,
+}
+
+impl<'s> InProcess<'s> {
+    fn new(site: &'s FakeConfluence) -> InProcess<'s> {
+        InProcess { site, failing: RefCell::new(None), seed: Cell::new(1) }
+    }
+
+    fn fail_requests_containing(&self, pattern: Option<&str>) {
+        *self.failing.borrow_mut() = pattern.map(str::to_string);
+    }
+}
+
+impl Transport for InProcess<'_> {
+    fn send_all(&self, requests: Vec<Request>) -> Vec<Result<Response, TransportError>> {
+        requests
+            .into_iter()
+            .map(|request| {
+                if self.failing.borrow().as_deref().is_some_and(|p| request.url.contains(p)) {
+                    return Err(TransportError::Connection { url: request.url, detail: "connection reset".into() });
+                }
+                let authorization = request.headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+                let answer = self.site.answer("GET", &request.url, authorization.map(|(_, v)| v.as_str()));
+                Ok(Response { status: answer.status, headers: answer.headers, body: answer.body })
+            })
+            .collect()
+    }
+
+    fn sleep(&self, _: Duration) {}
+
+    fn jitter_seed(&self) -> u64 {
+        self.seed.set(self.seed.get() + 1);
+        self.seed.get()
+    }
+
+    fn unix_time(&self) -> u64 {
+        1_795_000_000
+    }
+}
+
+/// A site with one space of [`PAGES`] pages (under the homepage) and a few blog posts.
+fn site() -> (FakeConfluence, Vec<String>) {
+    let site = FakeConfluence::start().expect("the fake Confluence starts");
+    site.add_user(EMAIL, TOKEN, TokenKind::Classic);
+    site.add_space_with_homepage(SPACE, "Engineering", "<p>Welcome to engineering.</p>");
+    let home = site.homepage_id(SPACE);
+    let pages = (0..PAGES)
+        .map(|i| {
+            let body = format!(
+                "<h2>Overview</h2><p>Page {i} explains topic{} for team{}.</p><h2>Details</h2><p>Rotate the key of service{i} monthly.</p>",
+                i % 17,
+                i % 5
+            );
+            site.add_page(SPACE, home.as_deref(), &format!("Runbook {i}"), &body)
+        })
+        .collect();
+    for i in 0..3 {
+        site.add_blogpost(SPACE, &format!("Release notes {i}"), "<p>What shipped this week.</p>");
+    }
+    (site, pages)
+}
+
+/// One instance's storage: what survives a host crash.
+#[derive(Default)]
+struct Stores {
+    kv: MemoryKeyValue,
+    index: MemorySearch,
+    secrets: MemorySecrets,
+}
+
+impl Stores {
+    fn engine<'a>(&'a self, transport: &'a InProcess<'a>) -> Engine<'a> {
+        Engine::new(&self.kv, &self.index, &self.secrets, transport)
+    }
+
+    /// Connects and registers the space; returns the memory id.
+    fn connect_and_ingest(&self, transport: &InProcess<'_>) -> String {
+        let engine = self.engine(transport);
+        let config: Vec<(String, String)> = [
+            ("site", transport.site.origin()),
+            ("email", EMAIL.to_string()),
+            ("token", TOKEN.to_string()),
+            ("allow-loopback", "true".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let connection = engine.connect(&config).expect("connect");
+        let outcome = engine.ingest(&connection.id, &[SPACE.to_string()]).expect("ingest");
+        outcome.into_iter().next().expect("one outcome").outcome.expect("the space is accepted").id
+    }
+
+    /// What an uninterrupted run leaves: the memory's outcome, its document records and
+    /// the committed index.
+    fn state(&self, memory_id: &str) -> Outcome {
+        let memory = self.memory(memory_id);
+        Outcome {
+            status: memory.status,
+            error: memory.error.clone(),
+            documents: memory.documents,
+            chunks: memory.chunks,
+            running: memory.run.is_some(),
+            records: self.kv.bucket(&docs_bucket(memory_id)),
+            index: self.index.committed(),
+        }
+    }
+
+    fn memory(&self, memory_id: &str) -> Memory {
+        let bytes = self.kv.get(MAIN_BUCKET, &memory_key(memory_id)).unwrap().expect("the memory is stored");
+        serde_json::from_slice(&bytes).expect("the memory record reads")
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    status: MemoryStatus,
+    error: Option<String>,
+    documents: u32,
+    chunks: u32,
+    running: bool,
+    records: BTreeMap<String, Vec<u8>>,
+    index: Documents,
+}
+
+/// Steps every unfinished memory until none is left, as a host does after it starts.
+fn resume(engine: &Engine<'_>) {
+    for _ in 0..1_000 {
+        let pending = engine.pending().expect("pending memories");
+        if pending.is_empty() {
+            return;
+        }
+        for memory_id in pending {
+            engine.step(&memory_id).expect("a step on a live host");
+        }
+    }
+    panic!("the work never finished");
+}
+
+/// Steps through a crashing host until it dies or the work is done.
+fn step_until_crash(engine: &Engine<'_>, crashing: &Crashing<'_>, memory_id: &str) {
+    for _ in 0..1_000 {
+        match engine.step(memory_id) {
+            Ok(report) if report.finished => return,
+            Ok(_) => {}
+            Err(error) => {
+                assert!(crashing.crashed(), "a step failed without a crash: {error}");
+                return;
+            }
+        }
+        if crashing.crashed() {
+            return;
+        }
+    }
+    panic!("the work never finished");
+}
+
+/// Runs `work` (starting on stores prepared by `prepare`) once without a crash to learn
+/// its durable writes and its outcome, then again crashing before and after each write,
+/// restarting and resuming; every run must end in the same state.
+fn crash_at_every_write(
+    prepare: impl Fn(&Stores, &InProcess<'_>) -> String,
+    change_site: impl Fn(&FakeConfluence, &[String]),
+) {
+    let run = |crash: Option<CrashPoint>| -> (Outcome, u64) {
+        let (site, pages) = site();
+        let transport = InProcess::new(&site);
+        let stores = Stores::default();
+        let memory_id = prepare(&stores, &transport);
+        change_site(&site, &pages);
+        let crashing = Crashing::new(&stores.kv, &stores.index, crash);
+        let engine = Engine::new(&crashing, &crashing, &stores.secrets, &transport);
+        step_until_crash(&engine, &crashing, &memory_id);
+        let writes = crashing.writes();
+        if crashing.crashed() {
+            crashing.restart();
+        }
+        resume(&engine);
+        (stores.state(&memory_id), writes)
+    };
+    let (expected, writes) = run(None);
+    assert_eq!(expected.status, MemoryStatus::Ingested, "the uninterrupted run succeeds: {:?}", expected.error);
+    assert!(!expected.running);
+    assert!(writes >= 4, "the run makes several durable writes ({writes})");
+    for n in 1..=writes {
+        for crash in [CrashPoint::Before(n), CrashPoint::After(n)] {
+            let (outcome, _) = run(Some(crash));
+            assert!(outcome == expected, "crashing at {crash:?} of {writes} writes ended elsewhere");
+        }
+    }
+}
+
+#[test]
+fn an_ingest_crashed_at_any_durable_write_resumes_to_the_same_memory() {
+    crash_at_every_write(|stores, transport| stores.connect_and_ingest(transport), |_, _| {});
+}
+
+#[test]
+fn a_sync_crashed_at_any_durable_write_resumes_to_the_same_memory() {
+    crash_at_every_write(
+        |stores, transport| {
+            let memory_id = stores.connect_and_ingest(transport);
+            let engine = stores.engine(transport);
+            resume(&engine);
+            engine.sync(&memory_id, false).expect("sync starts");
+            memory_id
+        },
+        |site, pages| {
+            // Before the sync runs: edits (fetched by id, in batches) and removals.
+            for id in pages.iter().step_by(3) {
+                site.edit_page(id, None, Some("<p>Rotate the credential every week.</p>"));
+            }
+            for id in pages.iter().skip(1).step_by(40) {
+                site.trash_page(id);
+            }
+        },
+    );
+}
+
+#[test]
+fn a_sync_whose_listing_breaks_off_removes_nothing() {
+    let (site, pages) = site();
+    let transport = InProcess::new(&site);
+    let stores = Stores::default();
+    let memory_id = stores.connect_and_ingest(&transport);
+    let engine = stores.engine(&transport);
+    resume(&engine);
+    let before = stores.state(&memory_id);
+    assert_eq!(before.documents as usize, PAGES + 1 + 3);
+
+    for id in pages.iter().take(20) {
+        site.trash_page(id);
+    }
+    // The second page of the listing never arrives.
+    transport.fail_requests_containing(Some("cursor="));
+    engine.sync(&memory_id, false).expect("sync starts");
+    resume(&engine);
+    let failed = stores.state(&memory_id);
+    assert_eq!(failed.status, MemoryStatus::Error);
+    assert!(failed.error.as_deref().unwrap_or_default().contains("connection reset"), "{:?}", failed.error);
+    assert!(failed.index == before.index, "nothing left the index before the listing was complete");
+    assert!(failed.records.keys().eq(before.records.keys()), "no record was removed");
+    assert_eq!(failed.documents, before.documents);
+
+    transport.fail_requests_containing(None);
+    engine.sync(&memory_id, false).expect("sync starts again");
+    resume(&engine);
+    let synced = stores.state(&memory_id);
+    assert_eq!(synced.status, MemoryStatus::Ingested, "{:?}", synced.error);
+    assert_eq!(synced.documents, before.documents - 20);
+    assert_eq!(synced.index.len(), before.index.len() - 20);
+    for id in pages.iter().take(20) {
+        assert!(!synced.index.contains_key(&(memory_id.clone(), id.clone())), "trashed page {id} is gone");
+    }
+}
+
+#[test]
+fn a_sync_that_would_remove_most_pages_stops_until_allowed() {
+    let (site, pages) = site();
+    let transport = InProcess::new(&site);
+    let stores = Stores::default();
+    let memory_id = stores.connect_and_ingest(&transport);
+    let engine = stores.engine(&transport);
+    resume(&engine);
+    let before = stores.state(&memory_id);
+
+    // Most pages vanish at once (a permission change looks like this).
+    for id in pages.iter().take(PAGES * 2 / 3) {
+        site.restrict_page(id, true);
+    }
+    engine.sync(&memory_id, false).expect("sync starts");
+    resume(&engine);
+    let stopped = stores.state(&memory_id);
+    assert_eq!(stopped.status, MemoryStatus::Error);
+    let error = stopped.error.clone().unwrap_or_default();
+    assert!(error.contains(&format!("would remove {} of the", PAGES * 2 / 3)), "{error}");
+    assert!(error.contains("allowing mass deletion"), "{error}");
+    assert!(stopped.index == before.index, "the guard removed nothing from the index");
+    assert!(stopped.records.keys().eq(before.records.keys()), "nor any record");
+
+    engine.sync(&memory_id, true).expect("sync allowing mass deletion");
+    resume(&engine);
+    let synced = stores.state(&memory_id);
+    assert_eq!(synced.status, MemoryStatus::Ingested, "{:?}", synced.error);
+    assert_eq!(synced.documents as usize, PAGES - PAGES * 2 / 3 + 1 + 3);
+}
+
+#[test]
+fn retrieve_answers_from_the_ingested_pages_with_citations() {
+    let (site, _) = site();
+    let transport = InProcess::new(&site);
+    let stores = Stores::default();
+    let memory_id = stores.connect_and_ingest(&transport);
+    let engine = stores.engine(&transport);
+    resume(&engine);
+
+    let passages =
+        engine.retrieve("rotate the key of service42", std::slice::from_ref(&memory_id), 5, 1).expect("retrieve");
+    let first = passages.first().expect("an answer");
+    assert_eq!(first.title, "Runbook 42");
+    assert!(first.url.starts_with(&site.origin()), "{}", first.url);
+    assert!(first.text.contains("service42"), "{}", first.text);
+    let titles: Vec<&str> = passages.iter().map(|p| p.title.as_str()).collect();
+    let distinct: std::collections::HashSet<&&str> = titles.iter().collect();
+    assert_eq!(distinct.len(), titles.len(), "one passage per page: {titles:?}");
+    assert_eq!(stores.secrets.names().len(), 1, "the token is kept as a secret");
+    for bucket in stores.kv.bucket_names() {
+        assert!(stores.kv.bucket(&bucket).values().all(|v| !contains(v, TOKEN)), "the token is not in {bucket}");
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}

@@ -66,7 +66,7 @@ pub fn describe_error(error: &ConnectorError) -> String {
         ConnectorError::NotFound(m) => format!("not found: {m}"),
         ConnectorError::Duplicate(m) => format!("duplicate: {m}"),
         ConnectorError::Unavailable(m) => format!("unavailable: {m}"),
-        ConnectorError::Network(m) => format!("Confluence unreachable: {m}"),
+        ConnectorError::Network(m) => format!("the source is unreachable: {m}"),
         ConnectorError::Denied(m) => format!("denied by the host: {m}"),
         ConnectorError::Host(m) => format!("host failure: {m}"),
     }

@@ -46,26 +46,11 @@ enum Command {
         #[arg(long, default_value = "How do I rotate the API key?")]
         question: String,
     },
-    /// Connect a Confluence Cloud account (site URL, e-mail, API token); prints the connection id.
-    Connect {
-        /// Site URL, e.g. https://your-company.atlassian.net (page URLs and the gateway form work too).
-        #[arg(long)]
-        site: String,
-        /// Atlassian account e-mail.
-        #[arg(long)]
-        email: String,
-        /// Name of the environment variable holding the API token.
-        #[arg(long, conflicts_with = "token_stdin", required_unless_present = "token_stdin")]
-        token_env: Option<String>,
-        /// Read the API token from standard input.
-        #[arg(long)]
-        token_stdin: bool,
-        /// Accept an http:// site on a loopback address (tests and the demo only).
-        #[arg(long)]
-        allow_loopback: bool,
-        /// Origin of the Atlassian API gateway (default https://api.atlassian.com).
-        #[arg(long)]
-        gateway: Option<String>,
+    /// Connect an account of the connector's source (Confluence: site URL, e-mail, API
+    /// token); prints the connection id.
+    Connect(cli::connect::ConnectArgs),
+    /// What the connector is and the fields `connect` takes.
+    Describe {
         /// Print one JSON document.
         #[arg(long)]
         json: bool,

@@ -6,9 +6,85 @@ use utoipa::ToSchema;
 
 use std::collections::HashMap;
 
-use crate::bindings::types::{Connection, ConnectorError, InstanceStatus, Memory, MemoryStatus, Passage};
+use crate::bindings::types::{
+    Connection, ConnectorError, ConnectorInfo, InstanceStatus, Memory, MemoryStatus, Passage,
+};
 use crate::driver::{describe_error, error_kind};
 use crate::schedule::Schedule;
+
+/// A field of the connect form.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct FieldView {
+    /// Name in the connect request.
+    pub name: String,
+    /// Label for a form.
+    pub label: String,
+    /// One sentence of help.
+    pub help: String,
+    /// Never echoed or logged.
+    pub secret: bool,
+    /// Whether connecting fails without it.
+    pub required: bool,
+}
+
+/// What the connector is and what connecting asks for (`describe`, `GET /api/v1/connector`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ConnectorView {
+    /// Connector kind, e.g. `confluence`.
+    pub kind: String,
+    /// Display name.
+    pub name: String,
+    /// Component version.
+    pub version: String,
+    /// What a source is, e.g. `space key`.
+    pub source_label: String,
+    /// The connect form's fields.
+    pub fields: Vec<FieldView>,
+}
+
+impl From<ConnectorInfo> for ConnectorView {
+    fn from(info: ConnectorInfo) -> Self {
+        ConnectorView {
+            kind: info.kind,
+            name: info.name,
+            version: info.version,
+            source_label: info.source_label,
+            fields: info
+                .config_fields
+                .into_iter()
+                .map(|f| FieldView {
+                    name: f.name,
+                    label: f.label,
+                    help: f.help,
+                    secret: f.secret,
+                    required: f.required,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl ConnectorView {
+    /// The described field `name` stands for: the name itself, or with `_` read as `-`
+    /// (JSON bodies and forms write `allow_loopback` for `allow-loopback`).
+    pub fn field(&self, name: &str) -> Option<&FieldView> {
+        self.fields
+            .iter()
+            .find(|f| f.name == name)
+            .or_else(|| self.fields.iter().find(|f| f.name == name.replace('_', "-")))
+    }
+
+    /// What an audit entry names as connected: the value of the form's first plain field
+    /// (for Confluence, the site).
+    pub fn audit_subject(&self, config: &[(String, String)]) -> String {
+        self.fields
+            .iter()
+            .find(|f| !f.secret)
+            .and_then(|f| config.iter().find(|(name, _)| name == &f.name))
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default()
+    }
+}
 
 /// A connected account.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -140,7 +140,7 @@ impl ConnectorHost {
         };
         if !status.connections.iter().any(|c| c.id == memory.connection_id && c.connected) {
             return Ok(Err(AutoResyncRefusal::Disconnected(format!(
-                "connection {} is disconnected: connect the Confluence account again before turning on Auto Resync of {memory_id}",
+                "connection {} is disconnected: connect the account again before turning on Auto Resync of {memory_id}",
                 memory.connection_id
             ))));
         }

@@ -62,9 +62,17 @@ impl Default for ChunkConfig {
 
 /// The chunks of a page as they are indexed: its storage-format body converted and split,
 /// each carrying the page title and its heading path (`Install › Linux`); a page without
-/// text is one chunk of its title, so it stays findable.
+/// text is one chunk of its title, so it stays findable. Mentions read `@user`; the engine
+/// names them (see [`converted_chunks`]).
 pub fn page_chunks(storage_body: &str, title: &str, cfg: &ChunkConfig) -> Vec<IndexChunk> {
-    let mut chunks: Vec<IndexChunk> = chunk(&storage::convert(storage_body), cfg)
+    let mut doc = storage::convert(storage_body);
+    doc.name_mentions(&Default::default());
+    converted_chunks(&doc, title, cfg)
+}
+
+/// [`page_chunks`] of a page already converted (and its mentions named).
+pub fn converted_chunks(doc: &Converted, title: &str, cfg: &ChunkConfig) -> Vec<IndexChunk> {
+    let mut chunks: Vec<IndexChunk> = chunk(doc, cfg)
         .into_iter()
         .enumerate()
         .map(|(ordinal, c)| IndexChunk {
@@ -96,6 +104,11 @@ pub fn chunk(doc: &Converted, cfg: &ChunkConfig) -> Vec<Chunk> {
                 path.headings.push(PathHeading { level: *level, title: text, cited: false });
             }
             Block::Text(text) => section.push(text),
+            Block::SectionEnd { level } => {
+                path.emit(&section, limits, &mut chunks);
+                section.clear();
+                path.leave_to(*level, limits, &mut chunks);
+            }
         }
     }
     path.emit(&section, limits, &mut chunks);
@@ -178,10 +191,11 @@ struct Context<'a> {
     close: Option<&'a str>,
 }
 
-/// Whether a block is a table as [`crate::storage`] writes one: a row per line, cells
-/// joined by ` | `, the header row first.
-fn is_table(lines: &[&str]) -> bool {
-    lines.len() > 1 && lines.iter().all(|l| l.contains(" | "))
+/// Where the table starts in a block that is a table as [`crate::storage`] writes one (a
+/// row per line, cells joined by ` | `, the header row first), after at most two lines of
+/// a panel's label or a title: the header row's line.
+fn table_header(lines: &[&str]) -> Option<usize> {
+    (0..=2.min(lines.len().saturating_sub(2))).find(|&h| lines[h..].iter().all(|l| l.contains(" | ")))
 }
 
 /// The opening and closing fence lines of a block holding a fenced code block (possibly
@@ -259,13 +273,13 @@ fn split_block<'a>(block: &'a str, limits: Limits, atoms: &mut Vec<Atom<'a>>) {
         return;
     }
     let lines: Vec<&'a str> = block.split('\n').collect();
-    let header = is_table(&lines).then_some(lines[0]);
+    let header = if lines.len() > 1 { table_header(&lines) } else { None };
     let fences = code_fences(&lines);
     for (i, &line) in lines.iter().enumerate() {
         let sep = if i == 0 { "\n\n" } else { "\n" };
         let line_len = line.chars().count();
         let (context, closes) = match (header, fences) {
-            (Some(header), _) if i > 0 => (Some(Context { open: header, close: None }), false),
+            (Some(h), _) if i > h => (Some(Context { open: lines[h], close: None }), false),
             (_, Some((open, close))) if i > open => {
                 (Some(Context { open: lines[open], close: Some(lines[close]) }), i == close)
             }
@@ -401,12 +415,13 @@ mod tests {
                 Block::Text(s) => {
                     s.split_whitespace().for_each(|w| *want.entry(w).or_default() += 1);
                     let lines: Vec<&str> = s.split('\n').collect();
-                    if is_table(&lines) {
-                        context.extend(lines[0].split_whitespace());
+                    if let Some(h) = table_header(&lines).filter(|_| lines.len() > 1) {
+                        context.extend(lines[h].split_whitespace());
                     }
                     context.extend(lines.iter().filter(|l| l.starts_with("```")).flat_map(|l| l.split_whitespace()));
                 }
                 Block::Heading { text, .. } => context.extend(text.split_whitespace()),
+                Block::SectionEnd { .. } => {}
             }
         }
         for word in chunks.iter().flat_map(|c| c.text.split_whitespace()) {
@@ -481,6 +496,21 @@ mod tests {
         assert!(chunks.len() > 3);
         for c in &chunks {
             assert!(c.text.starts_with("Feature | Status | Owner\n"), "{}", c.text);
+        }
+        assert_lossless(&d, &chunks, &cfg);
+    }
+
+    #[test]
+    fn a_split_table_in_a_panel_repeats_its_header_row_not_the_panel_title() {
+        let rows: Vec<String> = (0..40).map(|i| format!("v{i} | ok")).collect();
+        let block = format!("Info: Versions\nVersion | State\n{}", rows.join("\n"));
+        let d = doc(vec![t(&block)]);
+        let cfg = ChunkConfig { target_chars: 120, max_chars: 200 };
+        let chunks = chunk(&d, &cfg);
+        assert!(chunks.len() > 2);
+        assert!(chunks[0].text.starts_with("Info: Versions\nVersion | State\n"), "{}", chunks[0].text);
+        for c in &chunks[1..] {
+            assert!(c.text.starts_with("Version | State\nv"), "{}", c.text);
         }
         assert_lossless(&d, &chunks, &cfg);
     }

@@ -12,18 +12,22 @@
 //! cannot overflow the call stack.
 //!
 //! Extraction policy (see `confluence-api.md` §8.2):
-//! * headings → [`Block::Heading`]; paragraphs, quotes, layout cells → [`Block::Text`];
+//! * headings → [`Block::Heading`]; paragraphs, quotes, layout cells → [`Block::Text`]; a
+//!   layout column that opened headings ends their sections ([`Block::SectionEnd`]), so they
+//!   do not label the next column;
 //! * lists → one line per item, `- ` / `1. ` markers, two spaces of indentation per level;
 //!   task lists → `[ ] body` / `[x] body`;
 //! * tables → one line per row, cells joined by ` | ` (header row kept, cell blocks flattened);
 //! * `code` / `noformat` macros and `<pre>` → fenced blocks (language after the fence, title
 //!   on the line before), newlines kept;
-//! * `info` / `note` / `warning` / `tip` / `panel` → a label line (`Note: <title>`) then the body;
+//! * `info` / `note` / `warning` / `tip` / `panel` → a label line (`Note: <title>`) then the body
+//!   (after a heading the body opens with, so the title stays with its text);
 //!   `expand` → title line then body; `excerpt` and unknown macros → their body (a plain-text
 //!   body as code with the macro's `title` and `language`; without a body, its `body`
 //!   parameter, where math macros keep the formula);
-//! * links → body text, else page / blog-post title, else attachment file name, else `@user`
-//!   for mentions; `<a href>` → its text (its URL only when it has none);
+//! * links → body text, else page / blog-post title, else attachment file name; a mention of
+//!   a person → a mark [`Converted::name_mentions`] turns into `@` and their display name;
+//!   `<a href>` → its text (its URL only when it has none);
 //! * images → caption, else `ac:alt`, else `ac:title` (never the file name); emoticons → their
 //!   `ac:emoji-fallback`, else the emoji their id spells, else the character of their classic
 //!   name (`tick` → ✔); `status` → its title; `jira` → its issue key; `<time>` → `datetime`;
@@ -47,7 +51,8 @@ use quick_xml::events::{BytesStart, Event};
 /// The result of [`convert`]: the page as an ordered list of blocks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Converted {
-    /// Headings and text blocks in document order; never contains an empty block.
+    /// Headings, text blocks and section ends in document order; never contains an empty
+    /// heading or text block.
     pub blocks: Vec<Block>,
 }
 
@@ -64,6 +69,13 @@ pub enum Block {
     /// A paragraph-level block: a paragraph, a whole list, a whole table, a fenced code block,
     /// … Lines inside the block are separated by `\n`; the text is never empty.
     Text(String),
+    /// The sections of the headings of `level` and deeper end here: what follows belongs to
+    /// the headings above them. A layout column ends the headings it opened, so that they
+    /// do not label the next column.
+    SectionEnd {
+        /// The level of the outermost heading that ends.
+        level: u8,
+    },
 }
 
 impl Block {
@@ -72,16 +84,73 @@ impl Block {
         match self {
             Block::Heading { text, .. } => text,
             Block::Text(text) => text,
+            Block::SectionEnd { .. } => "",
         }
     }
 }
 
+/// Starts a mention of an account in converted text: `MENTION_START` account id
+/// `MENTION_END` (Unicode private-use characters, which Confluence text does not carry:
+/// the converter drops them from page text). [`Converted::name_mentions`] turns each into
+/// `@` and the account's display name.
+const MENTION_START: char = '\u{E000}';
+/// Ends a mention (see [`MENTION_START`]).
+const MENTION_END: char = '\u{E001}';
+
 impl Converted {
+    /// The account ids of the people the page mentions, each once, in order of first mention.
+    pub fn mentions(&self) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        for block in &self.blocks {
+            let mut rest = block.text();
+            while let Some(start) = rest.find(MENTION_START) {
+                let after = &rest[start + MENTION_START.len_utf8()..];
+                let Some(end) = after.find(MENTION_END) else { break };
+                let id = &after[..end];
+                if !ids.iter().any(|known| known == id) {
+                    ids.push(id.to_owned());
+                }
+                rest = &after[end + MENTION_END.len_utf8()..];
+            }
+        }
+        ids
+    }
+
+    /// Writes every mention as `@` and the name `names` gives its account (`@user` when it
+    /// gives none), as the page shows it.
+    pub fn name_mentions(&mut self, names: &HashMap<String, String>) {
+        for block in &mut self.blocks {
+            let text = match block {
+                Block::Heading { text, .. } | Block::Text(text) => text,
+                Block::SectionEnd { .. } => continue,
+            };
+            if !text.contains(MENTION_START) {
+                continue;
+            }
+            let mut named = String::with_capacity(text.len());
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find(MENTION_START) {
+                named.push_str(&rest[..start]);
+                let after = &rest[start + MENTION_START.len_utf8()..];
+                let Some(end) = after.find(MENTION_END) else {
+                    rest = after;
+                    break;
+                };
+                named.push('@');
+                named
+                    .push_str(names.get(&after[..end]).map(String::as_str).filter(|n| !n.is_empty()).unwrap_or("user"));
+                rest = &after[end + MENTION_END.len_utf8()..];
+            }
+            named.push_str(rest);
+            *text = named;
+        }
+    }
+
     /// All blocks (headings included, as plain lines) joined by blank lines.
     pub fn plain_text(&self) -> String {
         let len: usize = self.blocks.iter().map(|b| b.text().len() + 2).sum();
         let mut out = String::with_capacity(len);
-        for block in &self.blocks {
+        for block in self.blocks.iter().filter(|b| !b.text().is_empty()) {
             if !out.is_empty() {
                 out.push_str("\n\n");
             }
@@ -94,6 +163,14 @@ impl Converted {
 /// Converts a Confluence storage-format body into structured text. Never fails, never panics;
 /// see the [module documentation](self) for what is kept and what is dropped.
 pub fn convert(storage: &str) -> Converted {
+    // The mention marks are the converter's own: a page cannot spell them.
+    let cleaned;
+    let storage = if storage.contains([MENTION_START, MENTION_END]) {
+        cleaned = storage.replace([MENTION_START, MENTION_END], "");
+        cleaned.as_str()
+    } else {
+        storage
+    };
     let mut conv = Converter::new(storage);
     conv.run();
     conv.finish()
@@ -171,7 +248,9 @@ struct Out {
 
 impl Out {
     fn start_line(&mut self) {
-        if let Some((label, _)) = self.pending_label.take() {
+        if self.heading.is_none()
+            && let Some((label, _)) = self.pending_label.take()
+        {
             self.buf.push_str(&label);
             self.buf.push('\n');
         }
@@ -323,8 +402,10 @@ impl Out {
 enum Kind {
     /// Transparent wrapper (span, strong, unknown elements …).
     Inline,
-    /// Container block (div, layout cell, blockquote …): breaks before and after.
+    /// Container block (div, blockquote …): breaks before and after.
     Block,
+    /// A layout column: a block that ends the sections of the headings inside it.
+    LayoutCell,
     /// Paragraph-like block (p, dt, dd …): breaks before and after.
     Para,
     /// Dropped subtree.
@@ -468,6 +549,8 @@ struct Converter<'a> {
     macros: Vec<MacroState>,
     refs: Vec<RefState>,
     adfs: Vec<AdfState>,
+    /// Where each open layout column's blocks start.
+    layout_cells: Vec<usize>,
     cell_depth: usize,
     item_depth: usize,
     /// Incremented whenever visible text is produced anywhere (used for "had a body?" tests).
@@ -495,6 +578,7 @@ impl<'a> Converter<'a> {
             macros: Vec::new(),
             refs: Vec::new(),
             adfs: Vec::new(),
+            layout_cells: Vec::new(),
             cell_depth: 0,
             item_depth: 0,
             text_mark: 0,
@@ -886,14 +970,20 @@ impl<'a> Converter<'a> {
             }
             "div" | "blockquote" | "section" | "article" | "header" | "footer" | "main" | "nav" | "aside"
             | "figure" | "center" | "details" | "dl" | "form" | "fieldset" | "body" | "html" | "ac:layout"
-            | "ac:layout-section" | "ac:layout-cell" | "ac:adf-content" | "ac:adf-leaf" => {
+            | "ac:layout-section" | "ac:adf-content" | "ac:adf-leaf" => {
                 self.block_break();
                 Kind::Block
             }
+            "ac:layout-cell" => {
+                self.block_break();
+                self.layout_cells.push(self.out.blocks.len());
+                Kind::LayoutCell
+            }
             "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
                 if self.ctx() == Ctx::Block {
+                    // A panel's title waiting for its body stays waiting: it goes with the
+                    // first text under this heading, not into a passage of its own.
                     self.out.flush();
-                    self.out.drop_or_emit_label();
                     let level = name.as_bytes()[1] - b'0';
                     self.out.heading = Some(level);
                     Kind::Heading(level)
@@ -1106,7 +1196,15 @@ impl<'a> Converter<'a> {
                 let parent_is_container = match self.frames.last() {
                     None => true,
                     Some(f) => {
-                        matches!(f.kind, Kind::Block | Kind::MacroBody | Kind::AdfFallback | Kind::Adf | Kind::Macro)
+                        matches!(
+                            f.kind,
+                            Kind::Block
+                                | Kind::LayoutCell
+                                | Kind::MacroBody
+                                | Kind::AdfFallback
+                                | Kind::Adf
+                                | Kind::Macro
+                        )
                     }
                 };
                 let block = parent_is_container && self.ctx() == Ctx::Block;
@@ -1195,7 +1293,10 @@ impl<'a> Converter<'a> {
         let value = match name {
             "ri:page" | "ri:blog-post" => attr(e, b"ri:content-title"),
             "ri:attachment" => attr(e, b"ri:filename"),
-            "ri:user" => Some("@user".to_owned()),
+            "ri:user" => Some(match attr(e, b"ri:account-id").filter(|id| valid_account_id(id)) {
+                Some(id) => format!("{MENTION_START}{id}{MENTION_END}"),
+                None => "@user".to_owned(),
+            }),
             "ri:space" => attr(e, b"ri:space-key"),
             "ri:url" => attr(e, b"ri:value"),
             "ri:shortcut" => attr(e, b"ri:parameter"),
@@ -1214,6 +1315,20 @@ impl<'a> Converter<'a> {
             Kind::Inline => {}
             Kind::Skip => self.skip = self.skip.saturating_sub(1),
             Kind::Block | Kind::Para => self.block_break(),
+            Kind::LayoutCell => {
+                self.block_break();
+                let start = self.layout_cells.pop().unwrap_or(self.out.blocks.len());
+                let opened = self.out.blocks[start.min(self.out.blocks.len())..]
+                    .iter()
+                    .filter_map(|b| match b {
+                        Block::Heading { level, .. } => Some(*level),
+                        _ => None,
+                    })
+                    .min();
+                if let Some(level) = opened {
+                    self.out.blocks.push(Block::SectionEnd { level });
+                }
+            }
             Kind::Heading(level) => {
                 if self.out.heading == Some(level) {
                     self.out.finish_heading(level);
@@ -1451,6 +1566,11 @@ fn emoticon_text(e: &BytesStart<'_>) -> Option<String> {
     Some(text.to_owned())
 }
 
+/// Account ids are short and made of letters, digits, `:` and `-` (`557058:2f1c…`).
+fn valid_account_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == ':' || c == '-')
+}
+
 fn utf8<'b>(bytes: &'b [u8]) -> Cow<'b, str> {
     String::from_utf8_lossy(bytes)
 }
@@ -1553,7 +1673,8 @@ fn resolve_entity(name: &str) -> Option<Resolved> {
             if code == 0 {
                 return None;
             }
-            return char::from_u32(code).map(Resolved::Char);
+            // The mention marks are the converter's own: a page cannot spell them.
+            return char::from_u32(code).filter(|c| ![MENTION_START, MENTION_END].contains(c)).map(Resolved::Char);
         }
         _ => {
             if name.len() > MAX_ENTITY_NAME {
@@ -1686,7 +1807,30 @@ mod tests {
             assert!(!plain.contains(gone), "{gone:?} leaked into {plain:?}");
         }
         // `<p />` makes no empty block.
-        assert!(doc.blocks.iter().all(|b| !b.text().trim().is_empty()));
+        assert!(doc.blocks.iter().all(|b| matches!(b, Block::SectionEnd { .. }) || !b.text().trim().is_empty()));
+    }
+
+    #[test]
+    fn a_heading_in_a_layout_column_does_not_label_the_next_column() {
+        let doc = convert(
+            "<h1>Team</h1><ac:layout><ac:layout-section ac:type=\"two_equal\">\
+             <ac:layout-cell><h2>Left</h2><p>left text</p></ac:layout-cell>\
+             <ac:layout-cell><p>right text</p></ac:layout-cell></ac:layout-section></ac:layout>",
+        );
+        assert_eq!(
+            doc.blocks,
+            [
+                heading(1, "Team"),
+                heading(2, "Left"),
+                text("left text"),
+                Block::SectionEnd { level: 2 },
+                text("right text"),
+            ]
+        );
+        let chunks = crate::chunk::chunk(&doc, &crate::chunk::ChunkConfig::default());
+        let paths: Vec<(Vec<&str>, &str)> =
+            chunks.iter().map(|c| (c.headings.iter().map(String::as_str).collect(), c.text.as_str())).collect();
+        assert_eq!(paths, [(vec!["Team", "Left"], "left text"), (vec!["Team"], "right text")]);
     }
 
     #[test]
@@ -1757,7 +1901,9 @@ mod tests {
 
     #[test]
     fn constructs_fixture_full_output() {
-        let doc = convert(&fixture("constructs.xml"));
+        let mut doc = convert(&fixture("constructs.xml"));
+        assert_eq!(doc.mentions(), ["557058:abc"]);
+        doc.name_mentions(&HashMap::from([("557058:abc".to_string(), "Ada Lovelace".to_string())]));
         let expected = [
             text("Intro with entities: café — März – ää © ’quoted’ <tag> & \"x\" 'y' …"),
             heading(1, "Install"),
@@ -1774,7 +1920,7 @@ mod tests {
             text("Tip:\nUse a fast disk."),
             text("Details for experts\nHidden but real content."),
             heading(2, "Windows"),
-            text("Version | Status | Owner\n10 and 11 | SUPPORTED | @user\n7 | WIN-42"),
+            text("Version | Status | Owner\n10 and 11 | SUPPORTED | @Ada Lovelace\n7 | WIN-42"),
             text("[x] Order licences\n[ ] Schedule rollout\n  [ ] Notify staff"),
             heading(1, "Reference"),
             text("See Release Notes and the FAQ and the top."),
@@ -1875,6 +2021,29 @@ mod tests {
              <p><ac:image ac:alt=\"Deployment diagram\"><ri:url ri:value=\"https://cdn.example/d.png\" /></ac:image></p>",
         );
         assert_eq!(doc.blocks, [text("Read the guide or https://wiki.example/raw ."), text("Deployment diagram")]);
+    }
+
+    #[test]
+    fn mentions_are_marked_for_naming_and_pages_cannot_forge_the_marks() {
+        let mut doc = convert(
+            "<p>Ask <ac:link><ri:user ri:account-id=\"557058:ab-12\" /></ac:link> or \
+             <ac:link><ri:user ri:userkey=\"legacy\" /></ac:link>; not a\u{E000}forged\u{E001} or \
+             b&#xE000;forged&#xE001; mark.</p>",
+        );
+        assert_eq!(doc.mentions(), ["557058:ab-12"]);
+        doc.name_mentions(&HashMap::from([("557058:ab-12".to_string(), "Ada Lovelace".to_string())]));
+        let text = doc.plain_text();
+        assert!(text.starts_with("Ask @Ada Lovelace or @user; not aforged or b"), "{text}");
+        assert!(!text.contains(['\u{E000}', '\u{E001}']), "{text:?}");
+    }
+
+    #[test]
+    fn a_panel_title_stays_with_its_body_when_the_body_opens_with_a_heading() {
+        let doc = convert(
+            "<ac:structured-macro ac:name=\"note\"><ac:parameter ac:name=\"title\">Heads up</ac:parameter>\
+             <ac:rich-text-body><h3>Inner</h3><p>body</p></ac:rich-text-body></ac:structured-macro>",
+        );
+        assert_eq!(doc.blocks, [heading(3, "Inner"), text("Note: Heads up\nbody")]);
     }
 
     #[test]

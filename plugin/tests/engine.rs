@@ -340,3 +340,65 @@ fn retrieve_answers_from_the_ingested_pages_with_citations() {
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
+
+#[test]
+fn mentions_are_indexed_as_names_looked_up_in_bulk_once_per_connection() {
+    let site = FakeConfluence::start().expect("the fake Confluence starts");
+    site.add_user(EMAIL, TOKEN, TokenKind::Classic);
+    site.add_user("grace.hopper@example.com", "other-token", TokenKind::Classic);
+    let ada = site.account_id(EMAIL).expect("Ada's account");
+    let grace = site.account_id("grace.hopper@example.com").expect("Grace's account");
+    let mention = |id: &str| format!("<ac:link><ri:user ri:account-id=\"{id}\" /></ac:link>");
+    site.add_space_with_homepage(SPACE, "Engineering", "<p>Welcome.</p>");
+    for i in 0..40 {
+        let body = format!(
+            "<p>Owner {} with {}; reviewed by {}.</p>",
+            mention(&ada),
+            mention(&grace),
+            mention("557058:deleted-account")
+        );
+        site.add_page(SPACE, None, &format!("Design {i}"), &body);
+    }
+    let transport = InProcess::new(&site);
+    let stores = Stores::default();
+    let memory_id = stores.connect_and_ingest(&transport);
+    let engine = stores.engine(&transport);
+    resume(&engine);
+
+    let index = stores.index.committed();
+    let design = index.iter().find(|((_, _), chunks)| chunks[0].title == "Design 7").expect("a design page").1;
+    assert_eq!(design[0].text, "Owner @Ada with @Grace Hopper; reviewed by @user.");
+    let lookups = |site: &FakeConfluence| site.requests().iter().filter(|r| r.path.ends_with("/user/bulk")).count();
+    assert_eq!(lookups(&site), 1, "one request named everyone the 41 pages mention");
+
+    // Another memory of the same connection: the names are remembered.
+    site.add_space_with_homepage("OPS", "Operations", &format!("<p>On call: {}.</p>", mention(&grace)));
+    let engine = stores.engine(&transport);
+    let connection = stores.memory(&memory_id).connection_id;
+    engine.ingest(&connection, &["OPS".to_string()]).expect("ingest OPS");
+    resume(&engine);
+    assert_eq!(lookups(&site), 1, "no lookup for a name already known");
+    let ops = stores.index.committed().into_iter().find(|(_, chunks)| chunks[0].title == "Operations").unwrap();
+    assert_eq!(ops.1[0].text, "On call: @Grace Hopper.");
+}
+
+#[test]
+fn a_failed_name_lookup_leaves_mentions_unnamed_and_the_ingest_whole() {
+    let site = FakeConfluence::start().expect("the fake Confluence starts");
+    site.add_user(EMAIL, TOKEN, TokenKind::Classic);
+    let ada = site.account_id(EMAIL).expect("Ada's account");
+    site.add_space_with_homepage(
+        SPACE,
+        "Engineering",
+        &format!("<p>Ask <ac:link><ri:user ri:account-id=\"{ada}\" /></ac:link>.</p>"),
+    );
+    let transport = InProcess::new(&site);
+    transport.fail_requests_containing(Some("/user/bulk"));
+    let stores = Stores::default();
+    let memory_id = stores.connect_and_ingest(&transport);
+    resume(&stores.engine(&transport));
+    let outcome = stores.state(&memory_id);
+    assert_eq!(outcome.status, MemoryStatus::Ingested, "{:?}", outcome.error);
+    let home = outcome.index.values().next().expect("the homepage");
+    assert_eq!(home[0].text, "Ask @user.");
+}

@@ -250,3 +250,39 @@ fn the_token_never_appears_in_output_logs_or_storage() {
     }
     assert!(scanned > 3, "the data directory holds the store, the key and the index");
 }
+
+#[test]
+fn connect_takes_the_fields_the_connector_describes() {
+    let world = World::new();
+    let described = world.json(&["describe"]);
+    let names: Vec<&str> =
+        described["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["site", "token", "email", "allow-loopback", "gateway"]);
+    assert_eq!(described["fields"][1]["secret"], true);
+    let human = world.ok(&["describe"]);
+    assert!(human.contains("--secret-env token=VARIABLE") && human.contains("--field site=…"), "{human}");
+
+    // The generic form, for whatever connector the host runs.
+    let origin = world.site.origin();
+    let site = format!("site={origin}");
+    let email = format!("email={EMAIL}");
+    let generic = ["connect", "--field", &site, "--field", &email, "--secret-env", "token=CONFLUENCE_TOKEN"];
+    let connection = world.json(&[&generic[..], &["--field", "allow-loopback=true"]].concat());
+    assert_eq!(connection["site"], origin.as_str());
+
+    // What it refuses, before the connector sees anything.
+    let secret_on_the_command_line = world.run(&[&generic[..], &["--field", "token=hunter2"]].concat());
+    assert!(!secret_on_the_command_line.status.success());
+    let said = text(&secret_on_the_command_line);
+    assert!(said.contains("token is secret") && !said.contains("hunter2"), "{said}");
+    let unknown = world.run(&[&generic[..], &["--field", "colour=red"]].concat());
+    assert!(
+        text(&unknown).contains("no field 'colour' (its fields: site, token, email, allow-loopback, gateway"),
+        "{}",
+        text(&unknown)
+    );
+    let missing = world.run(&["connect", "--field", &site, "--secret-env", "token=CONFLUENCE_TOKEN"]);
+    assert!(text(&missing).contains("also needs --field email=… (Atlassian-account e-mail"), "{}", text(&missing));
+    let unset = world.run(&["connect", "--field", &site, "--field", &email, "--secret-env", "token=NOT_SET_ANYWHERE"]);
+    assert!(text(&unset).contains("NOT_SET_ANYWHERE is not set: it should hold the API token"), "{}", text(&unset));
+}

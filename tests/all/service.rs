@@ -91,6 +91,10 @@ async fn every_route_answers_by_role_and_tenants_stay_apart() {
     assert_eq!((status, answer["error"]["kind"].as_str()), (422, Some("unauthorized")), "{answer}");
     let (status, answer) = admin.post("/api/v1/connections", json!({"site": site, "email": EMAIL})).await;
     assert_eq!((status, answer["error"]["kind"].as_str()), (422, Some("invalid-input")), "missing token: {answer}");
+    let (status, answer) =
+        admin.post("/api/v1/connections", json!({"site": site, "email": EMAIL, "token": TOKEN, "colour": "red"})).await;
+    assert_eq!((status, answer["error"]["kind"].as_str()), (422, Some("invalid-input")), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("no field 'colour'"), "{answer}");
     let raw = reqwest::Client::new();
     let bearer = format!("Bearer {}", admin.key.as_deref().unwrap());
     let malformed = raw

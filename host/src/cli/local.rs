@@ -1,6 +1,5 @@
 //! Commands run in this process on the data directory (no service is running on it).
 
-use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -8,7 +7,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use connector_host::bindings::types::{ConnectorError, IngestOutcome, MemoryStatus};
 use connector_host::driver::{describe_error, drive};
 use connector_host::report::{
-    AskView, ConnectionView, IngestView, MemoryState, MemoryView, PassageView, RejectedView, StatusView, export_line,
+    AskView, ConnectionView, ConnectorView, IngestView, MemoryState, MemoryView, PassageView, RejectedView, StatusView,
+    export_line,
 };
 use connector_host::runtime::{ConnectorHost, Instance};
 
@@ -17,24 +17,6 @@ use crate::{Cli, Command, SemanticAction};
 
 fn fail(error: ConnectorError) -> anyhow::Error {
     anyhow!("{}", describe_error(&error))
-}
-
-/// Reads the API token from an environment variable or standard input, never from argv.
-pub fn read_token(env: Option<&str>, stdin: bool) -> Result<String> {
-    let token = if stdin {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("cannot read the API token from standard input")?;
-        text
-    } else {
-        let var = env.unwrap_or_default();
-        std::env::var(var)
-            .map_err(|_| anyhow!("the environment variable {var} is not set: it should hold the Atlassian API token"))?
-    };
-    let token = token.trim().to_string();
-    if token.is_empty() {
-        bail!("the API token is empty");
-    }
-    Ok(token)
 }
 
 /// Exit status of a run: failure if a key was rejected or a memory ended in ERROR.
@@ -62,23 +44,18 @@ pub async fn run(cli: &Cli) -> Result<ExitCode> {
             super::output::print_audit(&host.audit_log(&namespace, *limit)?, *json);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Connect { site, email, token_env, token_stdin, allow_loopback, gateway, json } => {
-            let token = read_token(token_env.as_deref(), *token_stdin)?;
-            let mut config = vec![
-                ("site".to_string(), site.clone()),
-                ("email".to_string(), email.clone()),
-                ("token".to_string(), token),
-            ];
-            if *allow_loopback {
-                config.push(("allow-loopback".into(), "true".into()));
-            }
-            if let Some(gateway) = gateway {
-                config.push(("gateway".into(), gateway.clone()));
-            }
+        Command::Connect(args) => {
+            let connector = ConnectorView::from(instance.describe().await?);
+            let config = args.config(&connector)?;
+            let subject = connector.audit_subject(&config);
             let outcome = instance.connect(config).await;
-            host.audit_call(&namespace, "cli", "connect", site, &outcome);
+            host.audit_call(&namespace, "cli", "connect", &subject, &outcome);
             let connection = ConnectionView::from(&outcome?.map_err(fail)?);
-            super::print_connection(&connection, *json);
+            super::print_connection(&connection, args.json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Describe { json } => {
+            super::connect::print_description(&ConnectorView::from(instance.describe().await?), *json);
             Ok(ExitCode::SUCCESS)
         }
         Command::Disconnect { connection_id } => {

@@ -3,8 +3,10 @@
 //! * [`local`]: in this process, on the data directory.
 //! * [`remote`]: through the service already running on the data directory.
 //! * [`serve`]: the service itself; [`keys`]: its API keys.
+//! * [`connect`]: the connection form's fields, from the connector's description.
 //! * [`output`]: what every command prints.
 
+pub mod connect;
 pub mod keys;
 pub mod local;
 pub mod output;
@@ -17,7 +19,7 @@ use anyhow::Result;
 use reqwest::Method;
 use serde_json::json;
 
-use connector_host::report::{AskView, ConnectionView, IngestView, MemoryState, MemoryView};
+use connector_host::report::{AskView, ConnectionView, ConnectorView, IngestView, MemoryState, MemoryView};
 
 use crate::{Cli, Command};
 use output::{print_memories, print_passages, print_status};
@@ -62,13 +64,18 @@ pub async fn through_service(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
     match &cli.command {
         Command::Demo { .. } | Command::Serve(_) | Command::OperatorKey(_) => unreachable!("handled before"),
         Command::Keys(command) => keys::run_remote(remote, &cli.instance, command).await,
-        Command::Connect { site, email, token_env, token_stdin, allow_loopback, gateway, json } => {
-            let token = local::read_token(token_env.as_deref(), *token_stdin)?;
-            let body = json!({
-                "site": site, "email": email, "token": token, "allow_loopback": allow_loopback, "gateway": gateway,
-            });
+        Command::Connect(args) => {
+            let connector: ConnectorView = remote.call(Method::GET, "/connector", none).await?;
+            let config = args.config(&connector)?;
+            let body: serde_json::Map<String, serde_json::Value> =
+                config.into_iter().map(|(name, value)| (name, serde_json::Value::String(value))).collect();
             let connection: ConnectionView = remote.call(Method::POST, "/connections", Some(body)).await?;
-            print_connection(&connection, *json);
+            print_connection(&connection, args.json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Describe { json } => {
+            let connector: ConnectorView = remote.call(Method::GET, "/connector", none).await?;
+            connect::print_description(&connector, *json);
             Ok(ExitCode::SUCCESS)
         }
         Command::Disconnect { connection_id } => {

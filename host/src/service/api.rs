@@ -18,7 +18,8 @@ use utoipa::{OpenApi, ToSchema};
 use crate::audit::AuditEntry;
 use crate::keys::{ApiKey, CreatedKey, Role};
 use crate::report::{
-    AskView, ConnectionView, IngestView, MemoryState, MemoryView, PassageView, RejectedView, StatusView,
+    AskView, ConnectionView, ConnectorView, FieldView, IngestView, MemoryState, MemoryView, PassageView, RejectedView,
+    StatusView,
 };
 use crate::schedule::AutoResyncRefusal;
 use crate::semantic::SemanticStatusView;
@@ -206,52 +207,11 @@ async fn whoami(State(service): State<Arc<Service>>, caller: Caller) -> Json<Who
     })
 }
 
-/// A field of the connect form.
-#[derive(Serialize, ToSchema)]
-pub struct FieldView {
-    /// Name in the connect request.
-    pub name: String,
-    /// Label for a form.
-    pub label: String,
-    /// One sentence of help.
-    pub help: String,
-    /// Never echoed or logged.
-    pub secret: bool,
-    /// Whether connecting fails without it.
-    pub required: bool,
-}
-
-/// What the connector is and what connecting asks for.
-#[derive(Serialize, ToSchema)]
-pub struct ConnectorView {
-    /// Connector kind, e.g. `confluence`.
-    pub kind: String,
-    /// Display name.
-    pub name: String,
-    /// Component version.
-    pub version: String,
-    /// What a source is, e.g. `space key`.
-    pub source_label: String,
-    /// The connect form's fields.
-    pub fields: Vec<FieldView>,
-}
-
 /// The connector's description (drives the dashboard's connect form).
 #[utoipa::path(get, path = "/api/v1/connector", responses((status = 200, body = ConnectorView)))]
 async fn connector(State(service): State<Arc<Service>>, caller: Caller) -> Result<Json<ConnectorView>, ApiError> {
     let mut instance = service.readers.get(&caller.instance).await?;
-    let info = instance.describe().await?;
-    Ok(Json(ConnectorView {
-        kind: info.kind,
-        name: info.name,
-        version: info.version,
-        source_label: info.source_label,
-        fields: info
-            .config_fields
-            .into_iter()
-            .map(|f| FieldView { name: f.name, label: f.label, help: f.help, secret: f.secret, required: f.required })
-            .collect(),
-    }))
+    Ok(Json(ConnectorView::from(instance.describe().await?)))
 }
 
 /// Connections and memories of the caller's instance (members do not see e-mails).
@@ -260,21 +220,24 @@ async fn status(State(service): State<Arc<Service>>, caller: Caller) -> Result<J
     Ok(Json(service.status_view(&caller).await?))
 }
 
-/// Body of `POST /api/v1/connections`.
+/// Body of `POST /api/v1/connections`: the connect form's fields by name, as
+/// `GET /api/v1/connector` lists them (`_` may stand for `-`, so `allow_loopback` is the
+/// field `allow-loopback`); text, or `true`/`false` for yes/no fields. For Confluence:
+/// `site`, `email`, `token` (stored encrypted, never returned), `allow_loopback` (only when
+/// the service allows loopback sites) and `gateway` (operator only).
 #[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConnectRequest {
-    /// Site URL, e.g. `https://your-company.atlassian.net`.
-    pub site: String,
-    /// Atlassian-account e-mail.
-    pub email: String,
-    /// API token (classic or scoped); stored encrypted, never returned.
-    pub token: String,
-    /// Accept an `http://` site on loopback (only when the service allows it).
-    #[serde(default)]
-    pub allow_loopback: bool,
-    /// Origin of the scoped-token gateway (operator only; default: the service's).
-    pub gateway: Option<String>,
+#[serde(transparent)]
+#[schema(value_type = std::collections::BTreeMap<String, String>)]
+pub struct ConnectRequest(pub std::collections::BTreeMap<String, FieldValue>);
+
+/// A connect field's value.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum FieldValue {
+    /// Text.
+    Text(String),
+    /// A yes/no field.
+    Flag(bool),
 }
 
 /// Connects an account (admin, domain-owner).
@@ -283,26 +246,42 @@ pub struct ConnectRequest {
 async fn connect(
     State(service): State<Arc<Service>>,
     caller: Caller,
-    Body(body): Body<ConnectRequest>,
+    Body(ConnectRequest(fields)): Body<ConnectRequest>,
 ) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
     caller.require_manager()?;
-    if body.allow_loopback && !service.config.allow_loopback {
+    let connector = ConnectorView::from(service.readers.get(&caller.instance).await?.describe().await?);
+    let mut config = Vec::with_capacity(fields.len());
+    for (name, value) in fields {
+        let Some(field) = connector.field(&name) else {
+            let names: Vec<&str> = connector.fields.iter().map(|f| f.name.as_str()).collect();
+            return Err(ApiError::invalid(format!(
+                "{} takes no field '{name}' (its fields: {})",
+                connector.name,
+                names.join(", ")
+            )));
+        };
+        let value = match value {
+            FieldValue::Text(text) => text,
+            FieldValue::Flag(true) => "true".into(),
+            // An unticked box is an absent field.
+            FieldValue::Flag(false) => continue,
+        };
+        config.push((field.name.clone(), value));
+    }
+    // Host policy on what a field may grant (until origins carry it, see issue #9).
+    let given = |name: &str| config.iter().any(|(n, v)| n == name && !v.trim().is_empty());
+    if config.iter().any(|(n, v)| n == "allow-loopback" && v.trim() == "true") && !service.config.allow_loopback {
         return Err(ApiError::forbidden("this service does not accept loopback sites (serve --allow-loopback)"));
     }
-    let site = body.site.clone();
-    let mut config = vec![("site".to_string(), body.site), ("email".into(), body.email), ("token".into(), body.token)];
-    if body.allow_loopback {
-        config.push(("allow-loopback".into(), "true".into()));
-    }
-    if body.gateway.is_some() {
+    if given("gateway") {
         caller.require_operator()?;
-    }
-    if let Some(gateway) = body.gateway.or_else(|| service.config.gateway.clone()) {
+    } else if let Some(gateway) = service.config.gateway.clone().filter(|_| connector.field("gateway").is_some()) {
         config.push(("gateway".into(), gateway));
     }
+    let subject = connector.audit_subject(&config);
     let tenant = service.tenants.get(&caller.instance).await?;
     let outcome = tenant.instance().await.connect(config).await;
-    service.host.audit_call(&caller.instance, &caller.key_id, "connect", &site, &outcome);
+    service.host.audit_call(&caller.instance, &caller.key_id, "connect", &subject, &outcome);
     let connection = outcome??;
     tracing::info!(tenant = %caller.instance, key = %caller.key_id, connection = %connection.id, "connected");
     Ok((StatusCode::CREATED, Json(ConnectionView::from(&connection))))

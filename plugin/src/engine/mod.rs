@@ -1,8 +1,9 @@
 //! The connector's product logic: connect, ingest, sync, step, retrieve, status.
 //!
 //! One [`Engine`], its methods grouped by concern: `connect` (connections, token kinds,
-//! scopes), `ingest` (registering memories and runs), `work` (the step loop) and `answers`
-//! (retrieval with citations); records and shared helpers live here.
+//! scopes), `ingest` (registering memories and runs), `work` (the step loop), `people`
+//! (names of mentioned accounts) and `answers` (retrieval with citations); records and
+//! shared helpers live here.
 //!
 //! Everything is plain Rust over the capability traits of [`crate::caps`] and the
 //! [`Transport`]; the WebAssembly layer only translates types. State lives in
@@ -14,16 +15,18 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::caps::{HostError, KeyValue, SearchIndex, SecretStore};
-use crate::chunk::{ChunkConfig, page_chunks};
+use crate::chunk::{ChunkConfig, converted_chunks};
 use crate::client::{ApiError, Client};
 use crate::http::Transport;
 use crate::model::{Content, CurrentUser, Listing, Space, TenantInfo};
 use crate::records::*;
 use crate::site::{self, Site, SiteOptions};
+use crate::storage;
 
 mod answers;
 mod connect;
 mod ingest;
+mod people;
 mod work;
 
 pub use connect::config_fields;

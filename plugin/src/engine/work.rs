@@ -155,7 +155,7 @@ impl Engine<'_> {
                 (None, Phase::Pages) => client.prefetch(&listing_start(&space_id, "blogposts", with_bodies)),
                 _ => {}
             }
-            self.absorb(memory, run, kind, listing.results, with_bodies, &mut uncommitted)?;
+            self.absorb(client, memory, run, kind, listing.results, with_bodies, &mut uncommitted)?;
             match listing.links.next {
                 Some(next) => {
                     let fingerprint = hash_of(&next);
@@ -183,8 +183,10 @@ impl Engine<'_> {
     /// Takes listed documents into the memory: indexes new and changed ones (when the
     /// bodies are at hand) or queues them for fetching, and marks everything seen.
     /// Nothing is recorded until [`Self::record`]: the records follow the commit.
+    #[allow(clippy::too_many_arguments)]
     fn absorb(
         &self,
+        client: &Client<'_>,
         memory: &mut Memory,
         run: &mut Run,
         kind: char,
@@ -197,15 +199,39 @@ impl Engine<'_> {
         }
         let bucket = docs_bucket(&memory.id);
         let ids: Vec<String> = contents.iter().map(|c| c.id.clone()).collect();
-        let existing = self.kv.get_many(&bucket, &ids)?;
+        let existing: Vec<Option<DocRecord>> = self
+            .kv
+            .get_many(&bucket, &ids)?
+            .into_iter()
+            .map(|stored| stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+            .collect();
+        let changed = |content: &Content, stored: &Option<DocRecord>| {
+            stored.as_ref().is_none_or(|r| r.version != content.version.number || r.title != content.title)
+        };
+        // The bodies to index, converted; the people they mention are named in one go.
+        let mut converted: Vec<Option<storage::Converted>> = contents
+            .iter()
+            .zip(&existing)
+            .map(|(content, stored)| {
+                (with_bodies && changed(content, stored)).then(|| storage::convert(content.storage()))
+            })
+            .collect();
+        let mentioned: Vec<String> = {
+            let mut ids: Vec<String> = converted.iter().flatten().flat_map(storage::Converted::mentions).collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        if !mentioned.is_empty() {
+            let names = self.display_names(client, &memory.connection_id, &mentioned)?;
+            converted.iter_mut().flatten().for_each(|doc| doc.name_mentions(&names));
+        }
         let Uncommitted { writes, indexed } = uncommitted;
-        for (content, stored) in contents.into_iter().zip(existing) {
-            let stored: Option<DocRecord> = stored.and_then(|bytes| serde_json::from_slice(&bytes).ok());
-            let changed =
-                stored.as_ref().is_none_or(|r| r.version != content.version.number || r.title != content.title);
+        for ((content, stored), doc) in contents.into_iter().zip(existing).zip(converted) {
+            let changed = changed(&content, &stored);
             let webui = content.links.webui.clone().unwrap_or_default();
-            if changed && with_bodies {
-                let chunks = page_chunks(content.storage(), &content.title, &self.chunking);
+            if let Some(doc) = doc {
+                let chunks = converted_chunks(&doc, &content.title, &self.chunking);
                 let count = chunks.len() as u32;
                 self.index.replace_document(&memory.id, &content.id, chunks)?;
                 *indexed = true;
@@ -268,7 +294,7 @@ impl Engine<'_> {
             let listing: Listing<Content> = fetch_listing(client, &current, |next| visited.contains(next))?;
             memory.progress.fetched += listing.results.len() as u32;
             let wanted: Vec<Content> = listing.results.into_iter().filter(|c| batch.contains(&c.id)).collect();
-            self.absorb(memory, run, kind, wanted, true, &mut uncommitted)?;
+            self.absorb(client, memory, run, kind, wanted, true, &mut uncommitted)?;
             link = listing.links.next;
         }
         self.record(memory, uncommitted)?;

@@ -238,6 +238,12 @@ impl FakeConfluence {
         self.state().requests.clone()
     }
 
+    /// The account id of the user registered with `email` (for mentions in page bodies:
+    /// `<ac:link><ri:user ri:account-id="…"/></ac:link>`).
+    pub fn account_id(&self, email: &str) -> Option<String> {
+        self.state().users.iter().find(|u| u.email == email).map(|u| u.account_id.clone())
+    }
+
     /// Forgets the recorded requests.
     pub fn reset_requests(&self) {
         self.state().requests.clear();

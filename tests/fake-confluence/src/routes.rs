@@ -137,6 +137,7 @@ impl Ctx<'_> {
 enum Ep {
     TenantInfo,
     UserCurrent,
+    UsersBulk,
     Spaces,
     Space(String),
     SpacePages(String),
@@ -167,6 +168,7 @@ impl Ep {
         match s.as_slice() {
             ["", "_edge", "tenant_info"] => Ep::TenantInfo,
             ["", "wiki", "rest", "api", "user", "current"] => Ep::UserCurrent,
+            ["", "wiki", "rest", "api", "user", "bulk"] => Ep::UsersBulk,
             ["", "wiki", "api", "v2", rest @ ..] => match rest {
                 ["spaces"] => Ep::Spaces,
                 ["spaces", id] if !id.is_empty() => Ep::Space(own(id)),
@@ -200,7 +202,7 @@ impl Ep {
     /// Empty = any valid scoped token.
     fn scopes(&self) -> &'static [&'static str] {
         match self {
-            Ep::UserCurrent => &["read:content-details:confluence", "read:confluence-user"],
+            Ep::UserCurrent | Ep::UsersBulk => &["read:content-details:confluence", "read:confluence-user"],
             Ep::Spaces | Ep::Space(_) => &["read:space:confluence"],
             Ep::SpacePages(_) | Ep::SpaceBlogposts(_) | Ep::Pages | Ep::Page(_) | Ep::Blogposts | Ep::Blogpost(_) => {
                 &["read:page:confluence"]
@@ -374,6 +376,7 @@ pub(crate) fn dispatch(
     let result = match ep {
         Ep::TenantInfo => Ok(Reply::json(200, &json!({"cloudId": st.cloud_id}))),
         Ep::UserCurrent => Ok(user_current(&ctx)),
+        Ep::UsersBulk => Ok(users_bulk(st, &ctx, &q)),
         Ep::Spaces => list_spaces(st, &ctx, &q),
         Ep::Space(id) => single_space(st, &ctx, &id),
         Ep::SpacePages(id) => list_in_space(st, &ctx, &q, &id, Kind::Page, &rest),
@@ -691,6 +694,34 @@ fn parse_id(raw: &str, name: &str) -> Result<u64, Reply> {
 // ---------------------------------------------------------------------------------------------
 
 /// `GET /wiki/rest/api/user/current`.
+/// `GET /wiki/rest/api/user/bulk?accountId=..&accountId=..`: the known accounts among the
+/// ids, at most 200 (unknown ids are left out, as Confluence does for deleted accounts).
+fn users_bulk(st: &State, ctx: &Ctx<'_>, q: &Query) -> Reply {
+    let base = ctx.base();
+    let ids = q.multi("accountId");
+    let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(200).clamp(1, 200);
+    let results: Vec<Value> = ids
+        .iter()
+        .take(limit)
+        .filter_map(|id| st.users.iter().find(|u| &u.account_id == id))
+        .map(|u| {
+            json!({
+                "type": "known",
+                "accountId": u.account_id,
+                "accountType": "atlassian",
+                "publicName": u.display_name,
+                "displayName": u.display_name,
+                "_links": {"self": format!("{base}/rest/api/user?accountId={}", u.account_id)}
+            })
+        })
+        .collect();
+    let size = results.len();
+    Reply::json(
+        200,
+        &json!({"results": results, "start": 0, "limit": limit, "size": size, "_links": {"base": base, "context": "/wiki"}}),
+    )
+}
+
 fn user_current(ctx: &Ctx<'_>) -> Reply {
     let base = ctx.base();
     match &ctx.user {

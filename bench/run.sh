@@ -5,6 +5,9 @@
 #   bench/run.sh --peers --datasets ../shared/datasets --out target/bench-results.json
 #   bench/run.sh --only quality --datasets ../shared/datasets --embedding-model target/models/all-MiniLM-L6-v2
 #                                         (also the hybrid rows: semantic retrieval on)
+#   bench/run.sh --only scale --datasets ../shared/datasets --embedding-model target/models/all-MiniLM-L6-v2
+#                                         (retrieve, lexical and fused, over all datasets in one
+#                                          instance; page vectors from tune's cache)
 #   bench/run.sh tune ../shared/datasets   (ranking variants, natively, on every dataset)
 #   bench/run.sh tune --embedding-model target/models/all-MiniLM-L6-v2 ../shared/datasets   (fusion variants)
 #   bench/run.sh soak --minutes 10      (connector-host serve under mixed load with faults)

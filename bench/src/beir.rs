@@ -379,6 +379,77 @@ pub async fn run(dataset: &Path, data_dir: &Path, cache: &Path, embedding_model:
     Ok(value)
 }
 
+/// `retrieve` with limit 10 through the component, lexical and fused, over every dataset's
+/// pages in one instance (a memory each): the scale at which `retrieve` p99 with fusion is
+/// aimed at (10,000 pages and more). Page vectors come from `tune`'s embedding cache (a page
+/// it lacks is embedded and added); every question is embedded by the model as it is asked.
+pub async fn fused_latency_at_scale(root: &Path, work: &Path, cache: &Path, model_dir: &Path) -> Result<Value> {
+    const QUESTIONS: usize = 300;
+    let site = fake_confluence::FakeConfluence::start()?;
+    site.add_user(EMAIL, TOKEN, fake_confluence::TokenKind::Classic);
+    let mut sets = Vec::new();
+    let mut pages = 0;
+    for (i, path) in datasets_in(root)?.into_iter().enumerate() {
+        let loaded = load(&path)?;
+        let key = format!("SCALE{i}");
+        site.add_space(&key, &path.display().to_string());
+        for doc in &loaded.docs {
+            site.add_page(&key, None, &doc.page_title(), &format!("<p>{}</p>", escape(&doc.text)));
+        }
+        pages += loaded.docs.len();
+        sets.push((path.display().to_string(), key, loaded));
+    }
+    let mut host = crate::open_host_with(work, cache, Some(model_dir))?;
+    let model = std::sync::Arc::new(connector_embed::EmbeddingModel::load(model_dir)?);
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-cache/page-embeddings.bin");
+    host.use_embedder(std::sync::Arc::new(
+        crate::embedding_cache::CachedEmbedder::open(model, &vectors)?.questions_uncached(),
+    ));
+    let mut instance = host.instance("scale").await?;
+    let connection = connect(&mut instance, &site.origin()).await?;
+    for (name, key, _) in &sets {
+        let memory = ingest(&mut instance, &connection, key).await?;
+        eprintln!("[scale] {name}: {} documents, {} chunks", memory.documents, memory.chunks);
+    }
+    let time = async |instance: &mut connector_host::runtime::Instance| -> Result<Vec<(f64, f64)>> {
+        let mut rows = Vec::new();
+        for (_, _, loaded) in &sets {
+            let mut ms = Vec::with_capacity(QUESTIONS);
+            for q in loaded.queries.iter().take(QUESTIONS) {
+                let started = Instant::now();
+                instance
+                    .retrieve(&q.text, &[], 10)
+                    .await?
+                    .map_err(|e| anyhow!("retrieve failed: {}", connector_host::driver::describe_error(&e)))?;
+                ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            ms.sort_by(f64::total_cmp);
+            let at = |p: f64| ms[((ms.len() as f64 * p) as usize).min(ms.len() - 1)];
+            rows.push((at(0.5), at(0.99)));
+        }
+        Ok(rows)
+    };
+    let lexical = time(&mut instance).await?;
+    host.set_semantic("scale", true)?;
+    let started = Instant::now();
+    while tokio::task::block_in_place(|| host.embed_round("scale"))?.is_some() {}
+    eprintln!("[scale] {pages} pages' vectors in place in {:.0} s", started.elapsed().as_secs_f64());
+    let fused = time(&mut instance).await?;
+
+    println!(
+        "\n### `retrieve` at scale: {pages} pages in one instance (limit 10, {QUESTIONS} questions per dataset)\n"
+    );
+    println!("| questions | lexical p50 / p99 ms | fused p50 / p99 ms |");
+    println!("| --- | ---: | ---: |");
+    let mut rows = Vec::new();
+    for ((name, _, _), (l, f)) in sets.iter().zip(lexical.iter().zip(&fused)) {
+        println!("| {name} | {:.1} / {:.1} | {:.1} / {:.1} |", l.0, l.1, f.0, f.1);
+        rows.push(json!({"questions": name, "lexical_p50_ms": l.0, "lexical_p99_ms": l.1,
+            "fused_p50_ms": f.0, "fused_p99_ms": f.1}));
+    }
+    Ok(json!({"pages": pages, "rows": rows}))
+}
+
 /// Scores and `retrieve` latencies of every test query.
 struct Answers {
     scores: Scores,

@@ -17,7 +17,10 @@
 //!   measurable without a conversion-only export; reported as such).
 //! - **quality** (`--datasets DIR`): every BEIR dataset in DIR (e.g. SciFact, ArguAna)
 //!   through the fake and the full pipeline, nDCG@10 of `retrieve` with limit 10 and
-//!   Recall@100 with limit 100, next to published BM25 figures and `bm25s` on the same files.
+//!   Recall@100 with limit 100, next to published BM25 figures and `bm25s` on the same files;
+//!   with `--embedding-model`, the hybrid rows too.
+//! - **scale** (`--datasets DIR --embedding-model DIR`): `retrieve` timed lexical and fused
+//!   over every dataset's pages in one instance (page vectors from `tune`'s cache).
 //! - **serve**: `ask` through the service's HTTP API from 50 concurrent clients while a
 //!   10,000-page ingest (`--quick`: 1,000) runs in another tenant of the same service.
 //! - **peers** (`--peers`): LangChain's `ConfluenceLoader` and LlamaIndex's
@@ -81,7 +84,7 @@ struct Cli {
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench-results.json")]
     out: PathBuf,
-    /// Run only these sections (comma separated: ingest,sync,retrieve,coldstart,convert,serve,quality,peers).
+    /// Run only these sections (comma separated: ingest,sync,retrieve,coldstart,convert,serve,quality,scale,peers).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Scratch directory for data directories (default: a temporary directory).
@@ -183,6 +186,8 @@ impl TimeSplit {
 }
 
 fn main() -> Result<()> {
+    // As connector-host runs: SAFETY: first thing in main, no other thread exists yet.
+    unsafe { connector_embed::single_threaded_products() };
     let cli = Cli::parse();
     if let Some(ChildCommand::Child { data_dir, cache_dir, origin, space, memory }) = &cli.child {
         let rt = runtime()?;
@@ -454,6 +459,7 @@ impl Bench {
         if self.cli.only.is_empty() {
             match section {
                 "quality" => self.cli.datasets.is_some(),
+                "scale" => self.cli.datasets.is_some() && self.cli.embedding_model.is_some(),
                 "peers" => self.cli.peers,
                 _ => true,
             }
@@ -660,6 +666,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             None => eprintln!("[quality] skipped: no --datasets DIR"),
         }
+    }
+    if bench.wants("scale")
+        && let (Some(root), Some(model)) = (bench.cli.datasets.clone(), bench.cli.embedding_model.clone())
+    {
+        let dir = bench.fresh_dir("scale")?;
+        let value = rt.block_on(beir::fused_latency_at_scale(&root, &dir, &bench.cache, &model))?;
+        bench.results.insert("scale".into(), value);
     }
     if bench.wants("peers") {
         let value = peers::run(

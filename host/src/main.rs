@@ -164,6 +164,8 @@ enum Command {
 
 fn main() -> ExitCode {
     connector_host::allocator::limit_arenas();
+    // SAFETY: first thing in main: no other thread exists yet.
+    unsafe { connector_embed::single_threaded_products() };
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

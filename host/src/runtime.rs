@@ -254,6 +254,13 @@ impl ConnectorHost {
         &self.embedding
     }
 
+    /// Embeds with `embedder` instead of the `embedding_model` directory's model, for every
+    /// instance opened after this call. For benchmarks that reuse vectors they computed
+    /// before; a host serving users loads its model from the directory.
+    pub fn use_embedder(&mut self, embedder: Arc<dyn connector_search::semantic::Embedder>) {
+        self.embedding = EmbeddingModelState::Loaded(embedder);
+    }
+
     /// Whether semantic retrieval is on for an instance, why it is not running (the model
     /// is unavailable), and the coverage of each of `memory_ids` while it runs.
     pub fn semantic_status(&self, namespace: &str, memory_ids: &[String]) -> Result<SemanticStatusView> {

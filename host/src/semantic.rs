@@ -11,20 +11,30 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::{Result, anyhow};
 use connector_embed::EmbeddingModel;
-use connector_search::semantic::{Coverage, EmbedRound, SemanticConfig, SemanticSearch};
+use connector_search::semantic::{Coverage, EmbedRound, Embedder, SemanticConfig, SemanticSearch};
 use connector_search::{Chunk, Hit, SearchBackend, SearchError, TantivySearch};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The embedding model of this process, or why there is none.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum EmbeddingModelState {
     /// No `--embedding-model` was given.
     NotConfigured,
     /// Loaded and ready.
-    Loaded(Arc<EmbeddingModel>),
+    Loaded(Arc<dyn Embedder>),
     /// Given but unusable (missing or corrupt files): lexical search keeps working.
     Failed(String),
+}
+
+impl std::fmt::Debug for EmbeddingModelState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EmbeddingModelState::NotConfigured => f.write_str("NotConfigured"),
+            EmbeddingModelState::Loaded(model) => f.debug_tuple("Loaded").field(&model.model_id()).finish(),
+            EmbeddingModelState::Failed(error) => f.debug_tuple("Failed").field(error).finish(),
+        }
+    }
 }
 
 impl EmbeddingModelState {
@@ -45,7 +55,7 @@ impl EmbeddingModelState {
     }
 
     /// The model, or an error saying what to do.
-    pub fn model(&self) -> Result<Arc<EmbeddingModel>> {
+    pub fn model(&self) -> Result<Arc<dyn Embedder>> {
         match self {
             EmbeddingModelState::Loaded(model) => Ok(model.clone()),
             EmbeddingModelState::NotConfigured => Err(anyhow!(
@@ -159,7 +169,7 @@ impl InstanceSearch {
     /// whose new pages are every committed document. Idempotent. Queries and writes go on
     /// lexically while it opens (reading a large index takes a while); what they commit
     /// meanwhile is caught up with before this returns.
-    pub fn enable(&self, model: Arc<EmbeddingModel>) -> Result<()> {
+    pub fn enable(&self, model: Arc<dyn Embedder>) -> Result<()> {
         let _one_at_a_time = self.enabling.lock().unwrap_or_else(|e| e.into_inner());
         if self.semantic().is_some() {
             return Ok(());

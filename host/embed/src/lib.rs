@@ -120,7 +120,10 @@ impl EmbeddingModel {
     }
 
     /// Embeds `texts`: one unit-length vector of [`Self::dimensions`] per text, in order.
-    /// Texts are batched by length, so that short ones are not padded to long ones.
+    /// Texts are batched by length, so that short ones are not padded to long ones, and
+    /// several texts are shared out over the machine's cores, a thread each (a single text,
+    /// such as a question, runs on the calling thread). With [`single_threaded_products`]
+    /// in force that is all the threads embedding takes.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let encodings = self
             .tokenizer
@@ -128,11 +131,43 @@ impl EmbeddingModel {
             .map_err(|e| EmbedError::Inference(e.to_string()))?;
         let mut order: Vec<usize> = (0..encodings.len()).collect();
         order.sort_by_key(|&i| encodings[i].get_attention_mask().iter().filter(|&&m| m == 1).count());
+        let ids: Vec<Vec<u32>> = encodings.iter().map(|e| unpadded(e.get_ids(), e)).collect();
 
+        // Dealt out in length order, so that every thread gets short and long texts alike.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(texts.len()).max(1);
+        let shares: Vec<Vec<usize>> =
+            (0..threads).map(|t| order.iter().skip(t).step_by(threads).copied().collect()).collect();
+        let embed_share = |share: &[usize]| -> Result<Vec<(usize, Vec<f32>)>, EmbedError> {
+            let mut out = Vec::with_capacity(share.len());
+            for batch in share.chunks(self.batch_size) {
+                let batch_ids: Vec<Vec<u32>> = batch.iter().map(|&i| ids[i].clone()).collect();
+                out.extend(batch.iter().copied().zip(self.embed_token_ids(&batch_ids)?));
+            }
+            Ok(out)
+        };
+        let embedded: Vec<Result<Vec<(usize, Vec<f32>)>, EmbedError>> = if threads == 1 {
+            vec![embed_share(&shares[0])]
+        } else {
+            std::thread::scope(|scope| {
+                let running: Vec<_> = shares
+                    .iter()
+                    .map(|share| (share, std::thread::Builder::new().spawn_scoped(scope, || embed_share(share))))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|(share, thread)| match thread {
+                        Ok(thread) => thread
+                            .join()
+                            .unwrap_or_else(|_| Err(EmbedError::Inference("an embedding thread panicked".into()))),
+                        // No thread to be had: this one does the share.
+                        Err(_) => embed_share(share),
+                    })
+                    .collect()
+            })
+        };
         let mut vectors = vec![Vec::new(); texts.len()];
-        for batch in order.chunks(self.batch_size) {
-            let ids: Vec<Vec<u32>> = batch.iter().map(|&i| unpadded(encodings[i].get_ids(), &encodings[i])).collect();
-            for (&i, vector) in batch.iter().zip(self.embed_token_ids(&ids)?) {
+        for share in embedded {
+            for (i, vector) in share? {
                 vectors[i] = vector;
             }
         }
@@ -165,6 +200,27 @@ impl EmbeddingModel {
             mean.broadcast_div(&norms)?.to_vec2::<f32>()
         };
         run().map_err(|e| EmbedError::Inference(e.to_string()))
+    }
+}
+
+/// Makes candle run each matrix product on the calling thread. By default it splits every
+/// product over a pool as large as the machine (it reads `RAYON_NUM_THREADS` on every
+/// product); for a question's few tokens the split saves a few milliseconds when the other
+/// cores are idle and costs tens when they are not (a lexical search runs beside the
+/// question, other questions arrive): on 13,857 pages, SciFact's claims through the whole
+/// pipeline took p50 13.9 / p99 46.4 ms split over two threads and 17.1 / 25.2 ms on one
+/// (`connector-bench --only scale`). Pages keep both cores busy anyway:
+/// [`EmbeddingModel::embed`] shares them out over a thread per core. An operator's own
+/// `RAYON_NUM_THREADS` wins.
+///
+/// # Safety
+///
+/// Sets an environment variable: call it at the start of `main`, before any other thread
+/// exists (one reading the environment meanwhile would be undefined behaviour).
+pub unsafe fn single_threaded_products() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: the caller guarantees that no other thread exists yet.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
     }
 }
 

@@ -1,6 +1,7 @@
 //! Background embedding for semantic retrieval: one thread of background CPU priority
 //! embeds the pending pages of every instance that has semantic retrieval on, one batch
-//! per instance in turn, so that a large space does not hold up a small one. Memories
+//! per instance in turn, so that a large space does not hold up a small one (the model
+//! shares a batch out over a thread per core, which inherit the background priority). Memories
 //! answer lexically meanwhile; a batch's vectors are stored as it completes, so a stop
 //! (or a crash) loses at most the batch in progress.
 

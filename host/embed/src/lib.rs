@@ -137,7 +137,9 @@ impl EmbeddingModel {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(texts.len()).max(1);
         let shares: Vec<Vec<usize>> =
             (0..threads).map(|t| order.iter().skip(t).step_by(threads).copied().collect()).collect();
-        let embed_share = |share: &[usize]| -> Result<Vec<(usize, Vec<f32>)>, EmbedError> {
+        // Each text's position and vector.
+        type Embedded = Vec<(usize, Vec<f32>)>;
+        let embed_share = |share: &[usize]| -> Result<Embedded, EmbedError> {
             let mut out = Vec::with_capacity(share.len());
             for batch in share.chunks(self.batch_size) {
                 let batch_ids: Vec<Vec<u32>> = batch.iter().map(|&i| ids[i].clone()).collect();
@@ -145,7 +147,7 @@ impl EmbeddingModel {
             }
             Ok(out)
         };
-        let embedded: Vec<Result<Vec<(usize, Vec<f32>)>, EmbedError>> = if threads == 1 {
+        let embedded: Vec<Result<Embedded, EmbedError>> = if threads == 1 {
             vec![embed_share(&shares[0])]
         } else {
             std::thread::scope(|scope| {

@@ -215,6 +215,9 @@ impl EmbeddingModel {
 /// [`EmbeddingModel::embed`] shares them out over a thread per core. An operator's own
 /// `RAYON_NUM_THREADS` wins.
 ///
+/// The variable also sizes rayon's global pool, which others use (wasmtime compiles a
+/// component's functions in parallel on it), so the pool is built first, a thread per core.
+///
 /// # Safety
 ///
 /// Sets an environment variable: call it at the start of `main`, before any other thread
@@ -223,6 +226,9 @@ pub unsafe fn single_threaded_products() {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         // SAFETY: the caller guarantees that no other thread exists yet.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Fails only if the pool exists already, which then keeps its size.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(cores).build_global();
     }
 }
 

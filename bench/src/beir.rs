@@ -321,13 +321,7 @@ pub async fn run(dataset: &Path, data_dir: &Path, cache: &Path, embedding_model:
 
     let site = fake_confluence::FakeConfluence::start()?;
     site.add_user(EMAIL, TOKEN, fake_confluence::TokenKind::Classic);
-    site.add_space(KEY, &name);
-    let mut page_to_doc: HashMap<String, String> = HashMap::new();
-    for doc in &loaded.docs {
-        let body = format!("<p>{}</p>", escape(&doc.text));
-        let page = site.add_page(KEY, None, &doc.page_title(), &body);
-        page_to_doc.insert(page, doc.id.clone());
-    }
+    let page_to_doc = add_space(&site, KEY, &name, &loaded);
     eprintln!("[beir] {name}: {} pages, {} test queries", page_to_doc.len(), loaded.queries.len());
 
     let host = crate::open_host_with(data_dir, cache, embedding_model)?;
@@ -392,10 +386,7 @@ pub async fn fused_latency_at_scale(root: &Path, work: &Path, cache: &Path, mode
     for (i, path) in datasets_in(root)?.into_iter().enumerate() {
         let loaded = load(&path)?;
         let key = format!("SCALE{i}");
-        site.add_space(&key, &path.display().to_string());
-        for doc in &loaded.docs {
-            site.add_page(&key, None, &doc.page_title(), &format!("<p>{}</p>", escape(&doc.text)));
-        }
+        add_space(&site, &key, &path.display().to_string(), &loaded);
         pages += loaded.docs.len();
         sets.push((path.display().to_string(), key, loaded));
     }
@@ -448,6 +439,25 @@ pub async fn fused_latency_at_scale(root: &Path, work: &Path, cache: &Path, mode
             "fused_p50_ms": f.0, "fused_p99_ms": f.1}));
     }
     Ok(json!({"pages": pages, "rows": rows}))
+}
+
+/// A space `key` on `site` with a page per document of `loaded` (its text as one
+/// paragraph); returns page id → document id.
+fn add_space(
+    site: &fake_confluence::FakeConfluence,
+    key: &str,
+    name: &str,
+    loaded: &Dataset,
+) -> HashMap<String, String> {
+    site.add_space(key, name);
+    loaded
+        .docs
+        .iter()
+        .map(|doc| {
+            let page = site.add_page(key, None, &doc.page_title(), &format!("<p>{}</p>", escape(&doc.text)));
+            (page, doc.id.clone())
+        })
+        .collect()
 }
 
 /// Scores and `retrieve` latencies of every test query.

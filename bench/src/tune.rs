@@ -231,14 +231,7 @@ fn print_fused_latency(
     let mut pages = 0;
     for (i, path) in datasets.iter().enumerate() {
         let dataset = load(path.as_ref())?;
-        let memory = format!("d{i}");
-        for d in &dataset.docs {
-            let chunks = page_chunks(&format!("<p>{}</p>", escape(&d.text)), &d.page_title(), &ChunkConfig::default())
-                .into_iter()
-                .map(|c| Chunk { ordinal: c.ordinal, title: c.title, heading: c.heading, text: c.text })
-                .collect::<Vec<_>>();
-            index.replace_document(&memory, &d.id, &chunks)?;
-        }
+        add_documents(&index, &format!("d{i}"), &dataset, &ChunkConfig::default())?;
         pages += dataset.docs.len();
         loaded.push((path.as_ref().display().to_string(), dataset));
     }
@@ -325,20 +318,29 @@ fn print_vector_scan_times() {
 /// The index, its number of chunks, and each document's.
 fn build_index(dataset: &Dataset, variant: &IndexVariant) -> Result<(TantivySearch, usize, HashMap<String, usize>)> {
     let index = TantivySearch::open_in_ram_with(variant.search.clone())?;
-    let mut chunks_total = 0;
+    let counts = add_documents(&index, "m", dataset, &variant.chunking)?;
+    index.commit()?;
+    Ok((index, counts.values().sum(), counts))
+}
+
+/// Writes every document of `dataset` into `memory` of `index`, converted and chunked as
+/// the connector does; returns each document's number of chunks.
+fn add_documents(
+    index: &TantivySearch,
+    memory: &str,
+    dataset: &Dataset,
+    chunking: &ChunkConfig,
+) -> Result<HashMap<String, usize>> {
     let mut counts = HashMap::new();
     for d in &dataset.docs {
-        let title = d.page_title();
-        let chunks: Vec<Chunk> = page_chunks(&format!("<p>{}</p>", escape(&d.text)), &title, &variant.chunking)
+        let chunks: Vec<Chunk> = page_chunks(&format!("<p>{}</p>", escape(&d.text)), &d.page_title(), chunking)
             .into_iter()
             .map(|c| Chunk { ordinal: c.ordinal, title: c.title, heading: c.heading, text: c.text })
             .collect();
-        chunks_total += chunks.len();
         counts.insert(d.id.clone(), chunks.len());
-        index.replace_document("m", &d.id, &chunks)?;
+        index.replace_document(memory, &d.id, &chunks)?;
     }
-    index.commit()?;
-    Ok((index, chunks_total, counts))
+    Ok(counts)
 }
 
 fn score(

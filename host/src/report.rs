@@ -74,6 +74,14 @@ impl ConnectorView {
             .or_else(|| self.fields.iter().find(|f| f.name == name.replace('_', "-")))
     }
 
+    /// [`Self::field`], or a message naming the fields there are.
+    pub fn known_field(&self, name: &str) -> Result<&FieldView, String> {
+        self.field(name).ok_or_else(|| {
+            let names: Vec<&str> = self.fields.iter().map(|f| f.name.as_str()).collect();
+            format!("{} has no field '{name}' (its fields: {})", self.name, names.join(", "))
+        })
+    }
+
     /// What an audit entry names as connected: the value of the form's first plain field
     /// (for Confluence, the site).
     pub fn audit_subject(&self, config: &[(String, String)]) -> String {

@@ -89,6 +89,45 @@ impl Block {
     }
 }
 
+/// A piece of converted text: plain, or a mention's account id.
+enum Piece<'a> {
+    Text(&'a str),
+    Mention(&'a str),
+}
+
+/// The pieces of a converted text, in order (text after an unclosed mark is plain).
+struct MentionSplit<'a>(&'a str);
+
+impl<'a> Iterator for MentionSplit<'a> {
+    type Item = Piece<'a>;
+
+    fn next(&mut self) -> Option<Piece<'a>> {
+        let rest = self.0;
+        if rest.is_empty() {
+            return None;
+        }
+        match rest.find(MENTION_START) {
+            Some(0) => {
+                let after = &rest[MENTION_START.len_utf8()..];
+                let Some(end) = after.find(MENTION_END) else {
+                    self.0 = "";
+                    return Some(Piece::Text(after));
+                };
+                self.0 = &after[end + MENTION_END.len_utf8()..];
+                Some(Piece::Mention(&after[..end]))
+            }
+            Some(start) => {
+                self.0 = &rest[start..];
+                Some(Piece::Text(&rest[..start]))
+            }
+            None => {
+                self.0 = "";
+                Some(Piece::Text(rest))
+            }
+        }
+    }
+}
+
 /// Starts a mention of an account in converted text: `MENTION_START` account id
 /// `MENTION_END` (Unicode private-use characters, which Confluence text does not carry:
 /// the converter drops them from page text). [`Converted::name_mentions`] turns each into
@@ -102,15 +141,12 @@ impl Converted {
     pub fn mentions(&self) -> Vec<String> {
         let mut ids: Vec<String> = Vec::new();
         for block in &self.blocks {
-            let mut rest = block.text();
-            while let Some(start) = rest.find(MENTION_START) {
-                let after = &rest[start + MENTION_START.len_utf8()..];
-                let Some(end) = after.find(MENTION_END) else { break };
-                let id = &after[..end];
-                if !ids.iter().any(|known| known == id) {
+            for piece in MentionSplit(block.text()) {
+                if let Piece::Mention(id) = piece
+                    && !ids.iter().any(|known| known == id)
+                {
                     ids.push(id.to_owned());
                 }
-                rest = &after[end + MENTION_END.len_utf8()..];
             }
         }
         ids
@@ -128,20 +164,15 @@ impl Converted {
                 continue;
             }
             let mut named = String::with_capacity(text.len());
-            let mut rest = text.as_str();
-            while let Some(start) = rest.find(MENTION_START) {
-                named.push_str(&rest[..start]);
-                let after = &rest[start + MENTION_START.len_utf8()..];
-                let Some(end) = after.find(MENTION_END) else {
-                    rest = after;
-                    break;
-                };
-                named.push('@');
-                named
-                    .push_str(names.get(&after[..end]).map(String::as_str).filter(|n| !n.is_empty()).unwrap_or("user"));
-                rest = &after[end + MENTION_END.len_utf8()..];
+            for piece in MentionSplit(text) {
+                match piece {
+                    Piece::Text(plain) => named.push_str(plain),
+                    Piece::Mention(id) => {
+                        named.push('@');
+                        named.push_str(names.get(id).map(String::as_str).filter(|n| !n.is_empty()).unwrap_or("user"));
+                    }
+                }
             }
-            named.push_str(rest);
             *text = named;
         }
     }

@@ -119,6 +119,13 @@ impl Stores {
         outcome.into_iter().next().expect("one outcome").outcome.expect("the space is accepted").id
     }
 
+    /// [`Self::connect_and_ingest`], then the steps until the memory settles.
+    fn ingested(&self, transport: &InProcess<'_>) -> String {
+        let memory_id = self.connect_and_ingest(transport);
+        resume(&self.engine(transport));
+        memory_id
+    }
+
     /// What an uninterrupted run leaves: the memory's outcome, its document records and
     /// the committed index.
     fn state(&self, memory_id: &str) -> Outcome {
@@ -227,10 +234,8 @@ fn an_ingest_crashed_at_any_durable_write_resumes_to_the_same_memory() {
 fn a_sync_crashed_at_any_durable_write_resumes_to_the_same_memory() {
     crash_at_every_write(
         |stores, transport| {
-            let memory_id = stores.connect_and_ingest(transport);
-            let engine = stores.engine(transport);
-            resume(&engine);
-            engine.sync(&memory_id, false).expect("sync starts");
+            let memory_id = stores.ingested(transport);
+            stores.engine(transport).sync(&memory_id, false).expect("sync starts");
             memory_id
         },
         |site, pages| {
@@ -250,9 +255,8 @@ fn a_sync_whose_listing_breaks_off_removes_nothing() {
     let (site, pages) = site();
     let transport = InProcess::new(&site);
     let stores = Stores::default();
-    let memory_id = stores.connect_and_ingest(&transport);
+    let memory_id = stores.ingested(&transport);
     let engine = stores.engine(&transport);
-    resume(&engine);
     let before = stores.state(&memory_id);
     assert_eq!(before.documents as usize, PAGES + 1 + 3);
 
@@ -287,9 +291,8 @@ fn a_sync_that_would_remove_most_pages_stops_until_allowed() {
     let (site, pages) = site();
     let transport = InProcess::new(&site);
     let stores = Stores::default();
-    let memory_id = stores.connect_and_ingest(&transport);
+    let memory_id = stores.ingested(&transport);
     let engine = stores.engine(&transport);
-    resume(&engine);
     let before = stores.state(&memory_id);
 
     // Most pages vanish at once (a permission change looks like this).
@@ -318,9 +321,8 @@ fn retrieve_answers_from_the_ingested_pages_with_citations() {
     let (site, _) = site();
     let transport = InProcess::new(&site);
     let stores = Stores::default();
-    let memory_id = stores.connect_and_ingest(&transport);
+    let memory_id = stores.ingested(&transport);
     let engine = stores.engine(&transport);
-    resume(&engine);
 
     let passages =
         engine.retrieve("rotate the key of service42", std::slice::from_ref(&memory_id), 5, 1).expect("retrieve");
@@ -361,9 +363,7 @@ fn mentions_are_indexed_as_names_looked_up_in_bulk_once_per_connection() {
     }
     let transport = InProcess::new(&site);
     let stores = Stores::default();
-    let memory_id = stores.connect_and_ingest(&transport);
-    let engine = stores.engine(&transport);
-    resume(&engine);
+    let memory_id = stores.ingested(&transport);
 
     let index = stores.index.committed();
     let design = index.iter().find(|((_, _), chunks)| chunks[0].title == "Design 7").expect("a design page").1;
@@ -395,8 +395,7 @@ fn a_failed_name_lookup_leaves_mentions_unnamed_and_the_ingest_whole() {
     let transport = InProcess::new(&site);
     transport.fail_requests_containing(Some("/user/bulk"));
     let stores = Stores::default();
-    let memory_id = stores.connect_and_ingest(&transport);
-    resume(&stores.engine(&transport));
+    let memory_id = stores.ingested(&transport);
     let outcome = stores.state(&memory_id);
     assert_eq!(outcome.status, MemoryStatus::Ingested, "{:?}", outcome.error);
     let home = outcome.index.values().next().expect("the homepage");

@@ -142,7 +142,7 @@ impl EmbeddingModel {
         let embed_share = |share: &[usize]| -> Result<Embedded, EmbedError> {
             let mut out = Vec::with_capacity(share.len());
             for batch in share.chunks(self.batch_size) {
-                let batch_ids: Vec<Vec<u32>> = batch.iter().map(|&i| ids[i].clone()).collect();
+                let batch_ids: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
                 out.extend(batch.iter().copied().zip(self.embed_token_ids(&batch_ids)?));
             }
             Ok(out)
@@ -178,8 +178,8 @@ impl EmbeddingModel {
 
     /// Runs the model on one batch of token id sequences (with `[CLS]`/`[SEP]`), padding
     /// them to the longest, and mean-pools each over its own tokens.
-    fn embed_token_ids(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let longest = batch.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    fn embed_token_ids(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let longest = batch.iter().map(|sequence| sequence.len()).max().unwrap_or(0).max(1);
         let mut ids = Vec::with_capacity(batch.len() * longest);
         let mut mask = Vec::with_capacity(batch.len() * longest);
         for sequence in batch {

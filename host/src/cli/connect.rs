@@ -7,7 +7,7 @@ use std::io::Read as _;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
 
-use connector_host::report::{ConnectorView, FieldView};
+use connector_host::report::ConnectorView;
 
 /// What `connect` takes. `--field`, `--secret-env` and `--secret-stdin` work for any
 /// connector; the named options are the Confluence connector's fields, kept as shorthands.
@@ -87,7 +87,7 @@ impl ConnectArgs {
 
         let mut config: Vec<(String, String)> = Vec::with_capacity(sources.len());
         for (name, source) in sources {
-            let field = known(connector, &name)?;
+            let field = connector.known_field(&name).map_err(|error| anyhow!("{error}; see `describe`"))?;
             if config.iter().any(|(given, _)| given == &field.name) {
                 bail!("the field {} is given twice", field.name);
             }
@@ -98,19 +98,19 @@ impl ConnectArgs {
                 ),
                 Source::Given(value) => value,
                 Source::Env(variable) => std::env::var(&variable).map_err(|_| {
-                    anyhow!("the environment variable {variable} is not set: it should hold the {}", label(field))
+                    anyhow!("the environment variable {variable} is not set: it should hold the {}", field.label)
                 })?,
                 Source::Stdin => {
                     let mut text = String::new();
                     std::io::stdin()
                         .read_to_string(&mut text)
-                        .with_context(|| format!("cannot read the {} from standard input", label(field)))?;
+                        .with_context(|| format!("cannot read the {} from standard input", field.label))?;
                     text
                 }
             };
             let value = value.trim().to_string();
             if field.secret && value.is_empty() {
-                bail!("the {} is empty", label(field));
+                bail!("the {} is empty", field.label);
             }
             config.push((field.name.clone(), value));
         }
@@ -133,18 +133,6 @@ impl ConnectArgs {
         }
         Ok(config)
     }
-}
-
-/// The described field a name stands for, or an error listing the fields.
-fn known<'c>(connector: &'c ConnectorView, name: &str) -> Result<&'c FieldView> {
-    connector.field(name).ok_or_else(|| {
-        let names: Vec<&str> = connector.fields.iter().map(|f| f.name.as_str()).collect();
-        anyhow!("{} has no field '{name}' (its fields: {}; see `describe`)", connector.name, names.join(", "))
-    })
-}
-
-fn label(field: &FieldView) -> &str {
-    &field.label
 }
 
 fn split(argument: &str, option: &str, shape: &str) -> Result<(String, String)> {

@@ -252,14 +252,7 @@ async fn connect(
     let connector = ConnectorView::from(service.readers.get(&caller.instance).await?.describe().await?);
     let mut config = Vec::with_capacity(fields.len());
     for (name, value) in fields {
-        let Some(field) = connector.field(&name) else {
-            let names: Vec<&str> = connector.fields.iter().map(|f| f.name.as_str()).collect();
-            return Err(ApiError::invalid(format!(
-                "{} takes no field '{name}' (its fields: {})",
-                connector.name,
-                names.join(", ")
-            )));
-        };
+        let field = connector.known_field(&name).map_err(ApiError::invalid)?;
         let value = match value {
             FieldValue::Text(text) => text,
             FieldValue::Flag(true) => "true".into(),

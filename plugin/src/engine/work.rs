@@ -205,16 +205,18 @@ impl Engine<'_> {
             .into_iter()
             .map(|stored| stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
             .collect();
-        let changed = |content: &Content, stored: &Option<DocRecord>| {
-            stored.as_ref().is_none_or(|r| r.version != content.version.number || r.title != content.title)
-        };
-        // The bodies to index, converted; the people they mention are named in one go.
-        let mut converted: Vec<Option<storage::Converted>> = contents
+        let changed: Vec<bool> = contents
             .iter()
             .zip(&existing)
             .map(|(content, stored)| {
-                (with_bodies && changed(content, stored)).then(|| storage::convert(content.storage()))
+                stored.as_ref().is_none_or(|r| r.version != content.version.number || r.title != content.title)
             })
+            .collect();
+        // The bodies to index, converted; the people they mention are named in one go.
+        let mut converted: Vec<Option<storage::Converted>> = contents
+            .iter()
+            .zip(&changed)
+            .map(|(content, &changed)| (with_bodies && changed).then(|| storage::convert(content.storage())))
             .collect();
         let mentioned: Vec<String> = {
             let mut ids: Vec<String> = converted.iter().flatten().flat_map(storage::Converted::mentions).collect();
@@ -227,8 +229,7 @@ impl Engine<'_> {
             converted.iter_mut().flatten().for_each(|doc| doc.name_mentions(&names));
         }
         let Uncommitted { writes, indexed } = uncommitted;
-        for ((content, stored), doc) in contents.into_iter().zip(existing).zip(converted) {
-            let changed = changed(&content, &stored);
+        for (((content, stored), doc), changed) in contents.into_iter().zip(existing).zip(converted).zip(changed) {
             let webui = content.links.webui.clone().unwrap_or_default();
             if let Some(doc) = doc {
                 let chunks = converted_chunks(&doc, &content.title, &self.chunking);

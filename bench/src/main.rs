@@ -43,7 +43,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use connector_host::bindings::types::Memory;
 use connector_host::profile::Totals;
-use connector_host::runtime::{ConnectorHost, HostConfig, Instance};
+use connector_host::runtime::{ConnectPolicy, ConnectorHost, HostConfig, Instance};
 use fake_confluence::{FakeConfluence, TokenKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -257,12 +257,10 @@ pub fn open_host_with(data_dir: &Path, cache_dir: &Path, embedding_model: Option
 /// Connects `instance` to the fake at `origin` with the benchmark user; returns the connection id.
 pub async fn connect(instance: &mut Instance, origin: &str) -> Result<String> {
     let connection = instance
-        .connect(vec![
-            ("site".into(), origin.to_string()),
-            ("email".into(), EMAIL.into()),
-            ("token".into(), TOKEN.into()),
-            ("allow-loopback".into(), "true".into()),
-        ])
+        .connect(
+            vec![("site".into(), origin.to_string()), ("email".into(), EMAIL.into()), ("token".into(), TOKEN.into())],
+            ConnectPolicy { allow_loopback: true },
+        )
         .await?
         .map_err(|e| anyhow!("connect failed: {}", connector_host::driver::describe_error(&e)))?;
     Ok(connection.id)

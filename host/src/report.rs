@@ -107,6 +107,8 @@ pub struct ConnectionView {
     pub access: String,
     /// False after a disconnect: memories stay searchable, syncs are refused.
     pub connected: bool,
+    /// The origins its requests go to (the host grants the instance these and no others).
+    pub origins: Vec<String>,
 }
 
 impl From<&Connection> for ConnectionView {
@@ -117,6 +119,7 @@ impl From<&Connection> for ConnectionView {
             email: Some(c.account.clone()),
             access: c.access.clone(),
             connected: c.connected,
+            origins: c.origins.clone(),
         }
     }
 }

@@ -21,6 +21,7 @@ use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 
+use crate::bindings::since_v0_1::{self, Upgrade as _};
 use crate::bindings::{self, Connector, ConnectorPre, types};
 use crate::capabilities::http::{OutboundPolicy, SiteLimiter, canonical_origin, is_loopback_origin, site_allowed};
 use crate::profile::{CallProfile, Totals};
@@ -31,6 +32,9 @@ use connector_search::semantic::EmbedRound;
 
 /// The connector component built with this host (`plugin/`, for wasm32-wasip2).
 pub const BUNDLED_COMPONENT: &[u8] = include_bytes!(env!("CONNECTOR_COMPONENT_PATH"));
+
+/// The configuration field through which 0.1.x connectors learnt the loopback policy.
+const LEGACY_LOOPBACK_FIELD: &str = "allow-loopback";
 
 /// Epoch tick: the granularity of CPU deadlines.
 const TICK: Duration = Duration::from_millis(10);
@@ -88,7 +92,7 @@ impl HostConfig {
 #[derive(Clone)]
 pub struct ConnectorHost {
     engine: Engine,
-    pre: ConnectorPre<HostState>,
+    pre: Pre,
     store: connector_store::Store,
     key: connector_store::OperatorKey,
     config: HostConfig,
@@ -117,8 +121,7 @@ impl ConnectorHost {
         };
         let cache_dir = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("cache"));
         let component = load_component(&engine, &bytes, &cache_dir)?;
-        let pre = ConnectorPre::new(linker(&engine)?.instantiate_pre(&component).map_err(|e| anyhow!("{e}"))?)
-            .map_err(|e| anyhow!("the component does not implement knowledge:connector/connector: {e}"))?;
+        let pre = Pre::new(linker(&engine)?.instantiate_pre(&component).map_err(|e| anyhow!("{e}"))?)?;
 
         let db_path = config.data_dir.join("store.redb");
         let store = connector_store::Store::open(&db_path).map_err(|e| {
@@ -172,8 +175,8 @@ impl ConnectorHost {
                 .with_max_response_bytes(self.config.max_response_bytes),
             profile: self.profile.clone(),
         };
-        let (store, connector) = self.instantiate(grants.clone()).await?;
-        Ok(Instance { host: self.clone(), grants, store, connector })
+        let (store, exports) = self.instantiate(grants.clone()).await?;
+        Ok(Instance { host: self.clone(), grants, store, exports })
     }
 
     /// Every instance (tenant) this data directory holds: each has a search index
@@ -328,7 +331,7 @@ impl ConnectorHost {
         self.store.meta().set(&Self::grants_key(namespace), &serde_json::to_vec(origins)?).map_err(|e| anyhow!("{e}"))
     }
 
-    async fn instantiate(&self, grants: Grants) -> Result<(Store<HostState>, Connector)> {
+    async fn instantiate(&self, grants: Grants) -> Result<(Store<HostState>, Exports)> {
         let state = HostState {
             wasi: WasiCtx::builder().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
@@ -362,12 +365,12 @@ impl ConnectorHost {
             }
             Err(wasmtime::Trap::Interrupt.into())
         });
-        let connector = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| anyhow!("cannot instantiate the connector: {e}"))?;
-        Ok((store, connector))
+        let exports = match &self.pre {
+            Pre::Current(pre) => pre.instantiate_async(&mut store).await.map(Exports::Current),
+            Pre::V0_1(pre) => pre.instantiate_async(&mut store).await.map(Exports::V0_1),
+        };
+        let exports = exports.map_err(|e| anyhow!("cannot instantiate the connector: {e}"))?;
+        Ok((store, exports))
     }
 }
 
@@ -409,7 +412,48 @@ fn linker(engine: &Engine) -> Result<Linker<HostState>> {
     bindings::knowledge::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(e)?;
     bindings::knowledge::connector::search::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(e)?;
     bindings::knowledge::connector::secrets::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(e)?;
+    since_v0_1::knowledge::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(e)?;
+    since_v0_1::knowledge::connector::search::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(e)?;
+    since_v0_1::knowledge::connector::secrets::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(e)?;
     Ok(linker)
+}
+
+/// The component, ready to instantiate, in the contract version it speaks.
+#[derive(Clone)]
+enum Pre {
+    /// `knowledge:connector@0.2.x`.
+    Current(ConnectorPre<HostState>),
+    /// `knowledge:connector@0.1.x`, upgraded on the way out.
+    V0_1(since_v0_1::ConnectorPre<HostState>),
+}
+
+impl Pre {
+    fn new(pre: wasmtime::component::InstancePre<HostState>) -> Result<Pre> {
+        let current = match ConnectorPre::new(pre.clone()) {
+            Ok(current) => return Ok(Pre::Current(current)),
+            Err(error) => error,
+        };
+        match since_v0_1::ConnectorPre::new(pre) {
+            Ok(legacy) => Ok(Pre::V0_1(legacy)),
+            Err(_) => Err(anyhow!(
+                "the component does not implement knowledge:connector/connector (0.2.x, nor 0.1.x): {current}"
+            )),
+        }
+    }
+}
+
+/// A live instance's exports, in the contract version it speaks.
+enum Exports {
+    Current(Connector),
+    V0_1(since_v0_1::Connector),
+}
+
+/// What the host's policy lets a `connect` reach beyond public https sites.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectPolicy {
+    /// Grant `http` origins and origins on loopback addresses (tests and demos; the
+    /// operator's `--allow-loopback`).
+    pub allow_loopback: bool,
 }
 
 /// Loads a component, compiling it only when no cached compilation for this exact
@@ -444,12 +488,21 @@ pub struct Instance {
     host: ConnectorHost,
     grants: Grants,
     store: Store<HostState>,
-    connector: Connector,
+    exports: Exports,
 }
 
-/// Calls one export under the limits, recovering from traps and timeouts.
+/// Calls one export under the limits, recovering from traps and timeouts. The export is
+/// called on the current contract's instance as written, and on a 0.1.x one with the
+/// `legacy` arguments (the same unless given), its answer converted by the `legacy`
+/// function (upgraded to the current types unless given).
 macro_rules! guarded {
-    ($self:ident, $call:ident ( $($arg:expr),* )) => {{
+    ($self:ident, $call:ident ( $($arg:expr),* )) => {
+        guarded!($self, $call($($arg),*), legacy($($arg),*) => |answer| answer.upgrade())
+    };
+    ($self:ident, $call:ident ( $($arg:expr),* ), legacy ( $($legacy:expr),* )) => {
+        guarded!($self, $call($($arg),*), legacy($($legacy),*) => |answer| answer.upgrade())
+    };
+    ($self:ident, $call:ident ( $($arg:expr),* ), legacy ( $($legacy:expr),* ) => $convert:expr) => {{
         let config = &$self.host.config;
         $self.store.data_mut().budget = Some(CallBudget {
             started: std::time::Instant::now(),
@@ -459,11 +512,20 @@ macro_rules! guarded {
             exceeded: None,
         });
         $self.store.set_epoch_deadline(1);
-        let outcome = tokio::time::timeout(
-            config.call_timeout,
-            $self.connector.knowledge_connector_knowledge_connector().$call(&mut $self.store, $($arg),*),
-        )
-        .await;
+        let store = &mut $self.store;
+        let call = async {
+            match &$self.exports {
+                Exports::Current(connector) => {
+                    connector.knowledge_connector_knowledge_connector().$call(&mut *store, $($arg),*).await
+                }
+                Exports::V0_1(connector) => connector
+                    .knowledge_connector_knowledge_connector()
+                    .$call(&mut *store, $($legacy),*)
+                    .await
+                    .map($convert),
+            }
+        };
+        let outcome = tokio::time::timeout(config.call_timeout, call).await;
         $self.store.set_epoch_deadline(u64::MAX / 2);
         $self.settle(outcome, stringify!($call)).await
     }};
@@ -501,9 +563,9 @@ impl Instance {
             Ok(()) => failure,
             Err(error) => anyhow!("{failure}; its uncommitted search writes could not be dropped either: {error}"),
         };
-        let (store, connector) = self.host.instantiate(self.grants.clone()).await?;
+        let (store, exports) = self.host.instantiate(self.grants.clone()).await?;
         self.store = store;
-        self.connector = connector;
+        self.exports = exports;
         Err(failure)
     }
 
@@ -517,30 +579,46 @@ impl Instance {
         guarded!(self, call_describe())
     }
 
-    /// Grants the origins the configuration needs, then connects. Loopback `http`
-    /// origins are granted only when the configuration says `allow-loopback=true`.
+    /// Grants the origins the configuration needs, as far as the host's policy allows
+    /// (an `http` or loopback origin only under `policy.allow_loopback`), then connects.
+    /// Afterwards the instance keeps only the origins its connections use.
     pub async fn connect(
         &mut self,
-        config: Vec<(String, String)>,
+        mut config: Vec<(String, String)>,
+        policy: ConnectPolicy,
     ) -> Result<Result<types::Connection, types::ConnectorError>> {
-        let origins = match guarded!(self, call_required_origins(&config))? {
+        if policy.allow_loopback && matches!(self.exports, Exports::V0_1(_)) {
+            // 0.1.x connectors learnt the loopback policy from a field of their own.
+            let info = self.describe().await?;
+            let named = |(name, _): &(String, String)| name == LEGACY_LOOPBACK_FIELD;
+            if info.config_fields.iter().any(|f| f.name == LEGACY_LOOPBACK_FIELD) && !config.iter().any(named) {
+                config.push((LEGACY_LOOPBACK_FIELD.into(), "true".into()));
+            }
+        }
+        let origins = match guarded!(self, call_required_origins(&config), legacy(&config) => |answer| {
+            answer.map(since_v0_1::origins).map_err(|error| error.upgrade())
+        })? {
             Ok(origins) => origins,
             Err(error) => return Ok(Err(error)),
         };
-        let loopback_allowed = config.iter().any(|(k, v)| k == "allow-loopback" && v.trim() == "true");
         let mut wanted = Vec::new();
         for origin in &origins {
-            let canonical = canonical_origin(origin)
-                .ok_or_else(|| anyhow!("the connector asked for an invalid origin '{origin}'"))?;
-            let insecure = canonical.starts_with("http://");
-            if (insecure || is_loopback_origin(&canonical)) && !(loopback_allowed && is_loopback_origin(&canonical)) {
+            let canonical = canonical_origin(&origin.url)
+                .ok_or_else(|| anyhow!("the connector asked for an invalid origin '{}'", origin.url))?;
+            let insecure = origin.insecure || canonical.starts_with("http://");
+            let loopback = is_loopback_origin(&canonical);
+            if (insecure || loopback) && !(policy.allow_loopback && loopback) {
+                let what = if insecure { "not an https site" } else { "on a loopback address" };
                 return Ok(Err(types::ConnectorError::Denied(format!(
-                    "{origin} is not an https site; loopback http sites need --allow-loopback"
+                    "{} ({}) is {what}: loopback http sites are only for tests and demos and need --allow-loopback",
+                    origin.url, origin.purpose
                 ))));
             }
             if !site_allowed(&self.host.config.allowed_sites, &canonical) {
                 return Ok(Err(types::ConnectorError::Denied(format!(
-                    "{origin} is not among the sites this service allows ({})",
+                    "{} ({}) is not among the sites this service allows ({})",
+                    origin.url,
+                    origin.purpose,
                     self.host.config.allowed_sites.join(", ")
                 ))));
             }
@@ -552,19 +630,38 @@ impl Instance {
             self.grants.outbound.allow(origin);
         }
         let outcome = guarded!(self, call_connect(&config));
-        if let Ok(Ok(_)) = outcome {
-            let mut all = before;
-            for origin in wanted {
-                if !all.contains(&origin) {
-                    all.push(origin);
+        match &outcome {
+            Ok(Ok(_)) if matches!(self.exports, Exports::Current(_)) => self.narrow_grants().await?,
+            Ok(Ok(_)) => {
+                // A 0.1.x connection does not say which origins it uses: keep all it asked for.
+                let mut all = before;
+                for origin in wanted {
+                    if !all.contains(&origin) {
+                        all.push(origin);
+                    }
                 }
+                self.host.save_granted_origins(&namespace, &all)?;
             }
-            self.host.save_granted_origins(&namespace, &all)?;
-        } else {
             // Nothing connected (an error, a trap or a timeout): the grants stay as they were.
-            self.grants.outbound.reset(before);
+            _ => self.grants.outbound.reset(before),
         }
         outcome
+    }
+
+    /// Grants the instance exactly the origins its connected accounts use (a gateway asked
+    /// for in case the token was scoped is dropped when it was classic).
+    async fn narrow_grants(&mut self) -> Result<()> {
+        let mut used: Vec<String> = Vec::new();
+        for connection in self.status().await?.connections.into_iter().filter(|c| c.connected) {
+            for origin in connection.origins.iter().filter_map(|o| canonical_origin(o)) {
+                if !used.contains(&origin) {
+                    used.push(origin);
+                }
+            }
+        }
+        self.host.save_granted_origins(&self.grants.namespace, &used)?;
+        self.grants.outbound.reset(used);
+        Ok(())
     }
 
     /// Disconnects an account.
@@ -572,7 +669,13 @@ impl Instance {
         &mut self,
         connection_id: &str,
     ) -> Result<Result<types::Connection, types::ConnectorError>> {
-        guarded!(self, call_disconnect(connection_id))
+        let outcome = guarded!(self, call_disconnect(connection_id));
+        if let Ok(Ok(_)) = &outcome
+            && matches!(self.exports, Exports::Current(_))
+        {
+            self.narrow_grants().await?;
+        }
+        outcome
     }
 
     /// Registers memories.
@@ -591,7 +694,7 @@ impl Instance {
         allow_mass_delete: bool,
     ) -> Result<Result<types::Memory, types::ConnectorError>> {
         let options = types::SyncOptions { allow_mass_delete };
-        guarded!(self, call_sync(memory_id, options))
+        guarded!(self, call_sync(memory_id, options), legacy(memory_id, since_v0_1::sync_options(options)))
     }
 
     /// One step of work.
@@ -623,7 +726,11 @@ impl Instance {
         per_document: u32,
     ) -> Result<Result<Vec<types::Passage>, types::ConnectorError>> {
         let options = types::RetrieveOptions { memory_ids: memory_ids.to_vec(), limit, per_document };
-        guarded!(self, call_retrieve_with(question, &options))
+        guarded!(
+            self,
+            call_retrieve_with(question, &options),
+            legacy(question, &since_v0_1::retrieve_options(&options))
+        )
     }
 
     /// Connections and memories.

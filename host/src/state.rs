@@ -75,3 +75,4 @@ impl WasiHttpView for HostState {
 }
 
 impl crate::bindings::knowledge::connector::types::Host for HostState {}
+impl crate::bindings::since_v0_1::knowledge::connector::types::Host for HostState {}

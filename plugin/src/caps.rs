@@ -6,8 +6,18 @@
 
 /// A failed host call (storage, search or secrets), with the host's message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct HostError(pub String);
+pub enum HostError {
+    /// The host refused the call as given; repeating it fails again.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A stored secret exists but the host cannot read it any more (its operator key
+    /// changed): it has to be given again.
+    #[error("{0}")]
+    Unreadable(String),
+    /// The capability failed; the same call may succeed later.
+    #[error("{0}")]
+    Unavailable(String),
+}
 
 /// Key-value storage, grouped in buckets (each bucket an independent key space).
 pub trait KeyValue {

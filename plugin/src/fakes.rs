@@ -184,6 +184,8 @@ impl SearchIndex for MemorySearch {
 #[derive(Debug, Default)]
 pub struct MemorySecrets {
     secrets: RefCell<BTreeMap<String, String>>,
+    /// Secrets stored before the operator key changed: still there, no longer readable.
+    unreadable: RefCell<Vec<String>>,
 }
 
 impl MemorySecrets {
@@ -191,19 +193,30 @@ impl MemorySecrets {
     pub fn names(&self) -> Vec<String> {
         self.secrets.borrow().keys().cloned().collect()
     }
+
+    /// What a host whose operator key changed does: every secret stored so far stays
+    /// but can no longer be read, until it is put again.
+    pub fn change_operator_key(&self) {
+        *self.unreadable.borrow_mut() = self.names();
+    }
 }
 
 impl SecretStore for MemorySecrets {
     fn put(&self, name: &str, value: &str) -> Result<(), HostError> {
+        self.unreadable.borrow_mut().retain(|n| n != name);
         self.secrets.borrow_mut().insert(name.to_string(), value.to_string());
         Ok(())
     }
 
     fn get(&self, name: &str) -> Result<Option<String>, HostError> {
+        if self.unreadable.borrow().iter().any(|n| n == name) {
+            return Err(HostError::Unreadable(format!("secret {name} cannot be decrypted with this operator key")));
+        }
         Ok(self.secrets.borrow().get(name).cloned())
     }
 
     fn remove(&self, name: &str) -> Result<(), HostError> {
+        self.unreadable.borrow_mut().retain(|n| n != name);
         self.secrets.borrow_mut().remove(name);
         Ok(())
     }
@@ -279,7 +292,7 @@ impl<'a> Crashing<'a> {
 }
 
 fn gone() -> HostError {
-    HostError("the host is gone (simulated crash)".into())
+    HostError::Unavailable("the host is gone (simulated crash)".into())
 }
 
 impl KeyValue for Crashing<'_> {

@@ -69,11 +69,26 @@ impl WasiKeyValue {
 }
 
 fn kv_error(error: store::Error) -> HostError {
-    HostError(match error {
-        store::Error::NoSuchStore => "no such key-value store".into(),
-        store::Error::AccessDenied => "key-value access denied".into(),
-        store::Error::Other(message) => message,
-    })
+    match error {
+        store::Error::NoSuchStore => HostError::InvalidInput("no such key-value store".into()),
+        store::Error::AccessDenied => HostError::InvalidInput("key-value access denied".into()),
+        store::Error::Other(message) => HostError::Unavailable(message),
+    }
+}
+
+fn search_error(error: search::SearchError) -> HostError {
+    match error {
+        search::SearchError::InvalidInput(message) => HostError::InvalidInput(message),
+        search::SearchError::Unavailable(message) => HostError::Unavailable(message),
+    }
+}
+
+fn secrets_error(error: secrets::SecretsError) -> HostError {
+    match error {
+        secrets::SecretsError::InvalidInput(message) => HostError::InvalidInput(message),
+        secrets::SecretsError::Unreadable(message) => HostError::Unreadable(message),
+        secrets::SecretsError::Unavailable(message) => HostError::Unavailable(message),
+    }
 }
 
 impl KeyValue for WasiKeyValue {
@@ -108,19 +123,19 @@ impl SearchIndex for HostSearch {
             .into_iter()
             .map(|c| search::Chunk { ordinal: c.ordinal, title: c.title, heading: c.heading, text: c.text })
             .collect();
-        search::replace_document(memory_id, document_id, &chunks).map_err(HostError)
+        search::replace_document(memory_id, document_id, &chunks).map_err(search_error)
     }
     fn remove_documents(&self, memory_id: &str, document_ids: &[String]) -> Result<(), HostError> {
-        search::remove_documents(memory_id, document_ids).map_err(HostError)
+        search::remove_documents(memory_id, document_ids).map_err(search_error)
     }
     fn commit(&self) -> Result<(), HostError> {
-        search::commit().map_err(HostError)
+        search::commit().map_err(search_error)
     }
     fn rollback(&self) -> Result<(), HostError> {
-        search::rollback().map_err(HostError)
+        search::rollback().map_err(search_error)
     }
     fn query(&self, text: &str, memory_ids: &[String], limit: u32) -> Result<Vec<IndexHit>, HostError> {
-        let hits = search::query(text, memory_ids, limit).map_err(HostError)?;
+        let hits = search::query(text, memory_ids, limit).map_err(search_error)?;
         Ok(hits
             .into_iter()
             .map(|h| IndexHit {
@@ -141,13 +156,13 @@ struct HostSecrets;
 
 impl SecretStore for HostSecrets {
     fn put(&self, name: &str, value: &str) -> Result<(), HostError> {
-        secrets::put(name, value).map_err(HostError)
+        secrets::put(name, value).map_err(secrets_error)
     }
     fn get(&self, name: &str) -> Result<Option<String>, HostError> {
-        secrets::get(name).map_err(HostError)
+        secrets::get(name).map_err(secrets_error)
     }
     fn remove(&self, name: &str) -> Result<(), HostError> {
-        secrets::remove(name).map_err(HostError)
+        secrets::remove(name).map_err(secrets_error)
     }
 }
 
@@ -318,8 +333,17 @@ impl wit::Guest for Component {
         }
     }
 
-    fn required_origins(config: Vec<(String, String)>) -> Result<Vec<String>, types::ConnectorError> {
-        with_engine(|e| e.required_origins(&config)).map_err(error)
+    fn required_origins(config: Vec<(String, String)>) -> Result<Vec<types::Origin>, types::ConnectorError> {
+        let origins = with_engine(|e| e.required_origins(&config)).map_err(error)?;
+        Ok(origins
+            .into_iter()
+            .map(|o| types::Origin {
+                url: o.url,
+                purpose: o.purpose.into(),
+                conditional: o.conditional,
+                insecure: o.insecure,
+            })
+            .collect())
     }
 
     fn connect(config: Vec<(String, String)>) -> Result<types::Connection, types::ConnectorError> {
@@ -416,6 +440,7 @@ fn error(error: ConnectorError) -> types::ConnectorError {
 fn connection(c: records::Connection) -> types::Connection {
     types::Connection {
         access: c.access_label().into(),
+        origins: c.origins(),
         id: c.id,
         site: c.site,
         account: c.email,

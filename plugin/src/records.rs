@@ -55,8 +55,6 @@ pub struct Connection {
     pub access: Access,
     /// Whether credentials are present.
     pub connected: bool,
-    /// Loopback `http://` was allowed (tests, demo).
-    pub allow_loopback: bool,
 }
 
 impl Connection {
@@ -66,6 +64,12 @@ impl Connection {
             Access::Classic => "classic token",
             Access::Scoped => "scoped token via API gateway",
         }
+    }
+
+    /// The origins its requests go to: the one of its REST base (the site for a classic
+    /// token, the API gateway for a scoped one).
+    pub fn origins(&self) -> Vec<String> {
+        crate::site::origin_of(&self.api_base).into_iter().collect()
     }
 }
 

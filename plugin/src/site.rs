@@ -47,7 +47,9 @@ impl Site {
 /// Knobs of [`normalize`].
 #[derive(Debug, Clone)]
 pub struct SiteOptions {
-    /// Accept `http://` sites on loopback addresses (tests and the demo only).
+    /// Accept `http://` sites on loopback addresses (tests and the demo). The connector
+    /// always does, marking their origin insecure: whether one is reached is the host's
+    /// loopback policy.
     pub allow_loopback: bool,
     /// Origin of the API gateway (tests point it at a fake).
     pub gateway_origin: String,
@@ -153,6 +155,11 @@ fn is_bare_subdomain(text: &str) -> bool {
         && !text.eq_ignore_ascii_case("localhost")
         && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         && !text.chars().all(|c| c.is_ascii_digit())
+}
+
+/// Whether an origin (`scheme://host[:port]`) is on a loopback host.
+pub fn is_loopback_origin(origin: &str) -> bool {
+    origin.split_once("://").is_some_and(|(_, rest)| is_loopback_text(rest))
 }
 
 fn is_loopback_text(text: &str) -> bool {

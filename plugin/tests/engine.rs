@@ -105,15 +105,11 @@ impl Stores {
     /// Connects and registers the space; returns the memory id.
     fn connect_and_ingest(&self, transport: &InProcess<'_>) -> String {
         let engine = self.engine(transport);
-        let config: Vec<(String, String)> = [
-            ("site", transport.site.origin()),
-            ("email", EMAIL.to_string()),
-            ("token", TOKEN.to_string()),
-            ("allow-loopback", "true".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let config: Vec<(String, String)> =
+            [("site", transport.site.origin()), ("email", EMAIL.to_string()), ("token", TOKEN.to_string())]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
         let connection = engine.connect(&config).expect("connect");
         let outcome = engine.ingest(&connection.id, &[SPACE.to_string()]).expect("ingest");
         outcome.into_iter().next().expect("one outcome").outcome.expect("the space is accepted").id
@@ -400,4 +396,38 @@ fn a_failed_name_lookup_leaves_mentions_unnamed_and_the_ingest_whole() {
     assert_eq!(outcome.status, MemoryStatus::Ingested, "{:?}", outcome.error);
     let home = outcome.index.values().next().expect("the homepage");
     assert_eq!(home[0].text, "Ask @user.");
+}
+
+#[test]
+fn the_origins_are_described_and_a_classic_connection_uses_the_site_alone() {
+    let (site, _) = site();
+    let transport = InProcess::new(&site);
+    let stores = Stores::default();
+    let engine = stores.engine(&transport);
+    let config = vec![("site".to_string(), site.origin())];
+    let origins = engine.required_origins(&config).expect("a loopback site is described, not refused");
+    let described: Vec<(&str, bool, bool)> =
+        origins.iter().map(|o| (o.url.as_str(), o.conditional, o.insecure)).collect();
+    assert_eq!(described, [(site.origin().as_str(), false, true), ("https://api.atlassian.com", true, false)]);
+    assert!(origins[1].purpose.contains("scoped"), "{origins:?}");
+
+    stores.connect_and_ingest(&transport);
+    let status = engine.status().expect("status");
+    assert_eq!(status.connections[0].origins(), [site.origin()]);
+}
+
+#[test]
+fn a_token_the_host_can_no_longer_read_asks_for_a_reconnect() {
+    let (site, _) = site();
+    let transport = InProcess::new(&site);
+    let stores = Stores::default();
+    let memory_id = stores.ingested(&transport);
+    stores.secrets.change_operator_key();
+    let engine = stores.engine(&transport);
+    let outcome = engine.sync(&memory_id, false).and_then(|_| engine.step(&memory_id));
+    let message = match outcome {
+        Err(error) => error.to_string(),
+        Ok(report) => report.memory.error.unwrap_or_default(),
+    };
+    assert!(message.contains("connect the account again"), "{message}");
 }

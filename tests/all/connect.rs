@@ -155,7 +155,8 @@ fn bad_input_gets_a_clear_error() {
             "user name and password",
         ),
         (vec!["--site".into(), "https://169.254.169.254/latest".into(), "--email".into(), EMAIL.into()], "IP address"),
-        (vec!["--site".into(), origin.clone(), "--email".into(), EMAIL.into()], "IP address"), // loopback without --allow-loopback
+        // A loopback site is the host's to refuse, without --allow-loopback.
+        (vec!["--site".into(), origin.clone(), "--email".into(), EMAIL.into()], "need --allow-loopback"),
         (
             vec!["--site".into(), origin.clone(), "--email".into(), "".into(), "--allow-loopback".into()],
             "e-mail is empty",
@@ -257,7 +258,7 @@ fn connect_takes_the_fields_the_connector_describes() {
     let described = world.json(&["describe"]);
     let names: Vec<&str> =
         described["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["site", "token", "email", "allow-loopback", "gateway"]);
+    assert_eq!(names, ["site", "token", "email", "gateway"]);
     assert_eq!(described["fields"][1]["secret"], true);
     let human = world.ok(&["describe"]);
     assert!(human.contains("--secret-env token=VARIABLE") && human.contains("--field site=…"), "{human}");
@@ -267,8 +268,11 @@ fn connect_takes_the_fields_the_connector_describes() {
     let site = format!("site={origin}");
     let email = format!("email={EMAIL}");
     let generic = ["connect", "--field", &site, "--field", &email, "--secret-env", "token=CONFLUENCE_TOKEN"];
-    let connection = world.json(&[&generic[..], &["--field", "allow-loopback=true"]].concat());
+    let connection = world.json(&[&generic[..], &["--allow-loopback"]].concat());
     assert_eq!(connection["site"], origin.as_str());
+    // A classic token's connection uses the site alone: the API gateway, asked for in case
+    // the token was scoped, is no longer granted.
+    assert_eq!(connection["origins"], serde_json::json!([origin]), "{connection}");
 
     // What it refuses, before the connector sees anything.
     let secret_on_the_command_line = world.run(&[&generic[..], &["--field", "token=hunter2"]].concat());
@@ -277,7 +281,7 @@ fn connect_takes_the_fields_the_connector_describes() {
     assert!(said.contains("token is secret") && !said.contains("hunter2"), "{said}");
     let unknown = world.run(&[&generic[..], &["--field", "colour=red"]].concat());
     assert!(
-        text(&unknown).contains("no field 'colour' (its fields: site, token, email, allow-loopback, gateway"),
+        text(&unknown).contains("no field 'colour' (its fields: site, token, email, gateway"),
         "{}",
         text(&unknown)
     );

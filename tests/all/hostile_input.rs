@@ -104,7 +104,7 @@ async fn names_resolving_to_private_addresses_are_refused() {
     let mut instance = host.instance("dns").await.unwrap();
     let origin = format!("https://{hostname}:9");
     let outcome = instance
-        .connect(vec![("origin".into(), origin.clone()), ("url".into(), format!("{origin}/wiki"))])
+        .connect(vec![("origin".into(), origin.clone()), ("url".into(), format!("{origin}/wiki"))], Default::default())
         .await
         .unwrap();
     assert!(

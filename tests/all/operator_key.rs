@@ -41,5 +41,8 @@ fn a_rotated_key_opens_the_secrets_and_the_old_one_no_longer_does() {
         String::from_utf8_lossy(&with_old_key.stdout).to_string() + &String::from_utf8_lossy(&with_old_key.stderr);
     assert!(!with_old_key.status.success(), "{answer}");
     assert!(answer.contains("operator key"), "the old key opens nothing, and says so: {answer}");
+    // The host's secrets say the token is unreadable (not missing, not broken): the
+    // connector turns that into what to do.
+    assert!(answer.contains("not authorised") && answer.contains("connect the account again"), "{answer}");
     assert!(!answer.contains(TOKEN));
 }

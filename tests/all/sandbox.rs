@@ -7,10 +7,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use connector_host::bindings::types::ConnectorError;
-use connector_host::runtime::{ConnectorHost, HostConfig};
+use connector_host::runtime::{ConnectPolicy, ConnectorHost, HostConfig};
 use tokio::io::AsyncWriteExt;
 
 use crate::support::cache_dir;
+
+/// The host's policy for a connect that may reach loopback test servers.
+const LOOPBACK: ConnectPolicy = ConnectPolicy { allow_loopback: true };
+/// The host's default policy: public https sites only.
+const HOSTED: ConnectPolicy = ConnectPolicy { allow_loopback: false };
 
 fn hostile_host(dir: &std::path::Path) -> ConnectorHost {
     hostile_host_with(dir, Duration::from_secs(2), Duration::from_secs(30))
@@ -68,22 +73,16 @@ async fn http_goes_only_to_granted_origins() {
     let mut instance = host.instance("egress").await.unwrap();
     let target = format!("{}/_edge/tenant_info", site.origin());
 
-    let config = |origin: &str, loopback: bool| {
-        let mut config = vec![("origin".to_string(), origin.to_string()), ("url".to_string(), target.clone())];
-        if loopback {
-            config.push(("allow-loopback".into(), "true".into()));
-        }
-        config
-    };
+    let config = |origin: &str| vec![("origin".to_string(), origin.to_string()), ("url".to_string(), target.clone())];
     // Granted something else: the request to the fake is refused before it leaves.
-    let outcome = instance.connect(config("https://allowed.example", false)).await.unwrap();
+    let outcome = instance.connect(config("https://allowed.example"), HOSTED).await.unwrap();
     assert!(matches!(&outcome, Err(ConnectorError::Network(m)) if m.contains("HttpRequestDenied")), "{outcome:?}");
     assert!(site.requests().is_empty(), "nothing reached the server");
-    // A loopback origin is not granted without allow-loopback.
-    let outcome = instance.connect(config(&site.origin(), false)).await.unwrap();
+    // A loopback origin is not granted unless the host's policy allows loopback sites.
+    let outcome = instance.connect(config(&site.origin()), HOSTED).await.unwrap();
     assert!(matches!(&outcome, Err(ConnectorError::Denied(m)) if m.contains("--allow-loopback")), "{outcome:?}");
     // Granted exactly that origin: the request goes through.
-    let outcome = instance.connect(config(&site.origin(), true)).await.unwrap();
+    let outcome = instance.connect(config(&site.origin()), LOOPBACK).await.unwrap();
     assert!(matches!(&outcome, Err(ConnectorError::Network(m)) if m == "status 200"), "{outcome:?}");
     assert_eq!(site.requests().len(), 1);
 }
@@ -95,16 +94,12 @@ async fn a_connect_stopped_by_its_cpu_limit_grants_nothing() {
     let host = hostile_host(data.path());
     let mut instance = host.instance("egress").await.unwrap();
     let target = format!("{}/_edge/tenant_info", site.origin());
-    let mut spinning = vec![
-        ("origin".to_string(), site.origin()),
-        ("url".to_string(), target.clone()),
-        ("allow-loopback".into(), "true".into()),
-    ];
+    let mut spinning = vec![("origin".to_string(), site.origin()), ("url".to_string(), target.clone())];
     spinning.push(("spin".into(), "true".into()));
-    instance.connect(spinning).await.expect_err("the spinning connect is stopped");
+    instance.connect(spinning, LOOPBACK).await.expect_err("the spinning connect is stopped");
     // Granted something else now: the origin the stopped connect asked for is not reachable.
     let other = vec![("origin".to_string(), "https://allowed.example".to_string()), ("url".to_string(), target)];
-    let outcome = instance.connect(other).await.unwrap();
+    let outcome = instance.connect(other, HOSTED).await.unwrap();
     assert!(matches!(&outcome, Err(ConnectorError::Network(m)) if m.contains("HttpRequestDenied")), "{outcome:?}");
     assert!(site.requests().is_empty(), "nothing reached the server");
 }
@@ -147,10 +142,9 @@ async fn a_call_blocked_on_slow_io_hits_the_wall_clock_limit() {
     let config = vec![
         ("origin".to_string(), site.origin()),
         ("url".to_string(), format!("{}/_edge/tenant_info", site.origin())),
-        ("allow-loopback".to_string(), "true".to_string()),
     ];
     let started = Instant::now();
-    let error = instance.connect(config).await.expect_err("the 2 s wall-clock limit must end the call");
+    let error = instance.connect(config, LOOPBACK).await.expect_err("the 2 s wall-clock limit must end the call");
     assert!(error.to_string().contains("did not finish call_connect within 2s"), "{error:#}");
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     site.set_latency(Duration::ZERO);
@@ -199,11 +193,10 @@ async fn a_body_that_trickles_ends_at_the_wall_clock_limit() {
     let config = vec![
         ("origin".to_string(), origin.clone()),
         ("url".to_string(), format!("{origin}/_edge/tenant_info")),
-        ("allow-loopback".to_string(), "true".to_string()),
         ("read-body".to_string(), "true".to_string()),
     ];
     let started = Instant::now();
-    let error = instance.connect(config).await.expect_err("a trickling body must not hold the call");
+    let error = instance.connect(config, LOOPBACK).await.expect_err("a trickling body must not hold the call");
     // Stopped while it waits (the async timeout) or as it resumes for the next byte (the
     // deadline check in the guest): either way by the 2 s wall-clock limit.
     let message = error.to_string();
@@ -234,10 +227,9 @@ async fn a_response_over_the_size_limit_is_cut_off_by_the_host() {
     let connect = vec![
         ("origin".to_string(), origin.clone()),
         ("url".to_string(), format!("{origin}/wiki/api/v2/pages")),
-        ("allow-loopback".to_string(), "true".to_string()),
         ("read-body".to_string(), "true".to_string()),
     ];
-    let outcome = instance.connect(connect).await.expect("no trap");
+    let outcome = instance.connect(connect, LOOPBACK).await.expect("no trap");
     let Err(ConnectorError::Network(message)) = outcome else { panic!("{outcome:?}") };
     assert!(message.contains("body size exceeds limit: 1048576 bytes"), "a clear error: {message}");
     let read: usize = message.trim_start_matches("body error after ").split(' ').next().unwrap().parse().unwrap();

@@ -34,8 +34,8 @@ pub struct ConnectArgs {
     /// Read the API token from standard input (`--secret-stdin token`).
     #[arg(long)]
     pub token_stdin: bool,
-    /// Accept an http:// site on a loopback address, for tests and the demo
-    /// (`--field allow-loopback=true`).
+    /// Let the connector reach an http:// site on a loopback address, for tests and the
+    /// demo (the host's loopback policy, whatever the connector).
     #[arg(long)]
     pub allow_loopback: bool,
     /// Origin of the Atlassian API gateway (`--field gateway=ORIGIN`).
@@ -63,9 +63,6 @@ impl ConnectArgs {
             if let Some(value) = value {
                 sources.push((name.into(), Source::Given(value.clone())));
             }
-        }
-        if self.allow_loopback {
-            sources.push(("allow-loopback".into(), Source::Given("true".into())));
         }
         if let Some(variable) = &self.token_env {
             sources.push(("token".into(), Source::Env(variable.clone())));

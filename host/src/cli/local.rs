@@ -10,7 +10,7 @@ use connector_host::report::{
     AskView, ConnectionView, ConnectorView, IngestView, MemoryState, MemoryView, PassageView, RejectedView, StatusView,
     export_line,
 };
-use connector_host::runtime::{ConnectorHost, Instance};
+use connector_host::runtime::{ConnectPolicy, ConnectorHost, Instance};
 
 use super::output::{Bars, print_memories, print_passages, print_status};
 use crate::{Cli, Command, SemanticAction};
@@ -48,7 +48,8 @@ pub async fn run(cli: &Cli) -> Result<ExitCode> {
             let connector = ConnectorView::from(instance.describe().await?);
             let config = args.config(&connector)?;
             let subject = connector.audit_subject(&config);
-            let outcome = instance.connect(config).await;
+            let policy = ConnectPolicy { allow_loopback: args.allow_loopback };
+            let outcome = instance.connect(config, policy).await;
             host.audit_call(&namespace, "cli", "connect", &subject, &outcome);
             let connection = ConnectionView::from(&outcome?.map_err(fail)?);
             super::print_connection(&connection, args.json);
@@ -235,12 +236,17 @@ pub async fn demo(cli: &Cli, question: &str) -> Result<ExitCode> {
         let host = connector_host::runtime::ConnectorHost::open(cli.host_config(data_dir.clone()))?;
         let mut instance = host.instance("demo").await?;
         let connection = instance
-            .connect(vec![
-                ("site".into(), format!("{}/wiki/spaces/{}/overview", site.origin(), fake_confluence::DEMO_SPACE_KEY)),
-                ("email".into(), fake_confluence::DEMO_EMAIL.into()),
-                ("token".into(), fake_confluence::DEMO_TOKEN.into()),
-                ("allow-loopback".into(), "true".into()),
-            ])
+            .connect(
+                vec![
+                    (
+                        "site".into(),
+                        format!("{}/wiki/spaces/{}/overview", site.origin(), fake_confluence::DEMO_SPACE_KEY),
+                    ),
+                    ("email".into(), fake_confluence::DEMO_EMAIL.into()),
+                    ("token".into(), fake_confluence::DEMO_TOKEN.into()),
+                ],
+                ConnectPolicy { allow_loopback: true },
+            )
             .await?
             .map_err(fail)?;
         println!("connected {} as {} ({})", connection.site, connection.account, connection.id);

@@ -21,6 +21,7 @@ use crate::report::{
     AskView, ConnectionView, ConnectorView, FieldView, IngestView, MemoryState, MemoryView, PassageView, RejectedView,
     StatusView,
 };
+use crate::runtime::ConnectPolicy;
 use crate::schedule::AutoResyncRefusal;
 use crate::semantic::SemanticStatusView;
 use crate::service::Service;
@@ -221,10 +222,10 @@ async fn status(State(service): State<Arc<Service>>, caller: Caller) -> Result<J
 }
 
 /// Body of `POST /api/v1/connections`: the connect form's fields by name, as
-/// `GET /api/v1/connector` lists them (`_` may stand for `-`, so `allow_loopback` is the
-/// field `allow-loopback`); text, or `true`/`false` for yes/no fields. For Confluence:
-/// `site`, `email`, `token` (stored encrypted, never returned), `allow_loopback` (only when
-/// the service allows loopback sites) and `gateway` (operator only).
+/// `GET /api/v1/connector` lists them (`_` may stand for `-`); text, or `true`/`false` for
+/// yes/no fields. For Confluence: `site`, `email`, `token` (stored encrypted, never
+/// returned) and `gateway` (operator only). Beside them, `allow_loopback: true` asks the
+/// host to grant a loopback `http://` site (only where the service allows loopback sites).
 #[derive(Deserialize, ToSchema)]
 #[serde(transparent)]
 #[schema(value_type = std::collections::BTreeMap<String, String>)]
@@ -251,7 +252,14 @@ async fn connect(
     caller.require_manager()?;
     let connector = ConnectorView::from(service.readers.get(&caller.instance).await?.describe().await?);
     let mut config = Vec::with_capacity(fields.len());
+    let mut policy = ConnectPolicy::default();
     for (name, value) in fields {
+        if name == "allow_loopback" || name == "allow-loopback" {
+            // The host's loopback policy, asked for per connect; not a connector field.
+            policy.allow_loopback = matches!(value, FieldValue::Flag(true))
+                || matches!(&value, FieldValue::Text(text) if text.trim() == "true");
+            continue;
+        }
         let field = connector.known_field(&name).map_err(ApiError::invalid)?;
         let value = match value {
             FieldValue::Text(text) => text,
@@ -261,9 +269,8 @@ async fn connect(
         };
         config.push((field.name.clone(), value));
     }
-    // Host policy on what a field may grant (until origins carry it, see issue #9).
     let given = |name: &str| config.iter().any(|(n, v)| n == name && !v.trim().is_empty());
-    if config.iter().any(|(n, v)| n == "allow-loopback" && v.trim() == "true") && !service.config.allow_loopback {
+    if policy.allow_loopback && !service.config.allow_loopback {
         return Err(ApiError::forbidden("this service does not accept loopback sites (serve --allow-loopback)"));
     }
     if given("gateway") {
@@ -273,7 +280,7 @@ async fn connect(
     }
     let subject = connector.audit_subject(&config);
     let tenant = service.tenants.get(&caller.instance).await?;
-    let outcome = tenant.instance().await.connect(config).await;
+    let outcome = tenant.instance().await.connect(config, policy).await;
     service.host.audit_call(&caller.instance, &caller.key_id, "connect", &subject, &outcome);
     let connection = outcome??;
     tracing::info!(tenant = %caller.instance, key = %caller.key_id, connection = %connection.id, "connected");

@@ -27,13 +27,6 @@ pub fn config_fields() -> Vec<ConfigField> {
             required: true,
         },
         ConfigField {
-            name: "allow-loopback",
-            label: "Allow loopback http site",
-            help: "true only for tests and the demo: accept an http:// site on 127.0.0.1/localhost",
-            secret: false,
-            required: false,
-        },
-        ConfigField {
             name: "gateway",
             label: "API gateway origin",
             help: "Override of https://api.atlassian.com for scoped tokens (tests)",
@@ -41,6 +34,25 @@ pub fn config_fields() -> Vec<ConfigField> {
             required: false,
         },
     ]
+}
+
+/// An origin `connect` may reach, as `required-origins` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `scheme://host[:port]`.
+    pub url: String,
+    /// What the connector reaches there.
+    pub purpose: &'static str,
+    /// Needed only for some tokens (the gateway: scoped tokens).
+    pub conditional: bool,
+    /// Plain http (a loopback test site).
+    pub insecure: bool,
+}
+
+impl Origin {
+    fn new(url: String, purpose: &'static str, conditional: bool) -> Origin {
+        Origin { insecure: url.starts_with("http://"), url, purpose, conditional }
+    }
 }
 
 struct ConnectConfig {
@@ -58,21 +70,16 @@ fn parse_site(config: &[(String, String)]) -> Result<(Site, SiteOptions), Connec
     for (key, _) in config {
         if !config_fields().iter().any(|f| f.name == key) {
             return Err(ConnectorError::InvalidInput(format!(
-                "unknown configuration field '{key}' (expected: site, email, token, allow-loopback, gateway)"
+                "unknown configuration field '{key}' (expected: site, email, token, gateway)"
             )));
         }
     }
-    let allow_loopback = match config_value(config, "allow-loopback").map(str::trim) {
-        None | Some("") | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(ConnectorError::InvalidInput(format!("allow-loopback must be true or false, not '{other}'")));
-        }
-    };
-    let mut options = SiteOptions { allow_loopback, ..SiteOptions::default() };
+    // Whether a loopback site may be reached is the host's policy (see the WIT): the
+    // connector marks such an origin insecure and the host grants it or refuses.
+    let mut options = SiteOptions { allow_loopback: true, ..SiteOptions::default() };
     if let Some(gateway) = config_value(config, "gateway").map(str::trim).filter(|g| !g.is_empty()) {
         let origin = site::origin_of(gateway)
-            .filter(|o| o.starts_with("https://") || allow_loopback)
+            .filter(|o| o.starts_with("https://") || (o.starts_with("http://") && site::is_loopback_origin(o)))
             .ok_or_else(|| ConnectorError::InvalidInput(format!("gateway '{gateway}' is not an https origin")))?;
         options.gateway_origin = origin;
     }
@@ -107,18 +114,19 @@ fn parse_connect_config(config: &[(String, String)]) -> Result<ConnectConfig, Co
 }
 
 impl Engine<'_> {
-    /// The origins the configuration needs (site and, for scoped tokens, the gateway).
-    pub fn required_origins(&self, config: &[(String, String)]) -> Result<Vec<String>, ConnectorError> {
+    /// The origins the configuration may need: the site, and the API gateway where a
+    /// scoped token would go (conditional: `connect` finds out which kind the token is).
+    pub fn required_origins(&self, config: &[(String, String)]) -> Result<Vec<Origin>, ConnectorError> {
         let (site, options) = parse_site(config)?;
         Ok(match site {
-            Site::Cloud { origin } => {
-                if origin == options.gateway_origin {
-                    vec![origin]
-                } else {
-                    vec![origin, options.gateway_origin]
-                }
+            Site::Cloud { origin } if origin == options.gateway_origin => {
+                vec![Origin::new(origin, "the Confluence site and its API gateway", false)]
             }
-            Site::Gateway { origin, .. } => vec![origin],
+            Site::Cloud { origin } => vec![
+                Origin::new(origin, "the Confluence site", false),
+                Origin::new(options.gateway_origin, "the Atlassian API gateway (scoped API tokens only)", true),
+            ],
+            Site::Gateway { origin, .. } => vec![Origin::new(origin, "the Atlassian API gateway", false)],
         })
     }
 
@@ -138,16 +146,8 @@ impl Engine<'_> {
             Some(connection) => connection.id.clone(),
             None => self.next_id("conn")?,
         };
-        let connection = Connection {
-            id,
-            site,
-            api_base,
-            site_identity,
-            email: config.email.clone(),
-            access,
-            connected: true,
-            allow_loopback: config.options.allow_loopback,
-        };
+        let connection =
+            Connection { id, site, api_base, site_identity, email: config.email.clone(), access, connected: true };
         self.secrets.put(&token_secret(&connection.id), &config.token)?;
         self.kv.set(MAIN_BUCKET, &connection_key(&connection.id), &encode(&connection))?;
         Ok(connection)

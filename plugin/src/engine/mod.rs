@@ -29,7 +29,7 @@ mod ingest;
 mod people;
 mod work;
 
-pub use connect::config_fields;
+pub use connect::{Origin, config_fields};
 
 /// Listing page size: the v2 maximum, so a space costs one request per 250 pages.
 const PAGE_LIMIT: u32 = 250;
@@ -78,7 +78,12 @@ pub enum ConnectorError {
 
 impl From<HostError> for ConnectorError {
     fn from(error: HostError) -> Self {
-        ConnectorError::Host(format!("host storage failed: {error}"))
+        match error {
+            HostError::Unreadable(message) => ConnectorError::Unauthorized(format!(
+                "{message}: connect the account again so that the host stores its token anew"
+            )),
+            other => ConnectorError::Host(format!("host storage failed: {other}")),
+        }
     }
 }
 

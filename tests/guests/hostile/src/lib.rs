@@ -92,8 +92,14 @@ mod guest {
             }
         }
 
-        fn required_origins(config: Vec<(String, String)>) -> Result<Vec<String>, ConnectorError> {
-            Ok(vec![value(&config, "origin").to_string()])
+        fn required_origins(config: Vec<(String, String)>) -> Result<Vec<Origin>, ConnectorError> {
+            let url = value(&config, "origin").to_string();
+            Ok(vec![Origin {
+                insecure: url.starts_with("http://"),
+                url,
+                purpose: "the test".into(),
+                conditional: false,
+            }])
         }
 
         fn connect(config: Vec<(String, String)>) -> Result<Connection, ConnectorError> {
@@ -165,18 +171,18 @@ mod guest {
                 }
             } else if let Some(text) = question.strip_prefix("index:") {
                 let chunk = search::Chunk { ordinal: 0, title: "t".into(), heading: String::new(), text: text.into() };
-                search::replace_document("m", "d", &[chunk]).map_err(ConnectorError::Host)?;
-                search::commit().map_err(ConnectorError::Host)?;
+                search::replace_document("m", "d", &[chunk]).map_err(|e| ConnectorError::Host(format!("{e:?}")))?;
+                search::commit().map_err(|e| ConnectorError::Host(format!("{e:?}")))?;
                 "ok".to_string()
             } else if let Some(text) = question.strip_prefix("index-then-spin:") {
                 let chunk = search::Chunk { ordinal: 0, title: "t".into(), heading: String::new(), text: text.into() };
-                search::replace_document("m", "spun", &[chunk]).map_err(ConnectorError::Host)?;
+                search::replace_document("m", "spun", &[chunk]).map_err(|e| ConnectorError::Host(format!("{e:?}")))?;
                 let mut counter: u64 = 0;
                 loop {
                     counter = std::hint::black_box(counter.wrapping_add(1));
                 }
             } else if let Some(text) = question.strip_prefix("query:") {
-                let hits = search::query(text, &[], 10).map_err(ConnectorError::Host)?;
+                let hits = search::query(text, &[], 10).map_err(|e| ConnectorError::Host(format!("{e:?}")))?;
                 hits.into_iter().map(|h| h.text).collect::<Vec<_>>().join("|")
             } else {
                 String::new()

@@ -1,4 +1,6 @@
-//! Host bindings generated from `wit/connector.wit`: the same WIT the guest uses.
+//! Host bindings generated from the WIT: the current contract (`wit/`, the types every
+//! caller of the host sees) and, in [`since_v0_1`], the frozen 0.1.x contract
+//! (`wit/since_v0.1.2/`) whose components the host still runs.
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -14,6 +16,8 @@ wasmtime::component::bindgen!({
         "wasi:keyvalue/store.bucket": crate::capabilities::kv::BucketHandle,
     },
 });
+
+pub mod since_v0_1;
 
 pub use exports::knowledge::connector::knowledge_connector as api;
 pub use knowledge::connector::types;

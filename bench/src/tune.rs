@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Result;
-use confluence_connector::caps::IndexHit;
 use confluence_connector::chunk::{ChunkConfig, page_chunks};
-use confluence_connector::rank::{RankConfig, Shape};
+use connector_sdk::caps::IndexHit;
+use connector_sdk::rank::{RankConfig, Shape};
 use connector_search::semantic::{Fusion, SemanticConfig, SemanticSearch};
 use connector_search::{AnalyzerConfig, Chunk, SearchBackend, SearchConfig, StopWords, TantivySearch};
 

@@ -65,8 +65,8 @@ enum Command {
         /// Connection id (see `status`).
         #[arg(long)]
         connection: String,
-        /// Space keys, comma-separated, e.g. "SD, TD".
-        #[arg(long)]
+        /// Space keys (the connector's sources), comma-separated, e.g. "SD, TD".
+        #[arg(long, visible_alias = "sources")]
         spaces: String,
         /// Register the memories and return without waiting.
         #[arg(long)]

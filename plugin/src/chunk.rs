@@ -29,7 +29,8 @@
 //! assert_eq!(chunks[0].text, "Run make.");
 //! ```
 
-use crate::caps::IndexChunk;
+use connector_sdk::caps::IndexChunk;
+
 use crate::storage::{self, Block, Converted};
 
 /// One retrievable piece of a page.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
 
-use crate::http::{Request, Response, Transport, TransportError};
+use connector_sdk::http::{Request, Response, Transport, TransportError};
 
 /// Counters of one client's traffic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -234,45 +234,7 @@ pub struct DocRecord {
     pub seen: u64,
 }
 
-/// A configuration field the connector asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigField {
-    /// Key in the configuration list.
-    pub name: &'static str,
-    /// Label for forms.
-    pub label: &'static str,
-    /// One sentence of help.
-    pub help: &'static str,
-    /// Never shown or logged.
-    pub secret: bool,
-    /// Needed by `connect`.
-    pub required: bool,
-}
-
-/// A passage that answers a question.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Passage {
-    /// Page title.
-    pub title: String,
-    /// URL that opens the page.
-    pub url: String,
-    /// Space › ancestors › page › heading.
-    pub breadcrumb: String,
-    /// Passage text.
-    pub text: String,
-    /// Relevance.
-    pub score: f32,
-    /// Page id.
-    pub document_id: String,
-    /// Page version.
-    pub document_version: u32,
-    /// Last modified (RFC 3339).
-    pub modified_at: String,
-    /// Space key.
-    pub source_key: String,
-    /// Memory id.
-    pub memory_id: String,
-}
+pub use connector_sdk::types::{ConfigField, Passage};
 
 /// Result of one step.
 #[derive(Debug, Clone, PartialEq, Eq)]

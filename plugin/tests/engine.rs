@@ -8,11 +8,11 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use confluence_connector::caps::KeyValue;
 use confluence_connector::engine::Engine;
-use confluence_connector::fakes::{CrashPoint, Crashing, Documents, MemoryKeyValue, MemorySearch, MemorySecrets};
-use confluence_connector::http::{Request, Response, Transport, TransportError};
 use confluence_connector::records::{MAIN_BUCKET, Memory, MemoryStatus, docs_bucket, memory_key};
+use connector_sdk::caps::KeyValue;
+use connector_sdk::fakes::{CrashPoint, Crashing, Documents, MemoryKeyValue, MemorySearch, MemorySecrets};
+use connector_sdk::http::{Request, Response, Transport, TransportError};
 use fake_confluence::{FakeConfluence, TokenKind};
 
 const EMAIL: &str = "ada@example.com";

@@ -20,4 +20,5 @@ mod retrieve;
 mod sandbox;
 mod semantic;
 mod service;
+mod sources;
 mod sync;

@@ -1,11 +1,11 @@
 //! Answers: the best passages for a question, with citations computed at query time.
 
 use super::*;
-use crate::rank::{RankConfig, Shape};
+use connector_sdk::rank::{RankConfig, Shape};
 
 impl Engine<'_> {
     /// The best passages for a question, with citations: at most `per_document` per
-    /// document (0: raw passages), documents ranked as [`crate::rank`] describes.
+    /// document (0: raw passages), documents ranked as [`connector_sdk::rank`] describes.
     pub fn retrieve(
         &self,
         question: &str,

@@ -4,55 +4,48 @@ use super::*;
 
 /// The fields `connect` takes.
 pub fn config_fields() -> Vec<ConfigField> {
+    let field = |name: &str, label: &str, help: &str, secret: bool, required: bool| ConfigField {
+        name: name.into(),
+        label: label.into(),
+        help: help.into(),
+        secret,
+        required,
+    };
     vec![
-        ConfigField {
-            name: "site",
-            label: "Site URL",
-            help: "Your Atlassian cloud URL, e.g. https://your-company.atlassian.net (any page URL of the site works too)",
-            secret: false,
-            required: true,
-        },
-        ConfigField {
-            name: "token",
-            label: "API token",
-            help: "Classic or scoped API token from id.atlassian.com (scoped: read:space, read:page and read:content-details for Confluence)",
-            secret: true,
-            required: true,
-        },
-        ConfigField {
-            name: "email",
-            label: "Atlassian-account e-mail",
-            help: "The e-mail of the Atlassian account the API token belongs to",
-            secret: false,
-            required: true,
-        },
-        ConfigField {
-            name: "gateway",
-            label: "API gateway origin",
-            help: "Override of https://api.atlassian.com for scoped tokens (tests)",
-            secret: false,
-            required: false,
-        },
+        field(
+            "site",
+            "Site URL",
+            "Your Atlassian cloud URL, e.g. https://your-company.atlassian.net (any page URL of the site works too)",
+            false,
+            true,
+        ),
+        field(
+            "token",
+            "API token",
+            "Classic or scoped API token from id.atlassian.com (scoped: read:space, read:page and read:content-details for Confluence)",
+            true,
+            true,
+        ),
+        field(
+            "email",
+            "Atlassian-account e-mail",
+            "The e-mail of the Atlassian account the API token belongs to",
+            false,
+            true,
+        ),
+        field(
+            "gateway",
+            "API gateway origin",
+            "Override of https://api.atlassian.com for scoped tokens (tests)",
+            false,
+            false,
+        ),
     ]
 }
 
-/// An origin `connect` may reach, as `required-origins` describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    /// `scheme://host[:port]`.
-    pub url: String,
-    /// What the connector reaches there.
-    pub purpose: &'static str,
-    /// Needed only for some tokens (the gateway: scoped tokens).
-    pub conditional: bool,
-    /// Plain http (a loopback test site).
-    pub insecure: bool,
-}
-
-impl Origin {
-    fn new(url: String, purpose: &'static str, conditional: bool) -> Origin {
-        Origin { insecure: url.starts_with("http://"), url, purpose, conditional }
-    }
+/// An origin the configuration may need; plain http only for a loopback test site.
+fn described(url: String, purpose: &str, conditional: bool) -> Origin {
+    Origin { insecure: url.starts_with("http://"), url, purpose: purpose.into(), conditional }
 }
 
 struct ConnectConfig {
@@ -68,7 +61,7 @@ fn config_value<'c>(config: &'c [(String, String)], name: &str) -> Option<&'c st
 
 fn parse_site(config: &[(String, String)]) -> Result<(Site, SiteOptions), ConnectorError> {
     for (key, _) in config {
-        if !config_fields().iter().any(|f| f.name == key) {
+        if !config_fields().iter().any(|f| &f.name == key) {
             return Err(ConnectorError::InvalidInput(format!(
                 "unknown configuration field '{key}' (expected: site, email, token, gateway)"
             )));
@@ -120,13 +113,13 @@ impl Engine<'_> {
         let (site, options) = parse_site(config)?;
         Ok(match site {
             Site::Cloud { origin } if origin == options.gateway_origin => {
-                vec![Origin::new(origin, "the Confluence site and its API gateway", false)]
+                vec![described(origin, "the Confluence site and its API gateway", false)]
             }
             Site::Cloud { origin } => vec![
-                Origin::new(origin, "the Confluence site", false),
-                Origin::new(options.gateway_origin, "the Atlassian API gateway (scoped API tokens only)", true),
+                described(origin, "the Confluence site", false),
+                described(options.gateway_origin, "the Atlassian API gateway (scoped API tokens only)", true),
             ],
-            Site::Gateway { origin, .. } => vec![Origin::new(origin, "the Atlassian API gateway", false)],
+            Site::Gateway { origin, .. } => vec![described(origin, "the Atlassian API gateway", false)],
         })
     }
 

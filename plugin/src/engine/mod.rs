@@ -5,7 +5,7 @@
 //! (names of mentioned accounts) and `answers` (retrieval with citations); records and
 //! shared helpers live here.
 //!
-//! Everything is plain Rust over the capability traits of [`crate::caps`] and the
+//! Everything is plain Rust over the capability traits of [`connector_sdk::caps`] and the
 //! [`Transport`]; the WebAssembly layer only translates types. State lives in
 //! key-value storage and every step ends with a checkpoint, so work survives a host
 //! crash at any point: a repeated step re-does at most one batch, and every write it
@@ -14,10 +14,13 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use crate::caps::{HostError, KeyValue, SearchIndex, SecretStore};
+use connector_sdk::caps::{HostError, KeyValue, SearchIndex, SecretStore};
+use connector_sdk::http::Transport;
+use connector_sdk::time::rfc3339;
+use connector_sdk::types::Origin;
+
 use crate::chunk::{ChunkConfig, converted_chunks};
 use crate::client::{ApiError, Client};
-use crate::http::Transport;
 use crate::model::{Content, CurrentUser, Listing, Space, TenantInfo};
 use crate::records::*;
 use crate::site::{self, Site, SiteOptions};
@@ -29,7 +32,7 @@ mod ingest;
 mod people;
 mod work;
 
-pub use connect::{Origin, config_fields};
+pub use connect::config_fields;
 
 /// Listing page size: the v2 maximum, so a space costs one request per 250 pages.
 const PAGE_LIMIT: u32 = 250;
@@ -44,48 +47,7 @@ const SCOPE_PROBES: [(&str, &str); 3] = [
     ("read:page:confluence", "/wiki/api/v2/pages?limit=1"),
 ];
 
-/// Why an operation failed; mirrors the WIT `connector-error`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConnectorError {
-    /// Malformed input.
-    #[error("{0}")]
-    InvalidInput(String),
-    /// Credentials rejected.
-    #[error("{0}")]
-    Unauthorized(String),
-    /// Scopes to add to the token.
-    #[error("the API token is missing the scopes: {}", .0.join(", "))]
-    MissingScopes(Vec<String>),
-    /// Unknown connection, memory or space.
-    #[error("{0}")]
-    NotFound(String),
-    /// Already a memory.
-    #[error("{0}")]
-    Duplicate(String),
-    /// Not possible in the current state.
-    #[error("{0}")]
-    Unavailable(String),
-    /// Confluence unreachable or failing.
-    #[error("{0}")]
-    Network(String),
-    /// The host refused something.
-    #[error("{0}")]
-    Denied(String),
-    /// A host capability failed.
-    #[error("{0}")]
-    Host(String),
-}
-
-impl From<HostError> for ConnectorError {
-    fn from(error: HostError) -> Self {
-        match error {
-            HostError::Unreadable(message) => ConnectorError::Unauthorized(format!(
-                "{message}: connect the account again so that the host stores its token anew"
-            )),
-            other => ConnectorError::Host(format!("host storage failed: {other}")),
-        }
-    }
-}
+pub use connector_sdk::ConnectorError;
 
 /// The outcome of one requested space in `ingest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,23 +109,6 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T,
     serde_json::from_slice(bytes).map_err(|e| ConnectorError::Host(format!("stored {what} is unreadable: {e}")))
 }
 
-/// RFC 3339 (UTC, seconds) for a Unix time.
-pub fn rfc3339(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
-}
-
 impl<'a> Engine<'a> {
     /// Binds the engine to its capabilities.
     pub fn new(
@@ -202,26 +147,11 @@ impl<'a> Engine<'a> {
     }
 
     fn all_keys(&self, bucket: &str) -> Result<Vec<String>, HostError> {
-        let mut keys = Vec::new();
-        let mut cursor = None;
-        loop {
-            let (page, next) = self.kv.list_keys(bucket, cursor)?;
-            keys.extend(page);
-            match next {
-                Some(next) => cursor = Some(next),
-                None => return Ok(keys),
-            }
-        }
+        connector_sdk::kv::all_keys(self.kv, bucket)
     }
 
     fn next_id(&self, kind: &str) -> Result<String, ConnectorError> {
-        let key = format!("counter/{kind}");
-        let next = match self.kv.get(MAIN_BUCKET, &key)? {
-            Some(bytes) => decode::<u64>(&bytes, "counter")? + 1,
-            None => 1,
-        };
-        self.kv.set(MAIN_BUCKET, &key, &encode(&next))?;
-        Ok(format!("{kind}-{next}"))
+        connector_sdk::kv::next_id(self.kv, MAIN_BUCKET, kind)
     }
 
     fn client_for(&self, connection: &Connection) -> Result<Client<'a>, ConnectorError> {
@@ -347,13 +277,6 @@ fn url_encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
 
     #[test]
     fn space_keys() {

@@ -1,6 +1,8 @@
 //! The work loop: one bounded step of listing, fetching, counting or deleting, ending
 //! in a checkpoint.
 
+use connector_sdk::checkpoint::StepWrites;
+
 use super::*;
 
 /// Listing pages a step takes at most (500 documents): each step ends in one index commit
@@ -10,13 +12,6 @@ const LISTING_PAGES_PER_STEP: usize = 2;
 enum Advance {
     More,
     Finished,
-}
-
-/// Records of documents indexed in this step, written once the index commit is durable.
-#[derive(Default)]
-struct Uncommitted {
-    writes: Vec<(String, Vec<u8>)>,
-    indexed: bool,
 }
 
 /// A failure inside a run, before it is turned into the memory's error message.
@@ -135,7 +130,7 @@ impl Engine<'_> {
         };
         let with_bodies = run.kind == RunKind::Ingest;
         let phase = run.phase;
-        let mut uncommitted = Uncommitted::default();
+        let mut uncommitted = StepWrites::default();
         for _ in 0..LISTING_PAGES_PER_STEP {
             if run.phase != phase {
                 break;
@@ -192,7 +187,7 @@ impl Engine<'_> {
         kind: char,
         contents: Vec<Content>,
         with_bodies: bool,
-        uncommitted: &mut Uncommitted,
+        uncommitted: &mut StepWrites,
     ) -> Result<(), RunFailure> {
         if contents.is_empty() {
             return Ok(());
@@ -228,14 +223,13 @@ impl Engine<'_> {
             let names = self.display_names(client, &memory.connection_id, &mentioned)?;
             converted.iter_mut().flatten().for_each(|doc| doc.name_mentions(&names));
         }
-        let Uncommitted { writes, indexed } = uncommitted;
         for (((content, stored), doc), changed) in contents.into_iter().zip(existing).zip(converted).zip(changed) {
             let webui = content.links.webui.clone().unwrap_or_default();
             if let Some(doc) = doc {
                 let chunks = converted_chunks(&doc, &content.title, &self.chunking);
                 let count = chunks.len() as u32;
                 self.index.replace_document(&memory.id, &content.id, chunks)?;
-                *indexed = true;
+                uncommitted.indexed();
                 memory.progress.updated += 1;
                 let record = DocRecord {
                     kind,
@@ -247,7 +241,7 @@ impl Engine<'_> {
                     chunks: count,
                     seen: memory.generation,
                 };
-                writes.push((content.id, encode(&record)));
+                uncommitted.record(content.id, encode(&record));
             } else if changed {
                 run.pending.push(format!("{kind}:{}", content.id));
             } else if let Some(mut record) = stored {
@@ -255,7 +249,7 @@ impl Engine<'_> {
                 record.parent = content.parent_id;
                 record.webui = webui;
                 record.seen = memory.generation;
-                writes.push((content.id, encode(&record)));
+                uncommitted.record(content.id, encode(&record));
             }
             memory.progress.done += u32::from(!changed || with_bodies);
         }
@@ -264,14 +258,8 @@ impl Engine<'_> {
 
     /// Commits what [`Self::absorb`] indexed, then writes its records: a record never
     /// claims a document the index does not durably hold.
-    fn record(&self, memory: &Memory, uncommitted: Uncommitted) -> Result<(), RunFailure> {
-        if uncommitted.indexed {
-            self.index.commit()?;
-        }
-        if !uncommitted.writes.is_empty() {
-            self.kv.set_many(&docs_bucket(&memory.id), uncommitted.writes)?;
-        }
-        Ok(())
+    fn record(&self, memory: &Memory, uncommitted: StepWrites) -> Result<(), RunFailure> {
+        Ok(uncommitted.apply(self.index, self.kv, &docs_bucket(&memory.id))?)
     }
 
     fn fetch(&self, client: &Client<'_>, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
@@ -287,7 +275,7 @@ impl Engine<'_> {
         let mut link =
             Some(format!("/wiki/api/v2/{collection}?id={}&body-format=storage&limit={PAGE_LIMIT}", batch.join(",")));
         let mut visited = HashSet::new();
-        let mut uncommitted = Uncommitted::default();
+        let mut uncommitted = StepWrites::default();
         while let Some(current) = link.take() {
             if !visited.insert(current.clone()) {
                 return Err(RunFailure::Api(ApiError::Looping(current)));

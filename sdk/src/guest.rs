@@ -1,8 +1,10 @@
-//! The WebAssembly boundary: WIT bindings, capability adapters and type conversions.
-//! No product logic lives here; every export forwards to [`crate::engine::Engine`].
+//! The WebAssembly boundary: WIT bindings, the adapters of every import and the type
+//! conversions. No connector logic lives here: every export forwards to a [`Connector`],
+//! exported with [`crate::export_connector!`].
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use wasip2::http::outgoing_handler;
@@ -10,13 +12,16 @@ use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingReque
 use wasip2::io::streams::StreamError;
 
 use crate::caps::{HostError, IndexChunk, IndexHit, KeyValue, SearchIndex, SecretStore};
-use crate::engine::{self, ConnectorError, Engine};
+use crate::connector::{Capabilities, Connector};
 use crate::http::{Request, Response, Transport, TransportError};
-use crate::records;
+use crate::types::{self as sdk, ConnectorError};
 
 wit_bindgen::generate!({
     world: "connector",
     path: "../wit",
+    default_bindings_module: "connector_sdk::guest",
+    pub_export_macro: true,
+    export_macro_name: "export_guest",
     with: {
         "wasi:http/types@0.2.12": wasip2::http::types,
         "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
@@ -304,28 +309,32 @@ impl Transport for WasiTransport {
     }
 }
 
-fn with_engine<R>(work: impl FnOnce(&Engine<'_>) -> R) -> R {
+/// Runs one export with the imports as [`Capabilities`] (buckets opened once per call).
+fn with_capabilities<R>(work: impl FnOnce(Capabilities<'_>) -> R) -> R {
     let kv = WasiKeyValue::default();
-    work(&Engine::new(&kv, &HostSearch, &HostSecrets, &WasiTransport))
+    work(Capabilities { kv: &kv, index: &HostSearch, secrets: &HostSecrets, transport: &WasiTransport })
 }
 
 // ----- exports -----------------------------------------------------------------------
 
-struct Component;
+/// The component's `knowledge-connector` export, forwarding to `C`.
+pub struct Component<C>(PhantomData<C>);
 
-impl wit::Guest for Component {
+impl<C: Connector> wit::Guest for Component<C> {
     fn describe() -> types::ConnectorInfo {
+        let info = C::describe();
         types::ConnectorInfo {
-            kind: "confluence".into(),
-            name: "Confluence Cloud".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            source_label: "space key".into(),
-            config_fields: engine::config_fields()
+            kind: info.kind,
+            name: info.name,
+            version: info.version,
+            source_label: info.source_label,
+            config_fields: info
+                .config_fields
                 .into_iter()
                 .map(|f| types::ConfigField {
-                    name: f.name.into(),
-                    label: f.label.into(),
-                    help: f.help.into(),
+                    name: f.name,
+                    label: f.label,
+                    help: f.help,
                     secret: f.secret,
                     required: f.required,
                 })
@@ -334,28 +343,23 @@ impl wit::Guest for Component {
     }
 
     fn required_origins(config: Vec<(String, String)>) -> Result<Vec<types::Origin>, types::ConnectorError> {
-        let origins = with_engine(|e| e.required_origins(&config)).map_err(error)?;
+        let origins = with_capabilities(|caps| C::required_origins(caps, &config)).map_err(error)?;
         Ok(origins
             .into_iter()
-            .map(|o| types::Origin {
-                url: o.url,
-                purpose: o.purpose.into(),
-                conditional: o.conditional,
-                insecure: o.insecure,
-            })
+            .map(|o| types::Origin { url: o.url, purpose: o.purpose, conditional: o.conditional, insecure: o.insecure })
             .collect())
     }
 
     fn connect(config: Vec<(String, String)>) -> Result<types::Connection, types::ConnectorError> {
-        with_engine(|e| e.connect(&config)).map(connection).map_err(error)
+        with_capabilities(|caps| C::connect(caps, &config)).map(connection).map_err(error)
     }
 
     fn disconnect(connection_id: String) -> Result<types::Connection, types::ConnectorError> {
-        with_engine(|e| e.disconnect(&connection_id)).map(connection).map_err(error)
+        with_capabilities(|caps| C::disconnect(caps, &connection_id)).map(connection).map_err(error)
     }
 
     fn ingest(connection_id: String, sources: Vec<String>) -> Result<Vec<types::IngestOutcome>, types::ConnectorError> {
-        let outcomes = with_engine(|e| e.ingest(&connection_id, &sources)).map_err(error)?;
+        let outcomes = with_capabilities(|caps| C::ingest(caps, &connection_id, &sources)).map_err(error)?;
         Ok(outcomes
             .into_iter()
             .map(|o| types::IngestOutcome { requested: o.requested, outcome: o.outcome.map(memory).map_err(error) })
@@ -363,16 +367,17 @@ impl wit::Guest for Component {
     }
 
     fn sync(memory_id: String, options: types::SyncOptions) -> Result<types::Memory, types::ConnectorError> {
-        with_engine(|e| e.sync(&memory_id, options.allow_mass_delete)).map(memory).map_err(error)
+        let options = sdk::SyncOptions { allow_mass_delete: options.allow_mass_delete };
+        with_capabilities(|caps| C::sync(caps, &memory_id, options)).map(memory).map_err(error)
     }
 
     fn step(memory_id: String) -> Result<types::StepReport, types::ConnectorError> {
-        let report = with_engine(|e| e.step(&memory_id)).map_err(error)?;
+        let report = with_capabilities(|caps| C::step(caps, &memory_id)).map_err(error)?;
         Ok(types::StepReport { memory: memory(report.memory), finished: report.finished })
     }
 
     fn pending() -> Result<Vec<String>, types::ConnectorError> {
-        with_engine(|e| e.pending()).map_err(error)
+        with_capabilities(|caps| C::pending(caps)).map_err(error)
     }
 
     fn retrieve(
@@ -380,32 +385,36 @@ impl wit::Guest for Component {
         memory_ids: Vec<String>,
         limit: u32,
     ) -> Result<Vec<types::Passage>, types::ConnectorError> {
-        answer(&question, &memory_ids, limit, crate::rank::DEFAULT_PER_DOCUMENT)
+        let options = sdk::RetrieveOptions { memory_ids, limit, per_document: crate::rank::DEFAULT_PER_DOCUMENT };
+        answer::<C>(&question, &options)
     }
 
     fn retrieve_with(
         question: String,
         options: types::RetrieveOptions,
     ) -> Result<Vec<types::Passage>, types::ConnectorError> {
-        answer(&question, &options.memory_ids, options.limit, options.per_document)
+        let options = sdk::RetrieveOptions {
+            memory_ids: options.memory_ids,
+            limit: options.limit,
+            per_document: options.per_document,
+        };
+        answer::<C>(&question, &options)
     }
 
     fn status() -> Result<types::InstanceStatus, types::ConnectorError> {
-        let report = with_engine(|e| e.status()).map_err(error)?;
+        let status = with_capabilities(|caps| C::status(caps)).map_err(error)?;
         Ok(types::InstanceStatus {
-            connections: report.connections.into_iter().map(connection).collect(),
-            memories: report.memories.into_iter().map(memory).collect(),
+            connections: status.connections.into_iter().map(connection).collect(),
+            memories: status.memories.into_iter().map(memory).collect(),
         })
     }
 }
 
-fn answer(
+fn answer<C: Connector>(
     question: &str,
-    memory_ids: &[String],
-    limit: u32,
-    per_document: u32,
+    options: &sdk::RetrieveOptions,
 ) -> Result<Vec<types::Passage>, types::ConnectorError> {
-    let passages = with_engine(|e| e.retrieve(question, memory_ids, limit, per_document)).map_err(error)?;
+    let passages = with_capabilities(|caps| C::retrieve(caps, question, options)).map_err(error)?;
     Ok(passages
         .into_iter()
         .map(|p| types::Passage {
@@ -437,28 +446,28 @@ fn error(error: ConnectorError) -> types::ConnectorError {
     }
 }
 
-fn connection(c: records::Connection) -> types::Connection {
+fn connection(c: sdk::Connection) -> types::Connection {
     types::Connection {
-        access: c.access_label().into(),
-        origins: c.origins(),
         id: c.id,
         site: c.site,
-        account: c.email,
+        account: c.account,
+        access: c.access,
         connected: c.connected,
+        origins: c.origins,
     }
 }
 
-fn memory(m: records::Memory) -> types::Memory {
+fn memory(m: sdk::Memory) -> types::Memory {
     let p = m.progress;
     types::Memory {
         id: m.id,
         connection_id: m.connection_id,
-        source_key: m.space_key,
-        source_name: m.space_name,
+        source_key: m.source_key,
+        source_name: m.source_name,
         status: match m.status {
-            records::MemoryStatus::InProgress => types::MemoryStatus::InProgress,
-            records::MemoryStatus::Ingested => types::MemoryStatus::Ingested,
-            records::MemoryStatus::Error => types::MemoryStatus::Error,
+            sdk::MemoryStatus::InProgress => types::MemoryStatus::InProgress,
+            sdk::MemoryStatus::Ingested => types::MemoryStatus::Ingested,
+            sdk::MemoryStatus::Error => types::MemoryStatus::Error,
         },
         error: m.error,
         documents: m.documents,
@@ -477,5 +486,3 @@ fn memory(m: records::Memory) -> types::Memory {
         synced_at: m.synced_at,
     }
 }
-
-export!(Component);

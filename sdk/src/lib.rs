@@ -11,7 +11,10 @@
 //! - [`types`]: the contract's records and errors, in plain Rust;
 //! - [`connector`]: the [`Connector`] trait and the [`Capabilities`] a call runs with;
 //! - [`caps`], [`http`]: key-value storage, search, secrets and HTTP as traits;
-//! - [`checkpoint`]: the write order that makes a step safe to repeat;
+//! - [`step`], [`checkpoint`], [`sweep`]: the step engine's parts every source shares —
+//!   the end of a step (state, rollback on failure), the write order that makes a step
+//!   safe to repeat, and the end of a run (what a complete listing did not see is removed,
+//!   with the mass-delete guard);
 //! - [`kv`], [`time`]: listing a bucket, numbering records, RFC 3339 times;
 //! - [`fakes`]: every capability in memory, and a host that crashes on cue;
 //! - [`rank`]: the index's best chunks → an answer of distinct, document-ranked sources;
@@ -24,6 +27,8 @@ pub mod fakes;
 pub mod http;
 pub mod kv;
 pub mod rank;
+pub mod step;
+pub mod sweep;
 pub mod time;
 pub mod types;
 

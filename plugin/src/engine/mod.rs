@@ -16,7 +16,6 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use connector_sdk::caps::{HostError, KeyValue, SearchIndex, SecretStore};
 use connector_sdk::http::Transport;
-use connector_sdk::time::rfc3339;
 use connector_sdk::types::Origin;
 
 use crate::chunk::{ChunkConfig, converted_chunks};

@@ -2,17 +2,14 @@
 //! in a checkpoint.
 
 use connector_sdk::checkpoint::StepWrites;
+use connector_sdk::step::{Advance, Lifecycle, settle};
+use connector_sdk::sweep::{remove_stale, tally};
 
 use super::*;
 
 /// Listing pages a step takes at most (500 documents): each step ends in one index commit
 /// and one checkpoint, so bigger steps mean fewer commits.
 const LISTING_PAGES_PER_STEP: usize = 2;
-
-enum Advance {
-    More,
-    Finished,
-}
 
 /// A failure inside a run, before it is turned into the memory's error message.
 enum RunFailure {
@@ -54,31 +51,12 @@ impl Engine<'_> {
         let traffic = client.traffic();
         memory.progress.requests += traffic.requests;
         memory.progress.retries += traffic.retries;
-        let finished = match result {
-            Ok(Advance::More) => {
-                memory.progress.phase = run.phase.label().into();
-                memory.run = Some(run);
-                false
-            }
-            Ok(Advance::Finished) => {
-                memory.status = MemoryStatus::Ingested;
-                memory.error = None;
-                memory.progress.phase = "done".into();
-                memory.synced_at = Some(rfc3339(self.transport.unix_time()));
-                true
-            }
-            Err(failure) => {
-                // What this step indexed has no records: the index forgets it too.
-                let mut error = self.explain(failure, &connection, &memory);
-                if let Err(rollback) = self.index.rollback() {
-                    error.push_str(&format!(" (and the search index could not drop this step's writes: {rollback})"));
-                }
-                memory.status = MemoryStatus::Error;
-                memory.error = Some(error);
-                memory.progress.phase = "failed".into();
-                true
-            }
-        };
+        let outcome = result.map_err(|failure| self.explain(failure, &connection, &memory));
+        let finished = settle(&mut memory, outcome, self.index, self.transport.unix_time());
+        if !finished {
+            memory.progress.phase = run.phase.label().into();
+            memory.run = Some(run);
+        }
         self.save_memory(&memory)?;
         Ok(StepReport { memory, finished })
     }
@@ -296,48 +274,42 @@ impl Engine<'_> {
     }
 
     fn count(&self, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
-        let bucket = docs_bucket(&memory.id);
-        let keys = self.all_keys(&bucket)?;
-        let (mut documents, mut chunks, mut stale) = (0u32, 0u32, Vec::new());
-        for (batch, values) in keys.chunks(1000).map(|batch| (batch, self.kv.get_many(&bucket, batch))) {
-            for (key, value) in batch.iter().zip(values?) {
-                let Some(record) = value.and_then(|bytes| serde_json::from_slice::<DocRecord>(&bytes).ok()) else {
-                    stale.push(key.clone());
-                    continue;
-                };
-                if record.seen < memory.generation {
-                    stale.push(key.clone());
-                } else {
-                    documents += 1;
-                    chunks += record.chunks;
-                }
-            }
-        }
-        let total = documents + stale.len() as u32;
-        if run.kind == RunKind::Sync && !run.allow_mass_delete && stale.len() > 2 && stale.len() * 2 > total as usize {
+        let tally = tally(self.kv, &docs_bucket(&memory.id), memory.generation)?;
+        if run.kind == RunKind::Sync && !run.allow_mass_delete && tally.is_mass_delete() {
             return Err(RunFailure::Stop(format!(
-                "this sync would remove {} of the {total} pages of space {}: nothing was removed; if that is right, sync again allowing mass deletion",
-                stale.len(),
+                "this sync would remove {} of the {} pages of space {}: nothing was removed; if that is right, sync again allowing mass deletion",
+                tally.stale.len(),
+                tally.documents as usize + tally.stale.len(),
                 memory.space_key
             )));
         }
-        memory.documents = documents;
-        memory.chunks = chunks;
-        run.stale = stale;
+        memory.documents = tally.documents;
+        memory.chunks = tally.chunks;
+        run.stale = tally.stale;
         run.phase = Phase::Delete;
         Ok(Advance::More)
     }
 
     fn delete(&self, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
-        let take = run.stale.len().min(DELETE_BATCH);
-        let batch: Vec<String> = run.stale.drain(..take).collect();
-        if !batch.is_empty() {
-            self.index.remove_documents(&memory.id, &batch)?;
-            self.index.commit()?;
-            self.kv.delete_many(&docs_bucket(&memory.id), &batch)?;
-            memory.progress.deleted += batch.len() as u32;
-        }
+        let bucket = docs_bucket(&memory.id);
+        memory.progress.deleted +=
+            remove_stale(self.index, self.kv, &memory.id, &bucket, &mut run.stale, DELETE_BATCH)?;
         Ok(if run.stale.is_empty() { Advance::Finished } else { Advance::More })
+    }
+}
+
+impl Lifecycle for Memory {
+    fn finished(&mut self, synced_at: String) {
+        self.status = MemoryStatus::Ingested;
+        self.error = None;
+        self.progress.phase = "done".into();
+        self.synced_at = Some(synced_at);
+    }
+
+    fn failed(&mut self, error: String) {
+        self.status = MemoryStatus::Error;
+        self.error = Some(error);
+        self.progress.phase = "failed".into();
     }
 }
 

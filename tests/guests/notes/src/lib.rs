@@ -16,14 +16,15 @@
 //! SDK's fakes (the tests below) and, exported with `export_connector!`, as a component in
 //! any host of the contract. Neither the SDK, the WIT nor the host knows it exists.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use connector_sdk::caps::IndexChunk;
 use connector_sdk::checkpoint::StepWrites;
 use connector_sdk::http::Request;
 use connector_sdk::kv::{all_keys, next_id};
 use connector_sdk::rank::{RankConfig, Shape};
-use connector_sdk::time::rfc3339;
+use connector_sdk::step::{Advance, Lifecycle, settle};
+use connector_sdk::sweep::{remove_stale, tally};
 use connector_sdk::types::*;
 use connector_sdk::{Capabilities, Connector};
 use serde::{Deserialize, Serialize};
@@ -83,6 +84,23 @@ struct MemoryRecord {
     /// The running sync may remove more than half of the memory.
     #[serde(default)]
     allow_mass_delete: bool,
+    /// The number of the current (or last) run: notes it did not see are gone.
+    #[serde(default)]
+    generation: u64,
+}
+
+impl Lifecycle for MemoryRecord {
+    fn finished(&mut self, synced_at: String) {
+        self.status = "ingested".into();
+        self.error = None;
+        self.synced_at = Some(synced_at);
+        self.allow_mass_delete = false;
+    }
+
+    fn failed(&mut self, error: String) {
+        self.status = "error".into();
+        self.error = Some(error);
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -99,7 +117,9 @@ struct NoteRecord {
     title: String,
     version: u32,
     modified: String,
+    /// Passages indexed, and the run that last saw the note (the SDK's sweep reads both).
     chunks: u32,
+    seen: u64,
 }
 
 fn config_value<'c>(config: &'c [(String, String)], name: &str) -> &'c str {
@@ -259,7 +279,7 @@ fn view_memory(record: MemoryRecord) -> Memory {
 
 impl Notes {
     /// Brings a memory up to date with its folder: the whole run in one step.
-    fn run(caps: Capabilities<'_>, memory: &mut MemoryRecord) -> Result<(), ConnectorError> {
+    fn run(caps: Capabilities<'_>, memory: &mut MemoryRecord) -> Result<Advance, ConnectorError> {
         let connection = connection(caps, &memory.connection_id)?;
         if !connection.connected {
             return Err(ConnectorError::Unavailable(format!(
@@ -275,56 +295,45 @@ impl Notes {
         })?;
         memory.name = folder.name;
         let bucket = docs_bucket(&memory.id);
-        let stored_keys = all_keys(caps.kv, &bucket)?;
-        let stored: HashMap<String, NoteRecord> = stored_keys
-            .iter()
-            .cloned()
-            .zip(caps.kv.get_many(&bucket, &stored_keys)?)
-            .filter_map(|(key, bytes)| Some((key, serde_json::from_slice(&bytes?).ok()?)))
-            .collect();
+        let ids: Vec<String> = folder.notes.iter().map(|n| n.id.clone()).collect();
+        let stored = caps.kv.get_many(&bucket, &ids)?;
         let mut writes = StepWrites::default();
-        let mut kept: BTreeMap<String, u32> = BTreeMap::new();
-        for note in &folder.notes {
+        for (note, stored) in folder.notes.iter().zip(stored) {
             memory.progress.listed += 1;
-            let unchanged = stored.get(&note.id).is_some_and(|r| r.version == note.version && r.title == note.title);
-            let chunks = if unchanged {
-                stored[&note.id].chunks
-            } else {
-                let chunks = passages(note);
-                let count = chunks.len() as u32;
-                caps.index.replace_document(&memory.id, &note.id, chunks)?;
-                writes.indexed();
-                memory.progress.updated += 1;
-                let record = NoteRecord {
-                    title: note.title.clone(),
-                    version: note.version,
-                    modified: note.modified.clone(),
-                    chunks: count,
-                };
-                writes.record(note.id.clone(), encode(&record));
-                count
+            let stored: Option<NoteRecord> = stored.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            let record = match stored {
+                Some(record) if record.version == note.version && record.title == note.title => record,
+                _ => {
+                    let chunks = passages(note);
+                    let count = chunks.len() as u32;
+                    caps.index.replace_document(&memory.id, &note.id, chunks)?;
+                    writes.indexed();
+                    memory.progress.updated += 1;
+                    NoteRecord {
+                        title: note.title.clone(),
+                        version: note.version,
+                        modified: note.modified.clone(),
+                        chunks: count,
+                        seen: 0,
+                    }
+                }
             };
-            kept.insert(note.id.clone(), chunks);
+            writes.record(note.id.clone(), encode(&NoteRecord { seen: memory.generation, ..record }));
         }
-        let gone: Vec<String> = stored.keys().filter(|id| !kept.contains_key(*id)).cloned().collect();
-        if gone.len() > 2 && gone.len() * 2 > stored.len() && !memory.allow_mass_delete {
+        writes.apply(caps.index, caps.kv, &bucket)?;
+        let mut tally = tally(caps.kv, &bucket, memory.generation)?;
+        if tally.is_mass_delete() && !memory.allow_mass_delete {
             return Err(ConnectorError::Unavailable(format!(
                 "the index no longer lists {} of the {} notes of this memory; nothing was removed: \
                  sync with allow-mass-delete if that is right",
-                gone.len(),
-                stored.len()
+                tally.stale.len(),
+                tally.documents as usize + tally.stale.len()
             )));
         }
-        if !gone.is_empty() {
-            caps.index.remove_documents(&memory.id, &gone)?;
-            writes.indexed();
-            gone.iter().for_each(|id| writes.remove(id.clone()));
-        }
-        writes.apply(caps.index, caps.kv, &bucket)?;
-        memory.progress.deleted = gone.len() as u32;
-        memory.documents = kept.len() as u32;
-        memory.chunks = kept.values().sum();
-        Ok(())
+        memory.progress.deleted = remove_stale(caps.index, caps.kv, &memory.id, &bucket, &mut tally.stale, usize::MAX)?;
+        memory.documents = tally.documents;
+        memory.chunks = tally.chunks;
+        Ok(Advance::Finished)
     }
 }
 
@@ -418,6 +427,7 @@ impl Connector for Notes {
                     progress: ProgressRecord::default(),
                     synced_at: None,
                     allow_mass_delete: false,
+                    generation: 1,
                 };
                 save_memory(caps, &record)?;
                 existing.push(record.clone());
@@ -438,6 +448,7 @@ impl Connector for Notes {
         }
         record.status = "in-progress".into();
         record.allow_mass_delete = options.allow_mass_delete;
+        record.generation += 1;
         save_memory(caps, &record)?;
         Ok(view_memory(record))
     }
@@ -447,22 +458,10 @@ impl Connector for Notes {
         if record.status != "in-progress" {
             return Ok(StepReport { memory: view_memory(record), finished: true });
         }
-        match Self::run(caps, &mut record) {
-            Ok(()) => {
-                record.allow_mass_delete = false;
-                record.status = "ingested".into();
-                record.error = None;
-                record.synced_at = Some(rfc3339(caps.transport.unix_time()));
-            }
-            Err(error) => {
-                // What the failed run indexed has no records: the index forgets it too.
-                let _ = caps.index.rollback();
-                record.status = "error".into();
-                record.error = Some(error.to_string());
-            }
-        }
+        let outcome = Self::run(caps, &mut record).map_err(|error| error.to_string());
+        let finished = settle(&mut record, outcome, caps.index, caps.transport.unix_time());
         save_memory(caps, &record)?;
-        Ok(StepReport { memory: view_memory(record), finished: true })
+        Ok(StepReport { memory: view_memory(record), finished })
     }
 
     fn pending(caps: Capabilities<'_>) -> Result<Vec<String>, ConnectorError> {
@@ -489,9 +488,9 @@ impl Connector for Notes {
                 memories.insert(hit.memory_id.clone(), memory(caps, &hit.memory_id)?);
             }
             let key = (hit.memory_id.clone(), hit.document_id.clone());
-            if !notes.contains_key(&key) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = notes.entry(key) {
                 let stored = caps.kv.get(&docs_bucket(&hit.memory_id), &hit.document_id)?;
-                notes.insert(key, stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()));
+                slot.insert(stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()));
             }
         }
         let chunks_of = |memory: &str, document: &str| {
@@ -603,5 +602,29 @@ mod tests {
         assert_eq!((report.memory.documents, report.memory.progress.deleted), (1, 1));
         assert!(ask("rotate keys").is_empty(), "the removed note is gone from the index");
         assert!(ask("hourly")[0].text.contains("hourly"));
+    }
+
+    #[test]
+    fn a_sync_that_would_empty_the_folder_waits_for_a_confirmation() {
+        let (kv, search, secrets) = (MemoryKeyValue::default(), MemorySearch::default(), MemorySecrets::default());
+        let four = [("a", 1, "alpha"), ("b", 1, "bravo"), ("c", 1, "charlie"), ("d", 1, "delta")];
+        let served = Served(RefCell::new(index(&four)));
+        let caps = Capabilities { kv: &kv, index: &search, secrets: &secrets, transport: &served };
+        let config = vec![("index".to_string(), "https://notes.example/index.json".to_string())];
+        let connection = Notes::connect(caps, &config).unwrap();
+        let outcomes = Notes::ingest(caps, &connection.id, &["ops".into()]).unwrap();
+        let memory_id = outcomes[0].outcome.as_ref().unwrap().id.clone();
+        Notes::step(caps, &memory_id).unwrap();
+
+        *served.0.borrow_mut() = index(&[("a", 1, "alpha")]);
+        Notes::sync(caps, &memory_id, SyncOptions::default()).unwrap();
+        let refused = Notes::step(caps, &memory_id).unwrap().memory;
+        assert_eq!(refused.status, MemoryStatus::Error);
+        assert!(refused.error.as_deref().unwrap_or_default().contains("allow-mass-delete"), "{refused:?}");
+        assert_eq!(refused.documents, 4, "nothing was removed");
+
+        Notes::sync(caps, &memory_id, SyncOptions { allow_mass_delete: true }).unwrap();
+        let allowed = Notes::step(caps, &memory_id).unwrap().memory;
+        assert_eq!((allowed.status, allowed.documents, allowed.progress.deleted), (MemoryStatus::Ingested, 1, 3));
     }
 }

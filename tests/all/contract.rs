@@ -126,3 +126,121 @@ async fn a_connection_keeps_only_the_origins_it_uses() {
     instance.disconnect(&connection.id).await.unwrap().unwrap();
     assert!(host.granted_origins("grants").unwrap().is_empty());
 }
+
+/// A host assembled from stock parts and the WIT alone: wasmtime's WASI and HTTP, wasmtime's
+/// own `wasi:keyvalue` store, and the contract's `search` and `secrets` answered trivially.
+mod stock {
+    use connector_host::bindings::knowledge::connector::{search, secrets, types};
+    use wasmtime::component::ResourceTable;
+    use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+    use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+    use wasmtime_wasi_keyvalue::{WasiKeyValue, WasiKeyValueCtx};
+
+    pub struct Stock {
+        pub wasi: WasiCtx,
+        pub http: WasiHttpCtx,
+        pub kv: WasiKeyValueCtx,
+        pub table: ResourceTable,
+    }
+
+    impl WasiView for Stock {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        }
+    }
+
+    impl WasiHttpView for Stock {
+        fn http(&mut self) -> WasiHttpCtxView<'_> {
+            WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: Default::default() }
+        }
+    }
+
+    pub fn key_value(stock: &mut Stock) -> WasiKeyValue<'_> {
+        WasiKeyValue::new(&stock.kv, &mut stock.table)
+    }
+
+    impl types::Host for Stock {}
+
+    impl search::Host for Stock {
+        async fn replace_document(
+            &mut self,
+            _: String,
+            _: String,
+            _: Vec<search::Chunk>,
+        ) -> wasmtime::Result<Result<(), search::SearchError>> {
+            Ok(Ok(()))
+        }
+        async fn remove_documents(
+            &mut self,
+            _: String,
+            _: Vec<String>,
+        ) -> wasmtime::Result<Result<(), search::SearchError>> {
+            Ok(Ok(()))
+        }
+        async fn commit(&mut self) -> wasmtime::Result<Result<(), search::SearchError>> {
+            Ok(Ok(()))
+        }
+        async fn rollback(&mut self) -> wasmtime::Result<Result<(), search::SearchError>> {
+            Ok(Ok(()))
+        }
+        async fn query(
+            &mut self,
+            _: String,
+            _: Vec<String>,
+            _: u32,
+        ) -> wasmtime::Result<Result<Vec<search::Hit>, search::SearchError>> {
+            Ok(Ok(Vec::new()))
+        }
+    }
+
+    impl secrets::Host for Stock {
+        async fn put(&mut self, _: String, _: String) -> wasmtime::Result<Result<(), secrets::SecretsError>> {
+            Ok(Ok(()))
+        }
+        async fn get(&mut self, _: String) -> wasmtime::Result<Result<Option<String>, secrets::SecretsError>> {
+            Ok(Ok(None))
+        }
+        async fn remove(&mut self, _: String) -> wasmtime::Result<Result<(), secrets::SecretsError>> {
+            Ok(Ok(()))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wasmtimes_stock_key_value_cannot_keep_a_connectors_state_as_the_wit_says() {
+    use connector_host::bindings::{self, Connector};
+    use wasmtime::component::{HasSelf, Linker, ResourceTable};
+
+    let site = FakeConfluence::start().unwrap();
+    site.add_user(EMAIL, TOKEN, TokenKind::Classic);
+    let engine = wasmtime::Engine::default();
+    let component = wasmtime::component::Component::new(&engine, connector_host::runtime::BUNDLED_COMPONENT).unwrap();
+    let mut linker = Linker::<stock::Stock>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
+    wasmtime_wasi_keyvalue::add_to_linker(&mut linker, stock::key_value).unwrap();
+    bindings::knowledge::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).unwrap();
+    bindings::knowledge::connector::search::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).unwrap();
+    bindings::knowledge::connector::secrets::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).unwrap();
+    let state = stock::Stock {
+        wasi: wasmtime_wasi::WasiCtx::builder().build(),
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        kv: wasmtime_wasi_keyvalue::WasiKeyValueCtx::builder().build(),
+        table: ResourceTable::new(),
+    };
+    let mut store = wasmtime::Store::new(&engine, state);
+    // The stock parts link: the world asks for nothing a host cannot give.
+    let connector = Connector::instantiate_async(&mut store, &component, &linker).await.expect("the component links");
+    let api = connector.knowledge_connector_knowledge_connector();
+    assert_eq!(api.call_describe(&mut store).await.unwrap().kind, "confluence");
+
+    // But the store opens only the empty bucket name (and would keep a write only as long
+    // as the handle that made it): connecting, which must persist the connection, fails
+    // with the store's own answer.
+    let config = vec![("site".into(), site.origin()), ("email".into(), EMAIL.into()), ("token".into(), TOKEN.into())];
+    let outcome = api.call_connect(&mut store, &config).await.unwrap();
+    assert!(
+        matches!(&outcome, Err(bindings::types::ConnectorError::Host(m)) if m.contains("no such key-value store")),
+        "{outcome:?}"
+    );
+}

@@ -25,6 +25,8 @@ pub struct FieldView {
     pub secret: bool,
     /// Whether connecting fails without it.
     pub required: bool,
+    /// Only the operator may set it (the service may fix it for every connection).
+    pub operator_only: bool,
 }
 
 /// What the connector is and what connecting asks for (`describe`, `GET /api/v1/connector`).
@@ -58,6 +60,7 @@ impl From<ConnectorInfo> for ConnectorView {
                     help: f.help,
                     secret: f.secret,
                     required: f.required,
+                    operator_only: f.operator_only,
                 })
                 .collect(),
         }

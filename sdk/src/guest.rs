@@ -337,6 +337,7 @@ impl<C: Connector> wit::Guest for Component<C> {
                     help: f.help,
                     secret: f.secret,
                     required: f.required,
+                    operator_only: f.operator_only,
                 })
                 .collect(),
         }

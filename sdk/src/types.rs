@@ -17,6 +17,8 @@ pub struct ConfigField {
     pub secret: bool,
     /// `connect` fails without it.
     pub required: bool,
+    /// Only the host's operator may set it (it changes where credentials go).
+    pub operator_only: bool,
 }
 
 /// What a connector is and what it asks for.

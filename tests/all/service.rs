@@ -96,6 +96,11 @@ async fn every_route_answers_by_role_and_tenants_stay_apart() {
         admin.post("/api/v1/connections", json!({"site": site, "email": EMAIL, "token": TOKEN, "colour": "red"})).await;
     assert_eq!((status, answer["error"]["kind"].as_str()), (422, Some("invalid-input")), "{answer}");
     assert!(answer["error"]["message"].as_str().unwrap().contains("no field 'colour'"), "{answer}");
+    // Where scoped tokens are sent is the operator's to say, never a tenant's.
+    let redirect = json!({"site": site, "email": EMAIL, "token": TOKEN, "gateway": "https://collector.example"});
+    let (status, answer) = admin.post("/api/v1/connections", redirect).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("only the operator may set gateway"), "{answer}");
     let raw = reqwest::Client::new();
     let bearer = format!("Bearer {}", admin.key.as_deref().unwrap());
     let malformed = raw

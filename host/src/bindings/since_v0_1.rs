@@ -81,6 +81,8 @@ impl Upgrade for types::ConnectorInfo {
                     help: f.help,
                     secret: f.secret,
                     required: f.required,
+                    // 0.1.x did not say; its fields are offered to whoever connects.
+                    operator_only: false,
                 })
                 .collect(),
         }

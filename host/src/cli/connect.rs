@@ -153,7 +153,11 @@ pub fn print_description(connector: &ConnectorView, json: bool) {
         } else {
             format!("--field {}=…", field.name)
         };
-        let required = if field.required { "required" } else { "optional" };
+        let required = match (field.required, field.operator_only) {
+            (true, _) => "required",
+            (false, true) => "optional, operator only",
+            (false, false) => "optional",
+        };
         println!("  {how}  [{required}] {}: {}", field.label, field.help);
     }
 }

@@ -37,7 +37,11 @@ pub struct ServeArgs {
     /// Accept http:// sites on loopback when a connect request asks for it (tests, demos).
     #[arg(long)]
     allow_loopback: bool,
-    /// Origin of the scoped-token API gateway.
+    /// A connect field fixed for every connection, NAME=VALUE (repeatable; only the
+    /// operator may set such a field otherwise).
+    #[arg(long = "connect-field", value_name = "NAME=VALUE")]
+    connect_fields: Vec<String>,
+    /// Origin of the Confluence connector's scoped-token API gateway (`--connect-field gateway=ORIGIN`).
     #[arg(long)]
     gateway: Option<String>,
     /// Largest API request body in bytes (default 1 MiB).
@@ -60,6 +64,21 @@ pub struct ServeArgs {
     run_for: Option<String>,
 }
 
+/// `--connect-field` and its `--gateway` shorthand, by name.
+fn connect_fields(args: &ServeArgs) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut fields = std::collections::BTreeMap::new();
+    for field in &args.connect_fields {
+        match field.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => fields.insert(name.trim().to_string(), value.to_string()),
+            _ => bail!("--connect-field takes NAME=VALUE, not '{field}'"),
+        };
+    }
+    if let Some(gateway) = &args.gateway {
+        fields.insert("gateway".into(), gateway.clone());
+    }
+    Ok(fields)
+}
+
 /// Runs the service until it is stopped.
 pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let file = match &args.config {
@@ -73,7 +92,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         max_concurrent_calls: args.max_concurrent_calls,
         allowed_sites: Some(args.allowed_sites.clone()),
         allow_loopback: args.allow_loopback.then_some(true),
-        gateway: args.gateway.clone(),
+        connect_fields: Some(connect_fields(args)?),
         max_body_bytes: args.max_body_bytes,
         limits: Some(LimitSettings {
             memory_mib: args.memory_limit_mib,

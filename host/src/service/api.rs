@@ -224,7 +224,8 @@ async fn status(State(service): State<Arc<Service>>, caller: Caller) -> Result<J
 /// Body of `POST /api/v1/connections`: the connect form's fields by name, as
 /// `GET /api/v1/connector` lists them (`_` may stand for `-`); text, or `true`/`false` for
 /// yes/no fields. For Confluence: `site`, `email`, `token` (stored encrypted, never
-/// returned) and `gateway` (operator only). Beside them, `allow_loopback: true` asks the
+/// returned) and `gateway` (operator only: a field the connector marks `operator_only` is
+/// refused to everyone else; `serve --connect-field` fixes such fields). Beside them, `allow_loopback: true` asks the
 /// host to grant a loopback `http://` site (only where the service allows loopback sites).
 #[derive(Deserialize, ToSchema)]
 #[serde(transparent)]
@@ -269,14 +270,23 @@ async fn connect(
         };
         config.push((field.name.clone(), value));
     }
-    let given = |name: &str| config.iter().any(|(n, v)| n == name && !v.trim().is_empty());
     if policy.allow_loopback && !service.config.allow_loopback {
         return Err(ApiError::forbidden("this service does not accept loopback sites (serve --allow-loopback)"));
     }
-    if given("gateway") {
-        caller.require_operator()?;
-    } else if let Some(gateway) = service.config.gateway.clone().filter(|_| connector.field("gateway").is_some()) {
-        config.push(("gateway".into(), gateway));
+    for (name, value) in &config {
+        let restricted = connector.field(name).is_some_and(|f| f.operator_only);
+        if restricted && !value.trim().is_empty() {
+            caller.require_operator().map_err(|_| {
+                ApiError::forbidden(format!(
+                    "only the operator may set {name}; `serve --connect-field {name}=…` fixes it for every connection"
+                ))
+            })?;
+        }
+    }
+    for (name, value) in &service.config.connect_fields {
+        if connector.field(name).is_some() && !config.iter().any(|(given, _)| given == name) {
+            config.push((name.clone(), value.clone()));
+        }
     }
     let subject = connector.audit_subject(&config);
     let tenant = service.tenants.get(&caller.instance).await?;

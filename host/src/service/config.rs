@@ -2,6 +2,7 @@
 //! environment variable where that is the convention). A flag beats the file; the file
 //! beats the default.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -49,8 +50,9 @@ pub struct ServeSettings {
     pub allowed_sites: Option<Vec<String>>,
     /// Accept `http://` sites on loopback when a request asks for it (tests, demos).
     pub allow_loopback: Option<bool>,
-    /// Origin of the scoped-token API gateway (default: the connector's own).
-    pub gateway: Option<String>,
+    /// Connect fields the operator fixes for every connection, by name (e.g. the
+    /// Confluence connector's `gateway`); flags win per field over the file.
+    pub connect_fields: Option<BTreeMap<String, String>>,
     /// Largest request body the API accepts, in bytes (default 1 MiB).
     pub max_body_bytes: Option<usize>,
     /// Limits of every call into a connector.
@@ -91,8 +93,8 @@ pub struct ServeConfig {
     pub allowed_sites: Vec<String>,
     /// Whether loopback `http://` sites may be connected.
     pub allow_loopback: bool,
-    /// Gateway origin override.
-    pub gateway: Option<String>,
+    /// Connect fields fixed for every connection.
+    pub connect_fields: BTreeMap<String, String>,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// Guest memory cap in bytes.
@@ -134,7 +136,11 @@ impl ServeSettings {
             max_concurrent_calls: self.max_concurrent_calls.or(file.max_concurrent_calls).unwrap_or(16),
             allowed_sites: self.allowed_sites.filter(|s| !s.is_empty()).or(file.allowed_sites).unwrap_or_default(),
             allow_loopback: self.allow_loopback.or(file.allow_loopback).unwrap_or(false),
-            gateway: self.gateway.or(file.gateway),
+            connect_fields: {
+                let mut fields = file.connect_fields.unwrap_or_default();
+                fields.extend(self.connect_fields.unwrap_or_default());
+                fields
+            },
             max_body_bytes: self.max_body_bytes.or(file.max_body_bytes).unwrap_or(1 << 20),
             memory_limit: limits.memory_mib.or(file_limits.memory_mib).unwrap_or(512) << 20,
             cpu_limit: duration(limits.cpu.or(file_limits.cpu), "cpu")?,

@@ -10,6 +10,7 @@ pub fn config_fields() -> Vec<ConfigField> {
         help: help.into(),
         secret,
         required,
+        operator_only: false,
     };
     vec![
         field(
@@ -33,13 +34,16 @@ pub fn config_fields() -> Vec<ConfigField> {
             false,
             true,
         ),
-        field(
-            "gateway",
-            "API gateway origin",
-            "Override of https://api.atlassian.com for scoped tokens (tests)",
-            false,
-            false,
-        ),
+        ConfigField {
+            operator_only: true,
+            ..field(
+                "gateway",
+                "API gateway origin",
+                "Override of https://api.atlassian.com for scoped tokens (tests)",
+                false,
+                false,
+            )
+        },
     ]
 }
 

@@ -345,6 +345,7 @@ impl Connector for Notes {
             help: help.into(),
             secret,
             required,
+            operator_only: false,
         };
         ConnectorInfo {
             kind: "notes".into(),

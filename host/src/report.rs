@@ -181,6 +181,8 @@ pub struct ProgressView {
     pub updated: u32,
     /// Documents removed.
     pub deleted: u32,
+    /// Other counters of the run, named by the connector (e.g. `comments`).
+    pub counts: std::collections::BTreeMap<String, u32>,
 }
 
 /// Auto Resync of a memory.
@@ -226,7 +228,8 @@ pub struct MemoryView {
     pub space_name: String,
     /// `IN_PROGRESS`, `INGESTED` or `ERROR`.
     pub status: MemoryState,
-    /// Documents (pages and blog posts) indexed.
+    /// Documents indexed: pages and blog posts, and their comments (the field kept its name
+    /// from before comments were indexed).
     pub pages: u32,
     /// Passages indexed.
     pub chunks: u32,
@@ -269,6 +272,7 @@ impl MemoryView {
                 fetched: p.fetched,
                 updated: p.updated,
                 deleted: p.deleted,
+                counts: p.counts.iter().cloned().collect(),
             },
             auto_resync: schedule.map(ScheduleView::from),
             resumable: matches!(m.status, MemoryStatus::InProgress),

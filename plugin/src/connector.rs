@@ -118,6 +118,7 @@ fn memory(m: records::Memory) -> sdk::Memory {
             fetched: p.fetched,
             updated: p.updated,
             deleted: p.deleted,
+            counts: vec![("comments".into(), p.comments)],
         },
         synced_at: m.synced_at,
     }

@@ -128,6 +128,119 @@ pub struct TenantInfo {
     pub cloud_id: String,
 }
 
+/// A comment, as the v1 CQL search answers it (`type=comment`, expanded with `container`,
+/// `version`, `history`, `extensions` and, when asked, `body.storage`). Replies are comments
+/// too: their `ancestors` are the comments they answer.
+#[derive(Debug, Deserialize)]
+pub struct Comment {
+    /// Comment id.
+    #[serde(deserialize_with = "id_string")]
+    pub id: String,
+    /// Version (its `number` changes on every edit).
+    pub version: CommentVersion,
+    /// Who wrote it, and when.
+    #[serde(default)]
+    pub history: Option<CommentHistory>,
+    /// The page or blog post it is on.
+    #[serde(default)]
+    pub container: Option<Container>,
+    /// Footer or inline; an inline comment's highlighted text and resolution.
+    #[serde(default)]
+    pub extensions: CommentExtensions,
+    /// Body, only when `body.storage` was asked for.
+    #[serde(default)]
+    pub body: Option<Body>,
+    /// The comments a reply answers.
+    #[serde(default)]
+    pub ancestors: Vec<Container>,
+}
+
+/// A v1 version.
+#[derive(Debug, Deserialize)]
+pub struct CommentVersion {
+    /// Increments on every edit.
+    pub number: u32,
+    /// Time of the last edit.
+    #[serde(default)]
+    pub when: String,
+}
+
+/// A v1 history.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommentHistory {
+    /// The author.
+    #[serde(default)]
+    pub created_by: Option<Person>,
+    /// When it was written.
+    #[serde(default)]
+    pub created_date: String,
+}
+
+/// A v1 user.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Person {
+    /// Display name.
+    #[serde(default)]
+    pub display_name: String,
+}
+
+/// The content something belongs to.
+#[derive(Debug, Deserialize)]
+pub struct Container {
+    /// Its id.
+    #[serde(deserialize_with = "id_string")]
+    pub id: String,
+    /// `page`, `blogpost`, `comment`, ...
+    #[serde(rename = "type", default)]
+    pub kind: String,
+}
+
+/// A comment's v1 extensions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommentExtensions {
+    /// `footer` or `inline`.
+    #[serde(default)]
+    pub location: String,
+    /// An inline comment's anchor.
+    #[serde(default)]
+    pub inline_properties: Option<InlineProperties>,
+    /// An inline comment's resolution.
+    #[serde(default)]
+    pub resolution: Option<Resolution>,
+}
+
+/// An inline comment's anchor.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InlineProperties {
+    /// The highlighted page text.
+    #[serde(default)]
+    pub original_selection: String,
+}
+
+/// An inline comment's resolution.
+#[derive(Debug, Default, Deserialize)]
+pub struct Resolution {
+    /// `open`, `reopened`, `resolved`, `dangling`.
+    #[serde(default)]
+    pub status: String,
+}
+
+impl Comment {
+    /// The storage-format body, or empty.
+    pub fn storage(&self) -> &str {
+        self.body.as_ref().and_then(|b| b.storage.as_ref()).map_or("", |s| s.value.as_str())
+    }
+
+    /// An inline comment someone marked resolved: its discussion is over.
+    pub fn is_resolved(&self) -> bool {
+        self.extensions.resolution.as_ref().is_some_and(|r| r.status == "resolved")
+    }
+}
+
 impl Content {
     /// The storage-format body, or empty.
     pub fn storage(&self) -> &str {

@@ -105,6 +105,9 @@ pub struct Progress {
     pub updated: u32,
     /// Documents removed.
     pub deleted: u32,
+    /// Comments of the space's pages and blog posts taken into the memory.
+    #[serde(default)]
+    pub comments: u32,
 }
 
 /// Kind of run.
@@ -123,6 +126,8 @@ pub enum Phase {
     Pages,
     /// Listing blog posts.
     BlogPosts,
+    /// Listing the comments of the space's pages and blog posts (in bulk).
+    Comments,
     /// Fetching bodies of changed documents.
     Fetch,
     /// Counting what the listing did not see.
@@ -137,6 +142,7 @@ impl Phase {
         match self {
             Phase::Pages => "listing pages",
             Phase::BlogPosts => "listing blog posts",
+            Phase::Comments => "listing comments",
             Phase::Fetch => "fetching changed pages",
             Phase::Count => "checking for deleted pages",
             Phase::Delete => "removing deleted pages",
@@ -161,6 +167,10 @@ pub struct Run {
     pub stale: Vec<String>,
     /// Deletions of most of the memory were confirmed.
     pub allow_mass_delete: bool,
+    /// The site answered no comment listing (the search API is missing or refused): this
+    /// run keeps the comments indexed before instead of removing them.
+    #[serde(default)]
+    pub comments_unavailable: bool,
 }
 
 impl Run {
@@ -174,6 +184,7 @@ impl Run {
             pending: Vec::new(),
             stale: Vec::new(),
             allow_mass_delete,
+            comments_unavailable: false,
         }
     }
 }
@@ -213,14 +224,14 @@ pub struct Memory {
     pub run: Option<Run>,
 }
 
-/// One indexed page or blog post.
+/// One indexed page, blog post or comment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocRecord {
-    /// `p` for a page, `b` for a blog post.
+    /// `p` for a page, `b` for a blog post, `c` for a comment.
     pub kind: char,
-    /// Title.
+    /// Title (a comment's: who wrote it, e.g. `Comment by Ada Lovelace`).
     pub title: String,
-    /// Parent page.
+    /// Parent page (a comment's: the page or blog post it is on).
     pub parent: Option<String>,
     /// Version number indexed.
     pub version: u32,

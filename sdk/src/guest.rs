@@ -483,6 +483,7 @@ fn memory(m: sdk::Memory) -> types::Memory {
             fetched: p.fetched,
             updated: p.updated,
             deleted: p.deleted,
+            counts: p.counts,
         },
         synced_at: m.synced_at,
     }

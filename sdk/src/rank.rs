@@ -75,6 +75,19 @@ impl RankConfig {
         shape: Shape,
         chunks_of: impl Fn(&str, &str) -> Option<usize>,
     ) -> Vec<IndexHit> {
+        self.answer_by(hits, shape, chunks_of, |hit| hit.document_id.clone())
+    }
+
+    /// [`Self::answer`] with documents grouped into sources by `source_of` (e.g. a page
+    /// and its comments are one source): the cap and the score are per source, and each
+    /// source is scored on its best hit's document's chunk count.
+    pub fn answer_by(
+        &self,
+        hits: Vec<IndexHit>,
+        shape: Shape,
+        chunks_of: impl Fn(&str, &str) -> Option<usize>,
+        source_of: impl Fn(&IndexHit) -> String,
+    ) -> Vec<IndexHit> {
         if shape.per_document == 0 {
             let mut hits = hits;
             hits.truncate(shape.limit);
@@ -84,7 +97,7 @@ impl RankConfig {
         let mut documents: Vec<(f32, Vec<IndexHit>)> = Vec::new();
         let mut position: HashMap<(String, String), usize> = HashMap::new();
         for hit in hits {
-            let key = (hit.memory_id.clone(), hit.document_id.clone());
+            let key = (hit.memory_id.clone(), source_of(&hit));
             let slot = *position.entry(key).or_insert_with(|| {
                 documents.push((0.0, Vec::new()));
                 documents.len() - 1
@@ -218,5 +231,14 @@ mod tests {
         let answer =
             RankConfig::default().answer(vec![hit("a", 0, 9.0), other], Shape { limit: 5, per_document: 1 }, unknown);
         assert_eq!(answer.len(), 2);
+    }
+
+    #[test]
+    fn documents_of_one_source_share_its_cap() {
+        let hits = vec![hit("comment", 0, 9.0), hit("page", 0, 8.0), hit("other", 0, 7.0)];
+        let source = |h: &IndexHit| if h.document_id == "comment" { "page".to_string() } else { h.document_id.clone() };
+        let config = RankConfig { coverage_weight: 0.0, ..RankConfig::default() };
+        let answer = config.answer_by(hits, Shape { limit: 5, per_document: 1 }, unknown, source);
+        assert_eq!(documents(&answer), ["comment", "other"], "the page answers once, with its best hit");
     }
 }

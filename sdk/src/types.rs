@@ -141,6 +141,8 @@ pub struct Progress {
     pub updated: u32,
     /// Documents removed.
     pub deleted: u32,
+    /// Other counters of the run, named by the connector.
+    pub counts: Vec<(String, u32)>,
 }
 
 /// One source ingested for one connection.

@@ -7,6 +7,7 @@ mod support;
 
 mod auto_resync;
 mod cli;
+mod comments;
 mod connect;
 mod contract;
 mod dashboard;

@@ -150,6 +150,7 @@ impl Upgrade for types::Memory {
                 fetched: p.fetched,
                 updated: p.updated,
                 deleted: p.deleted,
+                counts: Vec::new(),
             },
             synced_at: self.synced_at,
         }

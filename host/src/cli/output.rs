@@ -24,7 +24,7 @@ pub fn print_memories(view: &IngestView, json: bool) {
         match &m.error {
             Some(error) => println!("{} {} ERROR: {error}", m.id, m.space_key),
             None => println!(
-                "{} {} ({}) {}: {} pages, {} chunks · {} requests, {} listed, {} fetched, {} updated, {} deleted",
+                "{} {} ({}) {}: {} documents, {} chunks · {} requests, {} listed, {} fetched, {} updated, {} deleted{}",
                 m.id,
                 m.space_key,
                 m.space_name,
@@ -35,7 +35,8 @@ pub fn print_memories(view: &IngestView, json: bool) {
                 p.listed,
                 p.fetched,
                 p.updated,
-                p.deleted
+                p.deleted,
+                p.counts.iter().map(|(name, n)| format!(", {n} {name}")).collect::<String>()
             ),
         }
     }
@@ -83,7 +84,7 @@ pub fn print_status(status: &StatusView, json: bool, served: bool) {
             None => String::new(),
         };
         println!(
-            "{}  {}  {:<11}  {} pages  {} chunks  {}{auto}{semantic}",
+            "{}  {}  {:<11}  {} documents  {} chunks  {}{auto}{semantic}",
             m.id,
             m.space_key,
             m.status.name(),

@@ -1,7 +1,9 @@
 //! Answers: the best passages for a question, with citations computed at query time.
 
-use super::*;
+use connector_sdk::caps::IndexHit;
 use connector_sdk::rank::{RankConfig, Shape};
+
+use super::*;
 
 impl Engine<'_> {
     /// The best passages for a question, with citations: at most `per_document` per
@@ -44,20 +46,42 @@ impl Engine<'_> {
             let record = records.get(&(memory.to_string(), document.to_string()))?;
             record.as_ref().map(|r| r.chunks as usize)
         };
-        let hits = rank.answer(pooled, shape, chunks_of);
+        // A comment answers for its page: one source with it.
+        let source_of = |hit: &IndexHit| {
+            let record = records.get(&(hit.memory_id.clone(), hit.document_id.clone())).and_then(Option::as_ref);
+            match record {
+                Some(DocRecord { kind: 'c', parent: Some(page), .. }) => page.clone(),
+                _ => hit.document_id.clone(),
+            }
+        };
+        let hits = rank.answer_by(pooled, shape, chunks_of, source_of);
         let mut passages = Vec::with_capacity(hits.len());
         for hit in hits {
             let memory = &memories[&hit.memory_id];
             let Some(record) = self.doc_record(&mut records, memory, &hit.document_id)? else { continue };
             let mut trail = vec![memory.space_name.clone()];
             trail.extend(self.ancestors(&mut records, memory, record.parent.as_deref())?);
-            trail.push(record.title.clone());
+            // A comment is cited as its page, opened at the comment; its heading says whose.
+            let (title, url) = match (record.kind, record.parent.as_deref()) {
+                ('c', Some(page)) => {
+                    let page = self.doc_record(&mut records, memory, page)?;
+                    let webui = page.as_ref().map_or("", |p| p.webui.as_str());
+                    let joint = if webui.contains('?') { '&' } else { '?' };
+                    let id = &hit.document_id;
+                    let title = page.as_ref().map_or_else(|| record.title.clone(), |p| p.title.clone());
+                    (title, format!("{}{webui}{joint}focusedCommentId={id}#comment-{id}", memory.wiki_base))
+                }
+                _ => {
+                    trail.push(record.title.clone());
+                    (record.title.clone(), format!("{}{}", memory.wiki_base, record.webui))
+                }
+            };
             if !hit.heading.is_empty() {
                 trail.push(hit.heading.clone());
             }
             passages.push(Passage {
-                title: record.title.clone(),
-                url: format!("{}{}", memory.wiki_base, record.webui),
+                title,
+                url,
                 breadcrumb: trail.join(" › "),
                 text: hit.text,
                 score: hit.score,

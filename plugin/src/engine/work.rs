@@ -1,6 +1,7 @@
 //! The work loop: one bounded step of listing, fetching, counting or deleting, ending
 //! in a checkpoint.
 
+use connector_sdk::caps::IndexChunk;
 use connector_sdk::checkpoint::StepWrites;
 use connector_sdk::step::{Advance, Lifecycle, settle};
 use connector_sdk::sweep::{remove_stale, tally};
@@ -86,6 +87,7 @@ impl Engine<'_> {
     ) -> Result<Advance, RunFailure> {
         match run.phase {
             Phase::Pages | Phase::BlogPosts => self.list(client, connection, memory, run),
+            Phase::Comments => self.comments(client, memory, run),
             Phase::Fetch => self.fetch(client, memory, run),
             Phase::Count => self.count(memory, run),
             Phase::Delete => self.delete(memory, run),
@@ -126,6 +128,7 @@ impl Engine<'_> {
             match (&listing.links.next, run.phase) {
                 (Some(next), _) if *next != link && !run.visited.contains(&hash_of(next)) => client.prefetch(next),
                 (None, Phase::Pages) => client.prefetch(&listing_start(&space_id, "blogposts", with_bodies)),
+                (None, _) => client.prefetch(&comments_start(&memory.space_key, with_bodies)),
                 _ => {}
             }
             self.absorb(client, memory, run, kind, listing.results, with_bodies, &mut uncommitted)?;
@@ -143,8 +146,7 @@ impl Engine<'_> {
                     run.visited.clear();
                     run.phase = match run.phase {
                         Phase::Pages => Phase::BlogPosts,
-                        _ if run.pending.is_empty() => Phase::Count,
-                        _ => Phase::Fetch,
+                        _ => Phase::Comments,
                     };
                 }
             }
@@ -240,8 +242,219 @@ impl Engine<'_> {
         Ok(uncommitted.apply(self.index, self.kv, &docs_bucket(&memory.id))?)
     }
 
+    /// Takes the next pages of the space's comment listing, [`LISTING_PAGES_PER_STEP`] at
+    /// most. A site that answers no comment search (the endpoint gone or refused) ends the
+    /// phase without failing the run: the comments indexed before are kept.
+    fn comments(&self, client: &Client<'_>, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
+        let with_bodies = run.kind == RunKind::Ingest;
+        let mut uncommitted = StepWrites::default();
+        for _ in 0..LISTING_PAGES_PER_STEP {
+            let link = run.cursor.clone().unwrap_or_else(|| comments_start(&memory.space_key, with_bodies));
+            let listing: Listing<Comment> =
+                match fetch_listing(client, &link, |next| run.visited.contains(&hash_of(&v1_link(next)))) {
+                    Ok(listing) => listing,
+                    Err(
+                        ApiError::NotFound { .. }
+                        | ApiError::Gone { .. }
+                        | ApiError::Rejected { .. }
+                        | ApiError::Forbidden { .. }
+                        | ApiError::ScopeMismatch { .. },
+                    ) => {
+                        run.comments_unavailable = true;
+                        self.end_listing(run);
+                        break;
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+            memory.progress.listed += listing.results.len() as u32;
+            memory.progress.known += listing.results.len() as u32;
+            let next = listing.links.next.as_deref().map(v1_link);
+            if let Some(next) = next.as_deref().filter(|n| *n != link && !run.visited.contains(&hash_of(n))) {
+                client.prefetch(next);
+            }
+            self.absorb_comments(client, memory, run, listing.results, with_bodies, &mut uncommitted)?;
+            match next {
+                Some(next) => {
+                    let fingerprint = hash_of(&next);
+                    if run.visited.contains(&fingerprint) || next == link {
+                        return Err(RunFailure::Api(ApiError::Looping(next)));
+                    }
+                    run.visited.push(fingerprint);
+                    run.cursor = Some(next);
+                }
+                None => {
+                    self.end_listing(run);
+                    break;
+                }
+            }
+        }
+        self.record(memory, uncommitted)?;
+        Ok(Advance::More)
+    }
+
+    /// After the last listing: fetch what changed, or count what is gone.
+    fn end_listing(&self, run: &mut Run) {
+        run.cursor = None;
+        run.visited.clear();
+        run.phase = if run.pending.is_empty() { Phase::Count } else { Phase::Fetch };
+    }
+
+    /// Takes listed comments into the memory, like [`Self::absorb`] does pages: a comment on
+    /// a page or blog post of this run is indexed as a document of its own (new or edited,
+    /// when its body is at hand), queued for fetching (new or edited, listed without body)
+    /// or marked seen. Resolved inline comments are left out: their discussion is closed, and
+    /// what it decided is normally in the page by then; the open ones carry the news.
+    fn absorb_comments(
+        &self,
+        client: &Client<'_>,
+        memory: &mut Memory,
+        run: &mut Run,
+        comments: Vec<Comment>,
+        with_bodies: bool,
+        uncommitted: &mut StepWrites,
+    ) -> Result<(), RunFailure> {
+        let bucket = docs_bucket(&memory.id);
+        let comments: Vec<Comment> = comments
+            .into_iter()
+            .filter(|c| !c.is_resolved())
+            .filter(|c| c.container.as_ref().is_some_and(|k| k.kind == "page" || k.kind == "blogpost"))
+            .collect();
+        if comments.is_empty() {
+            return Ok(());
+        }
+        // Only comments on content this run indexes: a comment on a trashed, restricted or
+        // foreign page is not part of the memory.
+        let containers: Vec<String> =
+            comments.iter().filter_map(|c| c.container.as_ref()).map(|k| k.id.clone()).collect();
+        let container_records: HashMap<String, DocRecord> = containers
+            .iter()
+            .cloned()
+            .zip(self.kv.get_many(&bucket, &containers)?)
+            .filter_map(|(id, bytes)| Some((id, serde_json::from_slice::<DocRecord>(&bytes?).ok()?)))
+            .collect();
+        let in_run = |container: &str| {
+            container_records.get(container).is_some_and(|r| r.seen == memory.generation)
+                || run.pending.iter().any(|p| p.get(2..) == Some(container))
+        };
+        let comments: Vec<Comment> =
+            comments.into_iter().filter(|c| c.container.as_ref().is_some_and(|k| in_run(&k.id))).collect();
+        let ids: Vec<String> = comments.iter().map(|c| c.id.clone()).collect();
+        // Counted when listed, not again when a changed one's body comes.
+        if !with_bodies || run.kind == RunKind::Ingest {
+            memory.progress.comments += ids.len() as u32;
+        }
+        let existing: Vec<Option<DocRecord>> = self
+            .kv
+            .get_many(&bucket, &ids)?
+            .into_iter()
+            .map(|stored| stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+            .collect();
+        let mut converted: Vec<Option<storage::Converted>> = comments
+            .iter()
+            .zip(&existing)
+            .map(|(comment, stored)| {
+                let changed = stored.as_ref().is_none_or(|r| r.version != comment.version.number);
+                (with_bodies && changed).then(|| storage::convert(comment.storage()))
+            })
+            .collect();
+        let mentioned: Vec<String> = {
+            let mut ids: Vec<String> = converted.iter().flatten().flat_map(storage::Converted::mentions).collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        if !mentioned.is_empty() {
+            let names = self.display_names(client, &memory.connection_id, &mentioned)?;
+            converted.iter_mut().flatten().for_each(|doc| doc.name_mentions(&names));
+        }
+        for ((comment, stored), doc) in comments.into_iter().zip(existing).zip(converted) {
+            let container = comment.container.as_ref().map(|k| k.id.clone());
+            let page_title = container.as_ref().and_then(|id| container_records.get(id)).map(|r| r.title.clone());
+            let label = comment_label(&comment);
+            if let Some(doc) = doc {
+                let title = page_title.unwrap_or_else(|| label.clone());
+                let chunks: Vec<IndexChunk> = converted_chunks(&doc, &title, &self.chunking)
+                    .into_iter()
+                    .map(|chunk| IndexChunk {
+                        heading: if chunk.heading.is_empty() {
+                            label.clone()
+                        } else {
+                            format!("{label} › {}", chunk.heading)
+                        },
+                        ..chunk
+                    })
+                    .collect();
+                let count = chunks.len() as u32;
+                self.index.replace_document(&memory.id, &comment.id, chunks)?;
+                uncommitted.indexed();
+                memory.progress.updated += 1;
+                let record = DocRecord {
+                    kind: 'c',
+                    title: label,
+                    parent: container,
+                    version: comment.version.number,
+                    modified: comment.version.when.clone(),
+                    webui: String::new(),
+                    chunks: count,
+                    seen: memory.generation,
+                };
+                uncommitted.record(comment.id, encode(&record));
+                memory.progress.done += 1;
+            } else if stored.as_ref().is_none_or(|r| r.version != comment.version.number) {
+                run.pending.push(format!("c:{}", comment.id));
+            } else if let Some(mut record) = stored {
+                record.parent = container;
+                record.seen = memory.generation;
+                uncommitted.record(comment.id, encode(&record));
+                memory.progress.done += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches the bodies of changed comments, a batch per request (`id in (...)`).
+    fn fetch_comments(&self, client: &Client<'_>, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
+        let batch: Vec<String> = run
+            .pending
+            .iter()
+            .filter(|p| p.starts_with('c'))
+            .take(COMMENTS_PER_REQUEST as usize)
+            .map(|p| p[2..].to_string())
+            .collect();
+        let cql = format!("id in ({})", batch.join(","));
+        let mut link = Some(format!(
+            "/wiki/rest/api/content/search?cql={}&expand={}&limit={COMMENTS_PER_REQUEST}",
+            url_encode(&cql),
+            comment_expansions(true)
+        ));
+        let mut visited = HashSet::new();
+        let mut uncommitted = StepWrites::default();
+        while let Some(current) = link.take() {
+            if !visited.insert(current.clone()) {
+                return Err(RunFailure::Api(ApiError::Looping(current)));
+            }
+            let listing: Listing<Comment> = fetch_listing(client, &current, |next| visited.contains(&v1_link(next)))?;
+            memory.progress.fetched += listing.results.len() as u32;
+            let wanted: Vec<Comment> = listing.results.into_iter().filter(|c| batch.contains(&c.id)).collect();
+            // Fetched comments are taken as listed with their bodies; the queue entry goes.
+            run.pending.retain(|p| !p.starts_with('c') || !wanted.iter().any(|c| p[2..] == c.id));
+            self.absorb_comments(client, memory, run, wanted, true, &mut uncommitted)?;
+            link = listing.links.next.as_deref().map(v1_link);
+        }
+        self.record(memory, uncommitted)?;
+        let done: HashSet<String> = batch.into_iter().map(|id| format!("c:{id}")).collect();
+        run.pending.retain(|p| !done.contains(p));
+        if run.pending.is_empty() {
+            run.phase = Phase::Count;
+        }
+        Ok(Advance::More)
+    }
+
     fn fetch(&self, client: &Client<'_>, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
         let kind = run.pending.first().and_then(|p| p.chars().next()).unwrap_or('p');
+        if kind == 'c' {
+            return self.fetch_comments(client, memory, run);
+        }
         let batch: Vec<String> = run
             .pending
             .iter()
@@ -274,7 +487,24 @@ impl Engine<'_> {
     }
 
     fn count(&self, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
-        let tally = tally(self.kv, &docs_bucket(&memory.id), memory.generation)?;
+        let bucket = docs_bucket(&memory.id);
+        let mut tally = tally(self.kv, &bucket, memory.generation)?;
+        if run.comments_unavailable && !tally.stale.is_empty() {
+            // Not listed is not gone when the listing was not available: keep the comments.
+            let records = self.kv.get_many(&bucket, &tally.stale)?;
+            let mut kept = Vec::new();
+            for (id, record) in tally.stale.iter().zip(records) {
+                match record.and_then(|bytes| serde_json::from_slice::<DocRecord>(&bytes).ok()) {
+                    Some(record) if record.kind == 'c' => {
+                        tally.documents += 1;
+                        tally.chunks += record.chunks;
+                        kept.push(id.clone());
+                    }
+                    _ => {}
+                }
+            }
+            tally.stale.retain(|id| !kept.contains(id));
+        }
         if run.kind == RunKind::Sync && !run.allow_mass_delete && tally.is_mass_delete() {
             return Err(RunFailure::Stop(format!(
                 "this sync would remove {} of the {} pages of space {}: nothing was removed; if that is right, sync again allowing mass deletion",
@@ -311,6 +541,61 @@ impl Lifecycle for Memory {
         self.error = Some(error);
         self.progress.phase = "failed".into();
     }
+}
+
+/// How a comment introduces itself in its passages: who wrote it and when, and for an
+/// inline comment the text it is about.
+fn comment_label(comment: &Comment) -> String {
+    let history = comment.history.as_ref();
+    let author = history.and_then(|h| h.created_by.as_ref()).map(|p| p.display_name.trim()).filter(|n| !n.is_empty());
+    let date = history.map(|h| h.created_date.chars().take(10).collect::<String>()).filter(|d| !d.is_empty());
+    let what = match (&comment.extensions.inline_properties, comment.ancestors.is_empty()) {
+        (Some(_), _) => "Inline comment",
+        (None, false) => "Reply",
+        (None, true) => "Comment",
+    };
+    let mut label = what.to_string();
+    if let Some(author) = author {
+        label.push_str(&format!(" by {author}"));
+    }
+    if let Some(date) = date {
+        label.push_str(&format!(", {date}"));
+    }
+    if let Some(selection) =
+        comment.extensions.inline_properties.as_ref().map(|p| p.original_selection.trim()).filter(|s| !s.is_empty())
+    {
+        let short: String = selection.chars().take(80).collect();
+        let more = if selection.chars().count() > 80 { "…" } else { "" };
+        label.push_str(&format!(", on \u{201c}{short}{more}\u{201d}"));
+    }
+    label
+}
+
+/// Comments asked per request of the comment listing (CQL search).
+const COMMENTS_PER_REQUEST: u32 = 100;
+
+/// What the comment listing expands: enough to tell a changed comment from an unchanged
+/// one, and to cite it; the bodies only when they are indexed at once (an ingest).
+fn comment_expansions(with_bodies: bool) -> String {
+    let base = "version,history,container,ancestors,extensions.inlineProperties,extensions.resolution";
+    if with_bodies { format!("{base},body.storage") } else { base.to_string() }
+}
+
+/// The first page of a space's comment listing: every footer and inline comment (and
+/// reply) of the space in one paged CQL search, never one request per page.
+fn comments_start(space_key: &str, with_bodies: bool) -> String {
+    let cql = format!("space = \"{space_key}\" AND type = comment");
+    format!(
+        "/wiki/rest/api/content/search?cql={}&expand={}&limit={COMMENTS_PER_REQUEST}",
+        url_encode(&cql),
+        comment_expansions(with_bodies)
+    )
+}
+
+/// v1 `next` links are relative to the wiki base (`/rest/api/...`); the client's paths
+/// start at the site (`/wiki/rest/api/...`).
+fn v1_link(next: &str) -> String {
+    if next.starts_with("/rest/") { format!("/wiki{next}") } else { next.to_string() }
 }
 
 /// The first page of a space's `pages` or `blogposts` listing, with bodies for an ingest.

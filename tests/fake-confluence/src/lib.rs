@@ -223,9 +223,45 @@ impl FakeConfluence {
         self.state().content_mut(parse_id(id)).status = if archived { Status::Archived } else { Status::Current };
     }
 
+    /// Adds a footer comment to a page or blog post, or a reply when `on` is a comment.
+    /// Returns its id.
+    pub fn add_comment(&self, on: &str, storage: &str) -> String {
+        self.state().add_comment(parse_id(on), None, storage).to_string()
+    }
+
+    /// Adds an inline comment on `selection`, text of the page or blog post `on`.
+    pub fn add_inline_comment(&self, on: &str, selection: &str, storage: &str) -> String {
+        self.state().add_comment(parse_id(on), Some(selection), storage).to_string()
+    }
+
+    /// Edits a comment (a new version).
+    pub fn edit_comment(&self, id: &str, storage: &str) {
+        self.state().edit(parse_id(id), None, Some(storage));
+    }
+
+    /// Marks an inline comment resolved (its version does not change, like Cloud).
+    pub fn resolve_comment(&self, id: &str) {
+        let mut st = self.state();
+        let now = st.tick();
+        let comment = st.content_mut(parse_id(id));
+        comment.modified_at = now;
+        if let Some(meta) = comment.comment.as_mut() {
+            meta.resolved = true;
+        }
+    }
+
+    /// Deletes a comment and the replies to it.
+    pub fn delete_comment(&self, id: &str) {
+        let id = parse_id(id);
+        let mut st = self.state();
+        st.contents.retain(|_, c| c.id != id && c.comment.as_ref().is_none_or(|m| m.reply_to != Some(id)));
+    }
+
     /// Removes a page or blog post entirely.
     pub fn purge_page(&self, id: &str) {
-        self.state().contents.remove(&parse_id(id));
+        let id = parse_id(id);
+        // Its comments go with it.
+        self.state().contents.retain(|_, c| c.id != id && !(c.comment.is_some() && c.parent_id == Some(id)));
     }
 
     /// Restricts a page so no user can see it (omitted from lists, 404 on GET), or lifts that.

@@ -480,6 +480,13 @@ pub(crate) fn webui(space: &Space, c: &Content) -> String {
         Kind::BlogPost => {
             format!("/spaces/{}/blog/{}/{}/{}", space.key, blog_date_path(c.created_at), c.id, title_slug(&c.title))
         }
+        Kind::Comment => format!(
+            "/spaces/{}/pages/{}?focusedCommentId={}#comment-{}",
+            space.key,
+            c.parent_id.unwrap_or(0),
+            c.id,
+            c.id
+        ),
     }
 }
 
@@ -583,7 +590,7 @@ pub(crate) fn content_json(st: &State, ctx: &Ctx<'_>, c: &Content, body_format: 
             "body": body_json(c, body_format),
             "_links": links,
         }),
-        Kind::BlogPost => json!({
+        Kind::BlogPost | Kind::Comment => json!({
             "id": c.id.to_string(),
             "status": c.status.as_str(),
             "title": c.title,
@@ -679,7 +686,7 @@ fn status_matches(c: &Content, statuses: &Option<Vec<String>>) -> bool {
     match statuses {
         None => match c.kind {
             Kind::Page => matches!(c.status, Status::Current | Status::Archived),
-            Kind::BlogPost => c.status == Status::Current,
+            Kind::BlogPost | Kind::Comment => c.status == Status::Current,
         },
         Some(list) => list.iter().any(|s| s == "any" || s == c.status.as_str()),
     }

@@ -55,11 +55,25 @@ pub(crate) struct Space {
     pub created_at: u64,
 }
 
-/// Page or blog post.
+/// Page, blog post or comment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Page,
     BlogPost,
+    /// A footer or inline comment (or a reply) on a page or blog post: `parent_id` is the
+    /// commented content, [`Content::comment`] the rest.
+    Comment,
+}
+
+/// What only a comment has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CommentMeta {
+    /// The comment it answers (replies).
+    pub reply_to: Option<u64>,
+    /// The highlighted text of an inline comment (`None`: a footer comment).
+    pub selection: Option<String>,
+    /// An inline comment marked resolved.
+    pub resolved: bool,
 }
 
 impl Kind {
@@ -68,6 +82,7 @@ impl Kind {
         match self {
             Kind::Page => "page",
             Kind::BlogPost => "blogpost",
+            Kind::Comment => "comment",
         }
     }
 }
@@ -106,6 +121,8 @@ pub(crate) struct Content {
     pub version: u64,
     pub modified_at: u64,
     pub restricted: bool,
+    /// Set for comments.
+    pub comment: Option<CommentMeta>,
 }
 
 /// A pending injected failure (rate limit / overload simulation).
@@ -256,7 +273,7 @@ impl State {
                     .count() as i64;
                 siblings * 256 + 1
             }
-            Kind::BlogPost => 0,
+            Kind::BlogPost | Kind::Comment => 0,
         };
         self.insert_at(kind, space_id, parent_id, title, storage, position)
     }
@@ -290,8 +307,27 @@ impl State {
                 version: 1,
                 modified_at: now,
                 restricted: false,
+                comment: None,
             },
         );
+        id
+    }
+
+    /// Adds a comment on a page or blog post (`on`), or a reply to a comment; `selection`
+    /// makes it an inline comment on that text. Panics on an unknown id.
+    pub fn add_comment(&mut self, on: u64, selection: Option<&str>, storage: &str) -> u64 {
+        let target = self.contents.get(&on).unwrap_or_else(|| panic!("fake-confluence: unknown content id {on}"));
+        let (container, reply_to) = match target.kind {
+            Kind::Comment => (target.parent_id.expect("a comment has a container"), Some(on)),
+            _ => (on, None),
+        };
+        let (space_id, title) = {
+            let container = &self.contents[&container];
+            (container.space_id, format!("Re: {}", container.title))
+        };
+        let id = self.insert_at(Kind::Comment, space_id, Some(container), &title, storage, 0);
+        self.content_mut(id).comment =
+            Some(CommentMeta { reply_to, selection: selection.map(str::to_string), resolved: false });
         id
     }
 

@@ -122,8 +122,19 @@ fn content_v1(st: &State, ctx: &Ctx<'_>, c: &Content, expand: &[String]) -> Valu
     } else {
         expandable.insert("space".into(), json!(space_link));
     }
+    let commented = c.comment.as_ref().and(c.parent_id).and_then(|id| st.contents.get(&id));
+    if let Some(meta) = &c.comment {
+        v["extensions"] = json!({
+            "location": if meta.selection.is_some() { "inline" } else { "footer" },
+            "inlineProperties": meta.selection.as_ref().map(|s| json!({"originalSelection": s, "markerRef": format!("marker-{}", c.id)})),
+            "resolution": meta.selection.as_ref().map(|_| json!({"status": if meta.resolved { "resolved" } else { "open" }})),
+        });
+    }
     if has(expand, "container") {
-        v["container"] = space_v1(ctx, space);
+        v["container"] = match commented {
+            Some(container) => content_v1(st, ctx, container, &[]),
+            None => space_v1(ctx, space),
+        };
     } else {
         expandable.insert("container".into(), json!(space_link));
     }
@@ -158,7 +169,12 @@ fn content_v1(st: &State, ctx: &Ctx<'_>, c: &Content, expand: &[String]) -> Valu
         expandable.insert("version".into(), json!(""));
     }
     if has(expand, "ancestors") {
-        let anc: Vec<Value> = st.ancestors(c.id).into_iter().map(|a| content_v1(st, ctx, a, &[])).collect();
+        // A comment's ancestors are the comments it answers; a page's, its parent pages.
+        let anc: Vec<Value> = match c.comment.as_ref().and_then(|m| m.reply_to) {
+            Some(parent) => st.contents.get(&parent).map(|p| content_v1(st, ctx, p, &[])).into_iter().collect(),
+            None if c.kind == Kind::Comment => Vec::new(),
+            None => st.ancestors(c.id).into_iter().map(|a| content_v1(st, ctx, a, &[])).collect(),
+        };
         v["ancestors"] = json!(anc);
     } else {
         expandable.insert("ancestors".into(), json!(""));

@@ -264,6 +264,7 @@ fn view_memory(record: MemoryRecord) -> Memory {
             fetched: p.listed,
             updated: p.updated,
             deleted: p.deleted,
+            counts: Vec::new(),
         },
         id: record.id,
         connection_id: record.connection_id,

@@ -352,11 +352,16 @@ fn run_child(data_dir: &Path, cache_dir: &Path, args: &[&str]) -> Result<ChildRe
     serde_json::from_str(line).with_context(|| format!("unreadable child report {line:?}"))
 }
 
-/// Starts a fake with the benchmark user and a generated space of `pages` pages.
+/// Pages per footer comment in generated spaces (a fourth of those comments get a reply).
+pub const PAGES_PER_COMMENT: usize = 5;
+
+/// Starts a fake with the benchmark user and a generated space of `pages` pages, with
+/// comments on every [`PAGES_PER_COMMENT`]-th page.
 pub fn fake_with_space(pages: usize) -> Result<FakeConfluence> {
     let site = FakeConfluence::start()?;
     site.add_user(EMAIL, TOKEN, TokenKind::Classic);
     fake_confluence::generate_space(&site, SPACE, pages, 1);
+    fake_confluence::generate_comments(&site, SPACE, PAGES_PER_COMMENT, 1);
     Ok(site)
 }
 

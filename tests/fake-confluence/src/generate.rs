@@ -346,6 +346,37 @@ pub fn generate_space(site: &FakeConfluence, key: &str, pages: usize, seed: u64)
     space_id.to_string()
 }
 
+/// Adds comments to the pages of space `key`: a footer comment on every `every`-th page and a
+/// reply to every fourth of those, each a paragraph of generated text. Deterministic in
+/// `seed`. Returns how many comments were added (0 for an unknown space).
+pub fn generate_comments(site: &FakeConfluence, key: &str, every: usize, seed: u64) -> usize {
+    let mut st = site.state();
+    let Some(space_id) = st.space_by_key(key).map(|s| s.id) else {
+        return 0;
+    };
+    let pages: Vec<u64> = st
+        .contents
+        .values()
+        .filter(|c| c.kind == Kind::Page && c.space_id == space_id && c.status == Status::Current)
+        .map(|c| c.id)
+        .collect();
+    let mut r = Rng(mix(seed ^ 0xc0ff));
+    let mut added = 0;
+    for (n, page) in pages.into_iter().enumerate().filter(|(n, _)| n % every.max(1) == 0) {
+        let mut body = String::new();
+        paragraph(&mut r, &mut body);
+        let comment = st.add_comment(page, None, &body);
+        added += 1;
+        if n % (every.max(1) * 4) == 0 {
+            body.clear();
+            paragraph(&mut r, &mut body);
+            st.add_comment(comment, None, &body);
+            added += 1;
+        }
+    }
+    added
+}
+
 /// Publishes a new version with a changed body for `fraction` (0..=1, rounded) of the current
 /// pages of space `key`, chosen deterministically from `seed`. Returns how many pages were edited
 /// (0 for an unknown space).

@@ -607,6 +607,14 @@ impl Instance {
                 .ok_or_else(|| anyhow!("the connector asked for an invalid origin '{}'", origin.url))?;
             let insecure = origin.insecure || canonical.starts_with("http://");
             let loopback = is_loopback_origin(&canonical);
+            let refused = ((insecure || loopback) && !(policy.allow_loopback && loopback))
+                || !site_allowed(&self.host.config.allowed_sites, &canonical);
+            if refused && origin.conditional {
+                // Needed only in some cases: not granted, and the connector is told so if
+                // it ever tries (the request is denied).
+                tracing::info!(origin = %canonical, purpose = %origin.purpose, "not granting a conditional origin the host's policy refuses");
+                continue;
+            }
             if (insecure || loopback) && !(policy.allow_loopback && loopback) {
                 let what = if insecure { "not an https site" } else { "on a loopback address" };
                 return Ok(Err(types::ConnectorError::Denied(format!(
@@ -631,7 +639,11 @@ impl Instance {
         }
         let outcome = guarded!(self, call_connect(&config));
         match &outcome {
-            Ok(Ok(_)) if matches!(self.exports, Exports::Current(_)) => self.narrow_grants().await?,
+            Ok(Ok(_)) if matches!(self.exports, Exports::Current(_)) => {
+                let mut allowed = before;
+                allowed.extend(wanted);
+                self.narrow_grants(&allowed).await?
+            }
             Ok(Ok(_)) => {
                 // A 0.1.x connection does not say which origins it uses: keep all it asked for.
                 let mut all = before;
@@ -648,13 +660,14 @@ impl Instance {
         outcome
     }
 
-    /// Grants the instance exactly the origins its connected accounts use (a gateway asked
-    /// for in case the token was scoped is dropped when it was classic).
-    async fn narrow_grants(&mut self) -> Result<()> {
+    /// Grants the instance exactly the origins its connected accounts use, of those the
+    /// host's policy `allowed` (a gateway asked for in case the token was scoped is dropped
+    /// when it was classic; a connection never widens the grants by naming an origin).
+    async fn narrow_grants(&mut self, allowed: &[String]) -> Result<()> {
         let mut used: Vec<String> = Vec::new();
         for connection in self.status().await?.connections.into_iter().filter(|c| c.connected) {
             for origin in connection.origins.iter().filter_map(|o| canonical_origin(o)) {
-                if !used.contains(&origin) {
+                if allowed.contains(&origin) && !used.contains(&origin) {
                     used.push(origin);
                 }
             }
@@ -673,7 +686,8 @@ impl Instance {
         if let Ok(Ok(_)) = &outcome
             && matches!(self.exports, Exports::Current(_))
         {
-            self.narrow_grants().await?;
+            let granted = self.host.granted_origins(&self.grants.namespace)?;
+            self.narrow_grants(&granted).await?;
         }
         outcome
     }

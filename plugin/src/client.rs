@@ -160,18 +160,64 @@ impl<'t> Client<'t> {
     /// GETs JSON, retrying what is retryable.
     pub fn get_json<T: DeserializeOwned>(&self, path_or_link: &str) -> Result<T, ApiError> {
         let url = self.url(path_or_link)?;
+        self.retrying(&url, true, false, |response| {
+            decode::<T>(&response.body).map_err(|error| format!("unreadable response body ({error})"))
+        })
+    }
+
+    /// GETs a file (an attachment's `download` link). Confluence answers with a redirect to
+    /// its media service, whose URL carries a token of its own: the redirect is followed
+    /// once, and the account's credentials go only to the site itself.
+    pub fn get_file(&self, path_or_link: &str) -> Result<Vec<u8>, ApiError> {
+        let url = self.url(path_or_link)?;
+        let first = self.retrying(&url, true, true, Ok)?;
+        if !(300..400).contains(&first.status) {
+            return Ok(first.body);
+        }
+        let location = first.header("location").unwrap_or_default().to_string();
+        let target = url::Url::parse(&url).and_then(|base| base.join(&location)).map_err(|_| ApiError::Rejected {
+            url: url.clone(),
+            status: first.status,
+            message: "a redirect without a usable Location".into(),
+        })?;
+        let same_site = url::Url::parse(&self.api_base).is_ok_and(|base| base.origin() == target.origin());
+        let second = self.retrying(target.as_str(), same_site, false, Ok)?;
+        Ok(second.body)
+    }
+
+    /// GETs `url` until `answer` takes a response, retrying 429/5xx, broken connections and
+    /// answers it refuses, with backoff, within the policy's attempts and time budget. A
+    /// redirect is handed to `answer` when `redirects` says so, and refused otherwise.
+    fn retrying<T>(
+        &self,
+        url: &str,
+        authorized: bool,
+        redirects: bool,
+        answer: impl Fn(Response) -> Result<T, String>,
+    ) -> Result<T, ApiError> {
         let mut waited = Duration::ZERO;
         let mut last = String::new();
         let mut attempts = 0;
         for attempt in 1..=self.policy.attempts {
             attempts = attempt;
             self.count(attempt > 1);
-            let retry_after = match self.transport.send(self.request(&url)) {
-                Ok(response) => match classify(&url, &response) {
-                    Outcome::Done => match decode::<T>(&response.body) {
+            let mut request = self.request(url);
+            if !authorized {
+                request.headers.retain(|(name, _)| name != "authorization");
+            }
+            let retry_after = match self.transport.send(request) {
+                Ok(response) if redirects && (300..400).contains(&response.status) => match answer(response) {
+                    Ok(value) => return Ok(value),
+                    Err(reason) => {
+                        last = reason;
+                        None
+                    }
+                },
+                Ok(response) => match classify(url, &response) {
+                    Outcome::Done => match answer(response) {
                         Ok(value) => return Ok(value),
-                        Err(error) => {
-                            last = format!("unreadable response body ({error})");
+                        Err(reason) => {
+                            last = reason;
                             None
                         }
                     },
@@ -199,7 +245,7 @@ impl<'t> Client<'t> {
             waited += delay;
             self.transport.sleep(delay);
         }
-        Err(ApiError::Exhausted { url, attempts, last })
+        Err(ApiError::Exhausted { url: url.to_string(), attempts, last })
     }
 
     /// Starts fetching `path_or_link` ahead of need, so that a later

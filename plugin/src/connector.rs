@@ -118,7 +118,10 @@ fn memory(m: records::Memory) -> sdk::Memory {
             fetched: p.fetched,
             updated: p.updated,
             deleted: p.deleted,
-            counts: vec![("comments".into(), p.comments)],
+            counts: [("comments".to_string(), p.comments), ("attachments".to_string(), p.attachments)]
+                .into_iter()
+                .chain(p.skipped)
+                .collect(),
         },
         synced_at: m.synced_at,
     }

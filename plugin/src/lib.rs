@@ -9,6 +9,7 @@
 //! - [`site`]: what people paste as a site URL → the REST base;
 //! - [`client`], [`model`]: the Confluence REST v2 client over the SDK's transport;
 //! - [`storage`], [`chunk`]: storage format → clean text → section chunks with headings;
+//! - [`extract`]: an attached file's text (text formats, PDF, Office) → storage format;
 //! - [`engine`], [`records`]: connect / ingest / sync / step / retrieve over key-value
 //!   storage, search and secrets, checkpointed after every step.
 
@@ -16,6 +17,7 @@ pub mod chunk;
 pub mod client;
 pub mod connector;
 pub mod engine;
+pub mod extract;
 pub mod model;
 pub mod records;
 pub mod site;

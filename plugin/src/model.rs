@@ -229,6 +229,52 @@ pub struct Resolution {
     pub status: String,
 }
 
+/// An attachment, as the v1 CQL search answers it (`type=attachment`, expanded with
+/// `version`, `container` and `extensions`). Its title is its file name.
+#[derive(Debug, Deserialize)]
+pub struct Attachment {
+    /// Attachment id.
+    #[serde(deserialize_with = "id_string")]
+    pub id: String,
+    /// File name.
+    #[serde(default)]
+    pub title: String,
+    /// Version (a new upload is a new version).
+    pub version: CommentVersion,
+    /// The page or blog post it is attached to.
+    #[serde(default)]
+    pub container: Option<Container>,
+    /// Media type and size.
+    #[serde(default)]
+    pub extensions: AttachmentExtensions,
+    /// `download` (relative to the wiki base) and `webui`.
+    #[serde(rename = "_links", default)]
+    pub links: AttachmentLinks,
+}
+
+/// An attachment's v1 extensions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentExtensions {
+    /// e.g. `application/pdf`.
+    #[serde(default)]
+    pub media_type: String,
+    /// Bytes.
+    #[serde(default)]
+    pub file_size: u64,
+}
+
+/// An attachment's links.
+#[derive(Debug, Default, Deserialize)]
+pub struct AttachmentLinks {
+    /// The file, relative to the wiki base (`/download/attachments/...`).
+    #[serde(default)]
+    pub download: Option<String>,
+    /// A page that shows it, relative to the wiki base.
+    #[serde(default)]
+    pub webui: Option<String>,
+}
+
 impl Comment {
     /// The storage-format body, or empty.
     pub fn storage(&self) -> &str {

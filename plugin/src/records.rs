@@ -55,7 +55,26 @@ pub struct Connection {
     pub access: Access,
     /// Whether credentials are present.
     pub connected: bool,
+    /// Attachments larger than this are not downloaded (bytes; 0: none are).
+    #[serde(default = "default_attachment_max_bytes")]
+    pub attachment_max_bytes: u64,
+    /// Attachments with more text than this are not indexed (characters).
+    #[serde(default = "default_attachment_max_chars")]
+    pub attachment_max_chars: u32,
 }
+
+/// 20 MB: larger files are rarely the answer, and cost a download every time they change.
+pub fn default_attachment_max_bytes() -> u64 {
+    20_000_000
+}
+
+/// 200,000 characters: about a hundred pages of text.
+pub fn default_attachment_max_chars() -> u32 {
+    200_000
+}
+
+/// The origin of Confluence Cloud's media service, where attachment downloads redirect.
+pub const MEDIA_ORIGIN: &str = "https://api.media.atlassian.com";
 
 impl Connection {
     /// Human description of the access path.
@@ -69,7 +88,13 @@ impl Connection {
     /// The origins its requests go to: the one of its REST base (the site for a classic
     /// token, the API gateway for a scoped one).
     pub fn origins(&self) -> Vec<String> {
-        crate::site::origin_of(&self.api_base).into_iter().collect()
+        let mut origins: Vec<String> = crate::site::origin_of(&self.api_base).into_iter().collect();
+        // Cloud answers attachment downloads with a redirect to its media service (a loopback
+        // test site serves them itself).
+        if self.attachment_max_bytes > 0 && origins.iter().any(|o| o.starts_with("https://")) {
+            origins.push(MEDIA_ORIGIN.to_string());
+        }
+        origins
     }
 }
 
@@ -108,6 +133,12 @@ pub struct Progress {
     /// Comments of the space's pages and blog posts taken into the memory.
     #[serde(default)]
     pub comments: u32,
+    /// Attachments whose text was indexed in this run.
+    #[serde(default)]
+    pub attachments: u32,
+    /// Attachments left out, by reason (`attachments skipped: too large`, ...).
+    #[serde(default)]
+    pub skipped: std::collections::BTreeMap<String, u32>,
 }
 
 /// Kind of run.
@@ -128,6 +159,8 @@ pub enum Phase {
     BlogPosts,
     /// Listing the comments of the space's pages and blog posts (in bulk).
     Comments,
+    /// Listing the attachments of the space's pages and blog posts (in bulk).
+    Attachments,
     /// Fetching bodies of changed documents.
     Fetch,
     /// Counting what the listing did not see.
@@ -143,6 +176,7 @@ impl Phase {
             Phase::Pages => "listing pages",
             Phase::BlogPosts => "listing blog posts",
             Phase::Comments => "listing comments",
+            Phase::Attachments => "listing attachments",
             Phase::Fetch => "fetching changed pages",
             Phase::Count => "checking for deleted pages",
             Phase::Delete => "removing deleted pages",
@@ -171,6 +205,9 @@ pub struct Run {
     /// run keeps the comments indexed before instead of removing them.
     #[serde(default)]
     pub comments_unavailable: bool,
+    /// Likewise for attachments.
+    #[serde(default)]
+    pub attachments_unavailable: bool,
 }
 
 impl Run {
@@ -185,6 +222,7 @@ impl Run {
             stale: Vec::new(),
             allow_mass_delete,
             comments_unavailable: false,
+            attachments_unavailable: false,
         }
     }
 }
@@ -227,7 +265,7 @@ pub struct Memory {
 /// One indexed page, blog post or comment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocRecord {
-    /// `p` for a page, `b` for a blog post, `c` for a comment.
+    /// `p` for a page, `b` for a blog post, `c` for a comment, `a` for an attachment.
     pub kind: char,
     /// Title (a comment's: who wrote it, e.g. `Comment by Ada Lovelace`).
     pub title: String,
@@ -243,6 +281,10 @@ pub struct DocRecord {
     pub chunks: u32,
     /// Generation of the run that last saw it.
     pub seen: u64,
+    /// Why it is not indexed (an attachment that cannot be read): remembered so that it is
+    /// not downloaded again until it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 pub use connector_sdk::types::{ConfigField, Passage};

@@ -408,7 +408,14 @@ fn the_origins_are_described_and_a_classic_connection_uses_the_site_alone() {
     let origins = engine.required_origins(&config).expect("a loopback site is described, not refused");
     let described: Vec<(&str, bool, bool)> =
         origins.iter().map(|o| (o.url.as_str(), o.conditional, o.insecure)).collect();
-    assert_eq!(described, [(site.origin().as_str(), false, true), ("https://api.atlassian.com", true, false)]);
+    assert_eq!(
+        described,
+        [
+            (site.origin().as_str(), false, true),
+            ("https://api.atlassian.com", true, false),
+            ("https://api.media.atlassian.com", true, false)
+        ]
+    );
     assert!(origins[1].purpose.contains("scoped"), "{origins:?}");
 
     stores.connect_and_ingest(&transport);

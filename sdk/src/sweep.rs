@@ -4,7 +4,9 @@
 //! longer has. A listing that broke off never gets here, so it removes nothing.
 //!
 //! A document record is a JSON object holding at least `chunks` (passages indexed) and
-//! `seen` (the generation that last saw it), beside whatever else the source keeps.
+//! `seen` (the generation that last saw it), beside whatever else the source keeps. A record
+//! with a `skipped` reason stands for a document left out on purpose (a corrupt file): kept
+//! while seen, so that it is not fetched again, and not counted as a document.
 
 use serde::Deserialize;
 
@@ -19,6 +21,8 @@ const READ_BATCH: usize = 1000;
 struct Seen {
     chunks: u32,
     seen: u64,
+    #[serde(default)]
+    skipped: Option<String>,
 }
 
 /// A memory's documents after a complete listing.
@@ -50,8 +54,10 @@ pub fn tally(kv: &dyn KeyValue, bucket: &str, generation: u64) -> Result<Tally, 
         for (key, value) in batch.iter().zip(kv.get_many(bucket, batch)?) {
             match value.and_then(|bytes| serde_json::from_slice::<Seen>(&bytes).ok()) {
                 Some(record) if record.seen >= generation => {
-                    tally.documents += 1;
-                    tally.chunks += record.chunks;
+                    if record.skipped.is_none() {
+                        tally.documents += 1;
+                        tally.chunks += record.chunks;
+                    }
                 }
                 _ => tally.stale.push(key.clone()),
             }
@@ -105,12 +111,13 @@ mod tests {
             ("b".to_string(), record(1, 4)),
             ("c".to_string(), record(3, 5)),
             ("d".to_string(), b"not json".to_vec()),
+            ("e".to_string(), br#"{"chunks":0,"seen":5,"skipped":"encrypted"}"#.to_vec()),
         ];
         kv.set_many("docs", items).unwrap();
 
         let mut tally = tally(&kv, "docs", 5).unwrap();
         assert_eq!((tally.documents, tally.chunks), (2, 5));
-        assert_eq!(tally.stale, ["b", "d"]);
+        assert_eq!(tally.stale, ["b", "d"], "a skipped record still seen stays, uncounted");
         assert!(!tally.is_mass_delete(), "two of four is not a mass deletion");
         assert_eq!(remove_stale(&index, &kv, "m", "docs", &mut tally.stale, 1).unwrap(), 1);
         assert_eq!(remove_stale(&index, &kv, "m", "docs", &mut tally.stale, 1).unwrap(), 1);

@@ -5,8 +5,10 @@
 
 use crate::support::*;
 
+/// The searches for comments (the space's attachments are listed by a search of their own).
 fn comment_requests(world: &World) -> Vec<fake_confluence::RequestRecord> {
-    world.site.requests().into_iter().filter(|r| r.path.ends_with("/rest/api/content/search")).collect()
+    let searches = world.site.requests().into_iter().filter(|r| r.path.ends_with("/rest/api/content/search"));
+    searches.filter(|r| !r.query.contains("attachment")).collect()
 }
 
 #[test]

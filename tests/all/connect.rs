@@ -258,7 +258,7 @@ fn connect_takes_the_fields_the_connector_describes() {
     let described = world.json(&["describe"]);
     let names: Vec<&str> =
         described["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["site", "token", "email", "gateway"]);
+    assert_eq!(names, ["site", "token", "email", "attachment-max-mb", "attachment-max-chars", "gateway"]);
     assert_eq!(described["fields"][1]["secret"], true);
     let human = world.ok(&["describe"]);
     assert!(human.contains("--secret-env token=VARIABLE") && human.contains("--field site=…"), "{human}");
@@ -281,7 +281,7 @@ fn connect_takes_the_fields_the_connector_describes() {
     assert!(said.contains("token is secret") && !said.contains("hunter2"), "{said}");
     let unknown = world.run(&[&generic[..], &["--field", "colour=red"]].concat());
     assert!(
-        text(&unknown).contains("no field 'colour' (its fields: site, token, email, gateway"),
+        text(&unknown).contains("no field 'colour' (its fields: site, token, email, attachment-max-mb"),
         "{}",
         text(&unknown)
     );

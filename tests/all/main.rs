@@ -5,6 +5,7 @@
 mod service_support;
 mod support;
 
+mod attachments;
 mod auto_resync;
 mod cli;
 mod comments;

@@ -37,6 +37,26 @@ pub fn config_fields() -> Vec<ConfigField> {
         ConfigField {
             operator_only: true,
             ..field(
+                "attachment-max-mb",
+                "Largest attachment (MB)",
+                "Attachments larger than this are not indexed (default 20; 0 indexes none)",
+                false,
+                false,
+            )
+        },
+        ConfigField {
+            operator_only: true,
+            ..field(
+                "attachment-max-chars",
+                "Most text per attachment (characters)",
+                "Attachments with more text than this are not indexed (default 200000)",
+                false,
+                false,
+            )
+        },
+        ConfigField {
+            operator_only: true,
+            ..field(
                 "gateway",
                 "API gateway origin",
                 "Override of https://api.atlassian.com for scoped tokens (tests)",
@@ -57,6 +77,18 @@ struct ConnectConfig {
     options: SiteOptions,
     email: String,
     token: String,
+    attachment_max_bytes: u64,
+    attachment_max_chars: u32,
+}
+
+/// A whole number field, or its default when not given.
+fn number(config: &[(String, String)], name: &str, default: u64, max: u64) -> Result<u64, ConnectorError> {
+    match config_value(config, name).map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(value) => value.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
+            ConnectorError::InvalidInput(format!("{name} must be a whole number from 0 to {max}, not '{value}'"))
+        }),
+    }
 }
 
 fn config_value<'c>(config: &'c [(String, String)], name: &str) -> Option<&'c str> {
@@ -67,7 +99,7 @@ fn parse_site(config: &[(String, String)]) -> Result<(Site, SiteOptions), Connec
     for (key, _) in config {
         if !config_fields().iter().any(|f| &f.name == key) {
             return Err(ConnectorError::InvalidInput(format!(
-                "unknown configuration field '{key}' (expected: site, email, token, gateway)"
+                "unknown configuration field '{key}' (expected: site, email, token, attachment-max-mb, attachment-max-chars, gateway)"
             )));
         }
     }
@@ -107,7 +139,17 @@ fn parse_connect_config(config: &[(String, String)]) -> Result<ConnectConfig, Co
             "the API token contains spaces or control characters: paste it again without extra characters".into(),
         ));
     }
-    Ok(ConnectConfig { site, options, email, token })
+    let attachment_max_mb = number(config, "attachment-max-mb", default_attachment_max_bytes() / 1_000_000, 1_000)?;
+    let attachment_max_chars =
+        number(config, "attachment-max-chars", default_attachment_max_chars().into(), 10_000_000)?;
+    Ok(ConnectConfig {
+        site,
+        options,
+        email,
+        token,
+        attachment_max_bytes: attachment_max_mb * 1_000_000,
+        attachment_max_chars: attachment_max_chars as u32,
+    })
 }
 
 impl Engine<'_> {
@@ -124,7 +166,14 @@ impl Engine<'_> {
                 described(options.gateway_origin, "the Atlassian API gateway (scoped API tokens only)", true),
             ],
             Site::Gateway { origin, .. } => vec![described(origin, "the Atlassian API gateway", false)],
-        })
+        }
+        .into_iter()
+        .chain([described(
+            MEDIA_ORIGIN.to_string(),
+            "Confluence's media service, where attachment downloads redirect (attachments only)",
+            true,
+        )])
+        .collect())
     }
 
     /// Validates credentials (detecting classic vs scoped tokens) and stores the connection.
@@ -143,8 +192,17 @@ impl Engine<'_> {
             Some(connection) => connection.id.clone(),
             None => self.next_id("conn")?,
         };
-        let connection =
-            Connection { id, site, api_base, site_identity, email: config.email.clone(), access, connected: true };
+        let connection = Connection {
+            id,
+            site,
+            api_base,
+            site_identity,
+            email: config.email.clone(),
+            access,
+            connected: true,
+            attachment_max_bytes: config.attachment_max_bytes,
+            attachment_max_chars: config.attachment_max_chars,
+        };
         self.secrets.put(&token_secret(&connection.id), &config.token)?;
         self.kv.set(MAIN_BUCKET, &connection_key(&connection.id), &encode(&connection))?;
         Ok(connection)

@@ -1,6 +1,7 @@
 //! The work loop: one bounded step of listing, fetching, counting or deleting, ending
 //! in a checkpoint.
 
+use crate::extract::{self, Skip};
 use connector_sdk::caps::IndexChunk;
 use connector_sdk::checkpoint::StepWrites;
 use connector_sdk::step::{Advance, Lifecycle, settle};
@@ -88,7 +89,8 @@ impl Engine<'_> {
         match run.phase {
             Phase::Pages | Phase::BlogPosts => self.list(client, connection, memory, run),
             Phase::Comments => self.comments(client, memory, run),
-            Phase::Fetch => self.fetch(client, memory, run),
+            Phase::Attachments => self.attachments(client, connection, memory, run),
+            Phase::Fetch => self.fetch(client, connection, memory, run),
             Phase::Count => self.count(memory, run),
             Phase::Delete => self.delete(memory, run),
         }
@@ -220,6 +222,7 @@ impl Engine<'_> {
                     webui,
                     chunks: count,
                     seen: memory.generation,
+                    skipped: None,
                 };
                 uncommitted.record(content.id, encode(&record));
             } else if changed {
@@ -253,15 +256,9 @@ impl Engine<'_> {
             let listing: Listing<Comment> =
                 match fetch_listing(client, &link, |next| run.visited.contains(&hash_of(&v1_link(next)))) {
                     Ok(listing) => listing,
-                    Err(
-                        ApiError::NotFound { .. }
-                        | ApiError::Gone { .. }
-                        | ApiError::Rejected { .. }
-                        | ApiError::Forbidden { .. }
-                        | ApiError::ScopeMismatch { .. },
-                    ) => {
+                    Err(error) if search_unavailable(&error) => {
                         run.comments_unavailable = true;
-                        self.end_listing(run);
+                        start_phase(run, Phase::Attachments);
                         break;
                     }
                     Err(error) => return Err(error.into()),
@@ -283,7 +280,7 @@ impl Engine<'_> {
                     run.cursor = Some(next);
                 }
                 None => {
-                    self.end_listing(run);
+                    start_phase(run, Phase::Attachments);
                     break;
                 }
             }
@@ -292,11 +289,227 @@ impl Engine<'_> {
         Ok(Advance::More)
     }
 
-    /// After the last listing: fetch what changed, or count what is gone.
-    fn end_listing(&self, run: &mut Run) {
-        run.cursor = None;
-        run.visited.clear();
-        run.phase = if run.pending.is_empty() { Phase::Count } else { Phase::Fetch };
+    /// Takes the next pages of the space's attachment listing (metadata only: files are
+    /// downloaded in the fetch phase, one request per new or replaced file). A site that
+    /// answers no attachment search keeps the attachments indexed before.
+    fn attachments(
+        &self,
+        client: &Client<'_>,
+        connection: &Connection,
+        memory: &mut Memory,
+        run: &mut Run,
+    ) -> Result<Advance, RunFailure> {
+        let mut uncommitted = StepWrites::default();
+        for _ in 0..LISTING_PAGES_PER_STEP {
+            let link = run.cursor.clone().unwrap_or_else(|| attachments_start(&memory.space_key));
+            let listing: Listing<Attachment> =
+                match fetch_listing(client, &link, |next| run.visited.contains(&hash_of(&v1_link(next)))) {
+                    Ok(listing) => listing,
+                    Err(error) if search_unavailable(&error) => {
+                        run.attachments_unavailable = true;
+                        start_phase(run, if run.pending.is_empty() { Phase::Count } else { Phase::Fetch });
+                        break;
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+            memory.progress.listed += listing.results.len() as u32;
+            memory.progress.known += listing.results.len() as u32;
+            let next = listing.links.next.as_deref().map(v1_link);
+            if let Some(next) = next.as_deref().filter(|n| *n != link && !run.visited.contains(&hash_of(n))) {
+                client.prefetch(next);
+            }
+            self.absorb_attachments(connection, memory, run, listing.results, &mut uncommitted)?;
+            match next {
+                Some(next) => {
+                    let fingerprint = hash_of(&next);
+                    if run.visited.contains(&fingerprint) || next == link {
+                        return Err(RunFailure::Api(ApiError::Looping(next)));
+                    }
+                    run.visited.push(fingerprint);
+                    run.cursor = Some(next);
+                }
+                None => {
+                    start_phase(run, if run.pending.is_empty() { Phase::Count } else { Phase::Fetch });
+                    break;
+                }
+            }
+        }
+        self.record(memory, uncommitted)?;
+        Ok(Advance::More)
+    }
+
+    /// Whether a content record of this memory says `container` is in the current run.
+    fn containers_in_run(
+        &self,
+        memory: &Memory,
+        run: &Run,
+        containers: &[String],
+    ) -> Result<HashMap<String, DocRecord>, RunFailure> {
+        let records = self.kv.get_many(&docs_bucket(&memory.id), containers)?;
+        Ok(containers
+            .iter()
+            .cloned()
+            .zip(records)
+            .filter_map(|(id, bytes)| Some((id, serde_json::from_slice::<DocRecord>(&bytes?).ok()?)))
+            .filter(|(id, record)| {
+                record.seen == memory.generation || run.pending.iter().any(|p| p.get(2..) == Some(id.as_str()))
+            })
+            .collect())
+    }
+
+    /// Takes listed attachments into the memory: an unchanged one is marked seen, a new or
+    /// replaced one of a type with text and within the size limit is queued for download;
+    /// the rest are counted by reason and left out (an indexed one that became too large
+    /// goes).
+    fn absorb_attachments(
+        &self,
+        connection: &Connection,
+        memory: &mut Memory,
+        run: &mut Run,
+        attachments: Vec<Attachment>,
+        uncommitted: &mut StepWrites,
+    ) -> Result<(), RunFailure> {
+        let attachments: Vec<Attachment> = attachments
+            .into_iter()
+            .filter(|a| a.container.as_ref().is_some_and(|k| k.kind == "page" || k.kind == "blogpost"))
+            .collect();
+        let containers: Vec<String> =
+            attachments.iter().filter_map(|a| a.container.as_ref()).map(|k| k.id.clone()).collect();
+        let in_run = self.containers_in_run(memory, run, &containers)?;
+        let attachments: Vec<Attachment> = attachments
+            .into_iter()
+            .filter(|a| a.container.as_ref().is_some_and(|k| in_run.contains_key(&k.id)))
+            .collect();
+        let ids: Vec<String> = attachments.iter().map(|a| a.id.clone()).collect();
+        let existing = self.kv.get_many(&docs_bucket(&memory.id), &ids)?;
+        for (attachment, stored) in attachments.into_iter().zip(existing) {
+            if let Err(skip) = admissible(connection, &attachment) {
+                *memory.progress.skipped.entry(skip.label().to_string()).or_default() += 1;
+                continue;
+            }
+            let stored: Option<DocRecord> = stored.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            match stored {
+                Some(mut record) if record.version == attachment.version.number => {
+                    if let Some(reason) = &record.skipped {
+                        *memory.progress.skipped.entry(reason.clone()).or_default() += 1;
+                    }
+                    record.parent = attachment.container.map(|k| k.id);
+                    record.seen = memory.generation;
+                    uncommitted.record(attachment.id, encode(&record));
+                    memory.progress.done += 1;
+                }
+                _ => run.pending.push(format!("a:{}", attachment.id)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Downloads and indexes a batch of queued attachments: their current metadata in one
+    /// request (`id in (...)`), then each file.
+    fn fetch_attachments(
+        &self,
+        client: &Client<'_>,
+        connection: &Connection,
+        memory: &mut Memory,
+        run: &mut Run,
+    ) -> Result<Advance, RunFailure> {
+        let batch: Vec<String> = run
+            .pending
+            .iter()
+            .filter(|p| p.starts_with('a'))
+            .take(DOWNLOADS_PER_STEP)
+            .map(|p| p[2..].to_string())
+            .collect();
+        let cql = format!("id in ({})", batch.join(","));
+        let link = format!(
+            "/wiki/rest/api/content/search?cql={}&expand={ATTACHMENT_EXPANSIONS}&limit={}",
+            url_encode(&cql),
+            DOWNLOADS_PER_STEP
+        );
+        let listing: Listing<Attachment> = fetch_listing(client, &link, |_| false)?;
+        let mut uncommitted = StepWrites::default();
+        for attachment in listing.results.into_iter().filter(|a| batch.contains(&a.id)) {
+            memory.progress.fetched += 1;
+            match self.index_attachment(client, connection, memory, &attachment)? {
+                Ok(record) => {
+                    uncommitted.indexed();
+                    uncommitted.record(attachment.id.clone(), encode(&record));
+                    memory.progress.attachments += 1;
+                    memory.progress.updated += 1;
+                    memory.progress.done += 1;
+                }
+                Err(skip) => {
+                    *memory.progress.skipped.entry(skip.label().to_string()).or_default() += 1;
+                    // What is wrong with the file itself holds until it changes: remember it
+                    // rather than download it again at every sync.
+                    if matches!(skip, Skip::Encrypted | Skip::Unreadable) {
+                        let record = DocRecord {
+                            kind: 'a',
+                            title: attachment.title.clone(),
+                            parent: attachment.container.as_ref().map(|k| k.id.clone()),
+                            version: attachment.version.number,
+                            modified: attachment.version.when.clone(),
+                            webui: String::new(),
+                            chunks: 0,
+                            seen: memory.generation,
+                            skipped: Some(skip.label().to_string()),
+                        };
+                        uncommitted.record(attachment.id.clone(), encode(&record));
+                    }
+                }
+            }
+        }
+        self.record(memory, uncommitted)?;
+        // Gone since it was listed, or done: either way out of the queue.
+        let done: HashSet<String> = batch.into_iter().map(|id| format!("a:{id}")).collect();
+        run.pending.retain(|p| !done.contains(p));
+        if run.pending.is_empty() {
+            run.phase = Phase::Count;
+        }
+        Ok(Advance::More)
+    }
+
+    /// Downloads one attachment, extracts its text and indexes it; the record to write, or
+    /// why it is left out. Only a failure of the site or the host fails the step.
+    fn index_attachment(
+        &self,
+        client: &Client<'_>,
+        connection: &Connection,
+        memory: &Memory,
+        attachment: &Attachment,
+    ) -> Result<Result<DocRecord, Skip>, RunFailure> {
+        let format = match admissible(connection, attachment) {
+            Ok(format) => format,
+            Err(skip) => return Ok(Err(skip)),
+        };
+        let Some(download) = attachment.links.download.as_deref() else { return Ok(Err(Skip::Unreadable)) };
+        let bytes = match client.get_file(&v1_link(download)) {
+            Ok(bytes) => bytes,
+            Err(ApiError::NotFound { .. } | ApiError::Gone { .. }) => return Ok(Err(Skip::Unreadable)),
+            Err(ApiError::Denied(_)) => return Ok(Err(Skip::Refused)),
+            Err(error) => return Err(error.into()),
+        };
+        if bytes.len() as u64 > connection.attachment_max_bytes {
+            return Ok(Err(Skip::TooLarge));
+        }
+        let xhtml = match extract::extract(format, &bytes, connection.attachment_max_chars as usize) {
+            Ok(xhtml) => xhtml,
+            Err(skip) => return Ok(Err(skip)),
+        };
+        let chunks = converted_chunks(&storage::convert(&xhtml), &attachment.title, &self.chunking);
+        let count = chunks.len() as u32;
+        self.index.replace_document(&memory.id, &attachment.id, chunks)?;
+        Ok(Ok(DocRecord {
+            kind: 'a',
+            title: attachment.title.clone(),
+            parent: attachment.container.as_ref().map(|k| k.id.clone()),
+            version: attachment.version.number,
+            modified: attachment.version.when.clone(),
+            webui: attachment.links.webui.clone().unwrap_or_default(),
+            chunks: count,
+            seen: memory.generation,
+            skipped: None,
+        }))
     }
 
     /// Takes listed comments into the memory, like [`Self::absorb`] does pages: a comment on
@@ -397,6 +610,7 @@ impl Engine<'_> {
                     webui: String::new(),
                     chunks: count,
                     seen: memory.generation,
+                    skipped: None,
                 };
                 uncommitted.record(comment.id, encode(&record));
                 memory.progress.done += 1;
@@ -450,10 +664,18 @@ impl Engine<'_> {
         Ok(Advance::More)
     }
 
-    fn fetch(&self, client: &Client<'_>, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
+    fn fetch(
+        &self,
+        client: &Client<'_>,
+        connection: &Connection,
+        memory: &mut Memory,
+        run: &mut Run,
+    ) -> Result<Advance, RunFailure> {
         let kind = run.pending.first().and_then(|p| p.chars().next()).unwrap_or('p');
-        if kind == 'c' {
-            return self.fetch_comments(client, memory, run);
+        match kind {
+            'c' => return self.fetch_comments(client, memory, run),
+            'a' => return self.fetch_attachments(client, connection, memory, run),
+            _ => {}
         }
         let batch: Vec<String> = run
             .pending
@@ -489,13 +711,17 @@ impl Engine<'_> {
     fn count(&self, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
         let bucket = docs_bucket(&memory.id);
         let mut tally = tally(self.kv, &bucket, memory.generation)?;
-        if run.comments_unavailable && !tally.stale.is_empty() {
-            // Not listed is not gone when the listing was not available: keep the comments.
+        let unlisted: Vec<char> = [(run.comments_unavailable, 'c'), (run.attachments_unavailable, 'a')]
+            .into_iter()
+            .filter_map(|(unavailable, kind)| unavailable.then_some(kind))
+            .collect();
+        if !unlisted.is_empty() && !tally.stale.is_empty() {
+            // Not listed is not gone when the listing was not available: keep those.
             let records = self.kv.get_many(&bucket, &tally.stale)?;
             let mut kept = Vec::new();
             for (id, record) in tally.stale.iter().zip(records) {
                 match record.and_then(|bytes| serde_json::from_slice::<DocRecord>(&bytes).ok()) {
-                    Some(record) if record.kind == 'c' => {
+                    Some(record) if unlisted.contains(&record.kind) => {
                         tally.documents += 1;
                         tally.chunks += record.chunks;
                         kept.push(id.clone());
@@ -571,6 +797,51 @@ fn comment_label(comment: &Comment) -> String {
     label
 }
 
+/// Whether a search failure means the site offers no such search (an endpoint gone or
+/// refused), rather than a failure worth failing the run for.
+fn search_unavailable(error: &ApiError) -> bool {
+    matches!(
+        error,
+        ApiError::NotFound { .. }
+            | ApiError::Gone { .. }
+            | ApiError::Rejected { .. }
+            | ApiError::Forbidden { .. }
+            | ApiError::ScopeMismatch { .. }
+    )
+}
+
+/// Moves a run to the first listing page of `phase`.
+fn start_phase(run: &mut Run, phase: Phase) {
+    run.cursor = None;
+    run.visited.clear();
+    run.phase = phase;
+}
+
+/// Whether an attachment's metadata lets it be indexed: a type with text, within the
+/// connection's size limit.
+fn admissible(connection: &Connection, attachment: &Attachment) -> Result<extract::Format, Skip> {
+    let format = extract::format_of(&attachment.title, &attachment.extensions.media_type).ok_or(Skip::OtherType)?;
+    if attachment.extensions.file_size > connection.attachment_max_bytes {
+        return Err(Skip::TooLarge);
+    }
+    Ok(format)
+}
+
+/// Attachments downloaded per step.
+const DOWNLOADS_PER_STEP: usize = 8;
+
+/// What the attachment listing and metadata lookups expand.
+const ATTACHMENT_EXPANSIONS: &str = "version,container,extensions";
+
+/// The first page of a space's attachment listing: one paged CQL search of the whole space.
+fn attachments_start(space_key: &str) -> String {
+    let cql = format!("space = \"{space_key}\" AND type = attachment");
+    format!(
+        "/wiki/rest/api/content/search?cql={}&expand={ATTACHMENT_EXPANSIONS}&limit={COMMENTS_PER_REQUEST}",
+        url_encode(&cql)
+    )
+}
+
 /// Comments asked per request of the comment listing (CQL search).
 const COMMENTS_PER_REQUEST: u32 = 100;
 
@@ -592,10 +863,10 @@ fn comments_start(space_key: &str, with_bodies: bool) -> String {
     )
 }
 
-/// v1 `next` links are relative to the wiki base (`/rest/api/...`); the client's paths
-/// start at the site (`/wiki/rest/api/...`).
-fn v1_link(next: &str) -> String {
-    if next.starts_with("/rest/") { format!("/wiki{next}") } else { next.to_string() }
+/// v1 links (`next` pages, attachment downloads) are relative to the wiki base
+/// (`/rest/api/...`, `/download/...`); the client's paths start at the site (`/wiki/...`).
+fn v1_link(link: &str) -> String {
+    if link.starts_with('/') && !link.starts_with("/wiki/") { format!("/wiki{link}") } else { link.to_string() }
 }
 
 /// The first page of a space's `pages` or `blogposts` listing, with bodies for an ingest.

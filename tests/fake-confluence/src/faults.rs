@@ -154,9 +154,14 @@ const HTML_LOGIN: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset
 
 fn html_or_empty(status: u16, bits: u64) -> Reply {
     if bits & 1 == 0 {
-        Reply { status, content_type: "text/html;charset=UTF-8", body: HTML_5XX.to_string(), headers: Vec::new() }
+        Reply {
+            status,
+            content_type: "text/html;charset=UTF-8",
+            body: HTML_5XX.as_bytes().to_vec(),
+            headers: Vec::new(),
+        }
     } else {
-        Reply { status, content_type: "text/plain", body: String::new(), headers: Vec::new() }
+        Reply { status, content_type: "text/plain", body: Vec::new(), headers: Vec::new() }
     }
 }
 
@@ -206,7 +211,7 @@ pub(crate) fn apply(fault: Fault, bits: u64, reply: Reply, next_self: &str) -> O
             Reply {
                 status: 200,
                 content_type: "application/json;charset=UTF-8",
-                body: HTML_LOGIN.to_string(),
+                body: HTML_LOGIN.as_bytes().to_vec(),
                 headers: Vec::new(),
             },
             Duration::ZERO,
@@ -223,7 +228,7 @@ fn looping(reply: &Reply, next_self: &str) -> Option<Reply> {
     if reply.status != 200 {
         return None;
     }
-    let mut v: Value = serde_json::from_str(&reply.body).ok()?;
+    let mut v: Value = serde_json::from_slice(&reply.body).ok()?;
     if !v.get("results").is_some_and(Value::is_array) {
         return None;
     }
@@ -250,7 +255,7 @@ pub(crate) fn reset_body() -> Body {
 }
 
 /// A body that yields the first half of `full`, waits so hyper flushes it, then fails.
-pub(crate) fn truncated_body(full: String) -> Body {
+pub(crate) fn truncated_body(full: Vec<u8>) -> Body {
     let bytes = Bytes::from(full);
     let half = bytes.slice(..bytes.len() / 2);
     let first = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(half) });

@@ -250,6 +250,23 @@ impl FakeConfluence {
         }
     }
 
+    /// Attaches a file to a page or blog post. Returns its id.
+    pub fn add_attachment(&self, on: &str, file_name: &str, media_type: &str, bytes: &[u8]) -> String {
+        self.state().add_attachment(parse_id(on), file_name, media_type, bytes.to_vec()).to_string()
+    }
+
+    /// Uploads a new version of an attachment.
+    pub fn replace_attachment(&self, id: &str, bytes: &[u8]) {
+        let mut st = self.state();
+        let now = st.tick();
+        let attachment = st.content_mut(parse_id(id));
+        attachment.version += 1;
+        attachment.modified_at = now;
+        if let Some(meta) = attachment.attachment.as_mut() {
+            meta.bytes = bytes.to_vec();
+        }
+    }
+
     /// Deletes a comment and the replies to it.
     pub fn delete_comment(&self, id: &str) {
         let id = parse_id(id);
@@ -334,7 +351,7 @@ impl FakeConfluence {
         });
         let mut headers = vec![("content-type".to_string(), reply.content_type.to_string())];
         headers.extend(reply.headers.into_iter().map(|(name, value)| (name.to_ascii_lowercase(), value)));
-        Answer { status: reply.status, headers, body: reply.body.into_bytes() }
+        Answer { status: reply.status, headers, body: reply.body }
     }
 
     /// Installs (or with `None` removes) a seeded fault-injection plan and resets the count of

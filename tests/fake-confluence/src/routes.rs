@@ -28,14 +28,19 @@ pub(crate) struct Shared {
 pub(crate) struct Reply {
     pub status: u16,
     pub content_type: &'static str,
-    pub body: String,
+    pub body: Vec<u8>,
     pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
     /// A JSON reply.
     pub fn json(status: u16, value: &Value) -> Reply {
-        Reply { status, content_type: "application/json;charset=UTF-8", body: value.to_string(), headers: Vec::new() }
+        Reply {
+            status,
+            content_type: "application/json;charset=UTF-8",
+            body: value.to_string().into_bytes(),
+            headers: Vec::new(),
+        }
     }
 
     /// Adds a header.
@@ -65,7 +70,7 @@ fn gateway_401() -> Reply {
 }
 
 fn site_401() -> Reply {
-    Reply { status: 401, content_type: "text/plain", body: SITE_401_BODY.to_string(), headers: Vec::new() }
+    Reply { status: 401, content_type: "text/plain", body: SITE_401_BODY.as_bytes().to_vec(), headers: Vec::new() }
 }
 
 /// Parsed query string that keeps the raw text for building `next` links.
@@ -153,6 +158,10 @@ enum Ep {
     V1ContentOther,
     V1ContentSearch,
     V1Search,
+    /// `/wiki/download/attachments/{page}/{file name}`: redirects to the media service.
+    Download(String, String),
+    /// `/media/{id}/binary?token=…`: the file, for whoever holds the token.
+    Media(String),
     V1Spaces,
     V1Space(String),
     V1SpaceContent(String, Option<String>),
@@ -169,6 +178,8 @@ impl Ep {
             ["", "_edge", "tenant_info"] => Ep::TenantInfo,
             ["", "wiki", "rest", "api", "user", "current"] => Ep::UserCurrent,
             ["", "wiki", "rest", "api", "user", "bulk"] => Ep::UsersBulk,
+            ["", "wiki", "download", "attachments", page, name] => Ep::Download(own(page), own(name)),
+            ["", "media", id, "binary"] => Ep::Media(own(id)),
             ["", "wiki", "api", "v2", rest @ ..] => match rest {
                 ["spaces"] => Ep::Spaces,
                 ["spaces", id] if !id.is_empty() => Ep::Space(own(id)),
@@ -215,7 +226,8 @@ impl Ep {
             Ep::V1Spaces | Ep::V1Space(_) | Ep::V1SpaceContent(..) => {
                 &["read:content-details:confluence", "read:confluence-space.summary"]
             }
-            Ep::TenantInfo | Ep::Unknown => &[],
+            Ep::Download(..) => &["read:attachment:confluence", "read:confluence-file"],
+            Ep::TenantInfo | Ep::Media(_) | Ep::Unknown => &[],
         }
     }
 
@@ -287,7 +299,7 @@ fn self_link(cloud_id: &str, path: &str, query: &str) -> String {
 }
 
 /// The response head for `reply` (empty body) and the body text.
-fn response(reply: Reply, trace: usize) -> (Response, String) {
+fn response(reply: Reply, trace: usize) -> (Response, Vec<u8>) {
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
@@ -317,7 +329,7 @@ pub(crate) fn dispatch(
 ) -> Reply {
     if !st.failures.is_empty() {
         let f = st.failures.remove(0);
-        let mut r = Reply { status: f.status, content_type: "text/plain", body: String::new(), headers: Vec::new() };
+        let mut r = Reply { status: f.status, content_type: "text/plain", body: Vec::new(), headers: Vec::new() };
         if let Some(s) = f.retry_after {
             r = r.with_header("Retry-After", s.to_string());
         }
@@ -360,7 +372,7 @@ pub(crate) fn dispatch(
             Err(()) => return site_401(),
         }
     };
-    if user.is_none() && !matches!(ep, Ep::TenantInfo | Ep::UserCurrent | Ep::Unknown) {
+    if user.is_none() && !matches!(ep, Ep::TenantInfo | Ep::UserCurrent | Ep::Media(_) | Ep::Unknown) {
         // Anonymous access is disabled on the fake site.
         return site_401();
     }
@@ -392,6 +404,8 @@ pub(crate) fn dispatch(
         Ep::V1ContentOther => Ok(not_found()),
         Ep::V1ContentSearch => v1::content_search(st, &ctx, &q),
         Ep::V1Search => v1::search(st, &ctx, &q),
+        Ep::Download(page, name) => Ok(download(st, &ctx, &page, &name)),
+        Ep::Media(id) => Ok(media(st, &id, &q)),
         Ep::V1Spaces => v1::list_spaces(st, &ctx, &q),
         Ep::V1Space(key) => v1::space(st, &ctx, &q, &key),
         Ep::V1SpaceContent(key, t) => v1::space_content(st, &ctx, &q, &key, t.as_deref()),
@@ -402,6 +416,38 @@ pub(crate) fn dispatch(
         return v1::with_deprecation_headers(reply);
     }
     reply
+}
+
+/// Like Cloud, a download answers with a redirect to the media service, whose URL carries
+/// its own token (the fake serves it on the same origin).
+fn download(st: &State, ctx: &Ctx<'_>, page: &str, name: &str) -> Reply {
+    let found = st.contents.values().find(|c| {
+        c.kind == Kind::Attachment && c.parent_id.map(|p| p.to_string()).as_deref() == Some(page) && c.title == name
+    });
+    match found.filter(|c| !c.restricted && c.status == Status::Current) {
+        Some(c) => Reply { status: 302, content_type: "text/plain", body: Vec::new(), headers: Vec::new() }
+            .with_header("Location", format!("{}/media/{}/binary?token=t{}v{}", ctx.origin, c.id, c.id, c.version)),
+        None => not_found(),
+    }
+}
+
+/// The media service: the file's bytes for a valid token.
+fn media(st: &State, id: &str, q: &Query) -> Reply {
+    let found = id.parse::<u64>().ok().and_then(|id| st.contents.get(&id)).filter(|c| c.kind == Kind::Attachment);
+    match found {
+        Some(c) if q.get("token") == Some(format!("t{}v{}", c.id, c.version).as_str()) => {
+            let meta = c.attachment.as_ref().expect("an attachment has its bytes");
+            Reply {
+                status: 200,
+                content_type: "application/octet-stream",
+                body: meta.bytes.clone(),
+                headers: Vec::new(),
+            }
+            .with_header("X-Media-Type", meta.media_type.clone())
+        }
+        Some(_) => Reply::json(401, &json!({"error": "invalid or expired media token"})),
+        None => not_found(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -487,6 +533,12 @@ pub(crate) fn webui(space: &Space, c: &Content) -> String {
             c.id,
             c.id
         ),
+        Kind::Attachment => {
+            let page = c.parent_id.unwrap_or(0);
+            let path = format!("/{page}/{}/{}", c.id, c.title);
+            let preview = percent_encoding::utf8_percent_encode(&path, percent_encoding::NON_ALPHANUMERIC);
+            format!("/pages/viewpageattachments.action?pageId={page}&preview={preview}")
+        }
     }
 }
 
@@ -590,7 +642,7 @@ pub(crate) fn content_json(st: &State, ctx: &Ctx<'_>, c: &Content, body_format: 
             "body": body_json(c, body_format),
             "_links": links,
         }),
-        Kind::BlogPost | Kind::Comment => json!({
+        Kind::BlogPost | Kind::Comment | Kind::Attachment => json!({
             "id": c.id.to_string(),
             "status": c.status.as_str(),
             "title": c.title,
@@ -686,7 +738,7 @@ fn status_matches(c: &Content, statuses: &Option<Vec<String>>) -> bool {
     match statuses {
         None => match c.kind {
             Kind::Page => matches!(c.status, Status::Current | Status::Archived),
-            Kind::BlogPost | Kind::Comment => c.status == Status::Current,
+            Kind::BlogPost | Kind::Comment | Kind::Attachment => c.status == Status::Current,
         },
         Some(list) => list.iter().any(|s| s == "any" || s == c.status.as_str()),
     }

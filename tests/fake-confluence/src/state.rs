@@ -63,6 +63,18 @@ pub(crate) enum Kind {
     /// A footer or inline comment (or a reply) on a page or blog post: `parent_id` is the
     /// commented content, [`Content::comment`] the rest.
     Comment,
+    /// A file attached to a page or blog post (`parent_id`); `title` is its file name,
+    /// [`Content::attachment`] its bytes.
+    Attachment,
+}
+
+/// What only an attachment has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AttachmentMeta {
+    /// Its media type, e.g. `application/pdf`.
+    pub media_type: String,
+    /// The file.
+    pub bytes: Vec<u8>,
 }
 
 /// What only a comment has.
@@ -83,6 +95,7 @@ impl Kind {
             Kind::Page => "page",
             Kind::BlogPost => "blogpost",
             Kind::Comment => "comment",
+            Kind::Attachment => "attachment",
         }
     }
 }
@@ -123,6 +136,8 @@ pub(crate) struct Content {
     pub restricted: bool,
     /// Set for comments.
     pub comment: Option<CommentMeta>,
+    /// Set for attachments.
+    pub attachment: Option<AttachmentMeta>,
 }
 
 /// A pending injected failure (rate limit / overload simulation).
@@ -273,7 +288,7 @@ impl State {
                     .count() as i64;
                 siblings * 256 + 1
             }
-            Kind::BlogPost | Kind::Comment => 0,
+            Kind::BlogPost | Kind::Comment | Kind::Attachment => 0,
         };
         self.insert_at(kind, space_id, parent_id, title, storage, position)
     }
@@ -308,8 +323,18 @@ impl State {
                 modified_at: now,
                 restricted: false,
                 comment: None,
+                attachment: None,
             },
         );
+        id
+    }
+
+    /// Attaches a file to a page or blog post. Panics on an unknown id.
+    pub fn add_attachment(&mut self, on: u64, file_name: &str, media_type: &str, bytes: Vec<u8>) -> u64 {
+        let space_id =
+            self.contents.get(&on).unwrap_or_else(|| panic!("fake-confluence: unknown content id {on}")).space_id;
+        let id = self.insert_at(Kind::Attachment, space_id, Some(on), file_name, "", 0);
+        self.content_mut(id).attachment = Some(AttachmentMeta { media_type: media_type.to_string(), bytes });
         id
     }
 

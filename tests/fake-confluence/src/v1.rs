@@ -122,7 +122,19 @@ fn content_v1(st: &State, ctx: &Ctx<'_>, c: &Content, expand: &[String]) -> Valu
     } else {
         expandable.insert("space".into(), json!(space_link));
     }
-    let commented = c.comment.as_ref().and(c.parent_id).and_then(|id| st.contents.get(&id));
+    let commented = match c.kind {
+        Kind::Comment | Kind::Attachment => c.parent_id.and_then(|id| st.contents.get(&id)),
+        _ => None,
+    };
+    if let Some(meta) = &c.attachment {
+        let page = c.parent_id.unwrap_or(0);
+        let name = percent_encoding::utf8_percent_encode(&c.title, percent_encoding::NON_ALPHANUMERIC);
+        v["extensions"] = json!({"mediaType": meta.media_type, "fileSize": meta.bytes.len(), "comment": ""});
+        v["_links"]["download"] = json!(format!(
+            "/download/attachments/{page}/{name}?version={}&modificationDate={}&api=v2",
+            c.version, c.modified_at
+        ));
+    }
     if let Some(meta) = &c.comment {
         v["extensions"] = json!({
             "location": if meta.selection.is_some() { "inline" } else { "footer" },

@@ -165,24 +165,95 @@ impl<'t> Client<'t> {
         })
     }
 
-    /// GETs a file (an attachment's `download` link). Confluence answers with a redirect to
-    /// its media service, whose URL carries a token of its own: the redirect is followed
-    /// once, and the account's credentials go only to the site itself.
-    pub fn get_file(&self, path_or_link: &str) -> Result<Vec<u8>, ApiError> {
-        let url = self.url(path_or_link)?;
-        let first = self.retrying(&url, true, true, Ok)?;
+    /// GETs files (attachments' `download` links), all in flight at once. Confluence
+    /// answers each with a redirect to its media service, whose URL carries a token of its
+    /// own: the redirect is followed once, and the account's credentials go only to the site
+    /// itself. A file whose first try fails is fetched again on its own, with the retries
+    /// of [`Client::get_json`].
+    pub fn get_files(&self, paths_or_links: &[String]) -> Vec<Result<Vec<u8>, ApiError>> {
+        let urls: Vec<Result<String, ApiError>> = paths_or_links.iter().map(|p| self.url(p)).collect();
+        let requests: Vec<Request> = urls.iter().flatten().map(|url| self.request(url)).collect();
+        requests.iter().for_each(|_| self.count(false));
+        let mut first = self.transport.send_all(requests).into_iter();
+        // Each file's answer so far: the body, a redirect to follow, or a retry to make.
+        let mut steps: Vec<Result<FileStep, ApiError>> = urls
+            .into_iter()
+            .map(|url| {
+                let url = url?;
+                Ok(match first.next() {
+                    Some(Ok(response)) if (200..300).contains(&response.status) => FileStep::Body(response.body),
+                    Some(Ok(response)) if (300..400).contains(&response.status) => {
+                        FileStep::Follow(self.redirect_target(&url, &response)?)
+                    }
+                    _ => FileStep::Retry(url, true),
+                })
+            })
+            .collect();
+        let follows: Vec<Request> = steps
+            .iter()
+            .filter_map(|step| match step {
+                Ok(FileStep::Follow(target)) => Some(self.file_request(target)),
+                _ => None,
+            })
+            .collect();
+        follows.iter().for_each(|_| self.count(false));
+        let mut second = self.transport.send_all(follows).into_iter();
+        for step in steps.iter_mut() {
+            if let Ok(FileStep::Follow(target)) = step {
+                *step = Ok(match second.next() {
+                    Some(Ok(response)) if (200..300).contains(&response.status) => FileStep::Body(response.body),
+                    _ => FileStep::Retry(target.clone(), false),
+                });
+            }
+        }
+        steps
+            .into_iter()
+            .map(|step| match step? {
+                FileStep::Body(body) => Ok(body),
+                FileStep::Retry(url, true) => self.get_file(&url),
+                FileStep::Retry(url, false) => {
+                    let authorized = self.same_site(&url);
+                    Ok(self.retrying(&url, authorized, false, Ok)?.body)
+                }
+                FileStep::Follow(_) => unreachable!("every redirect was followed above"),
+            })
+            .collect()
+    }
+
+    /// GETs one file, following its redirect once (see [`Client::get_files`]).
+    fn get_file(&self, url: &str) -> Result<Vec<u8>, ApiError> {
+        let first = self.retrying(url, true, true, Ok)?;
         if !(300..400).contains(&first.status) {
             return Ok(first.body);
         }
-        let location = first.header("location").unwrap_or_default().to_string();
-        let target = url::Url::parse(&url).and_then(|base| base.join(&location)).map_err(|_| ApiError::Rejected {
-            url: url.clone(),
-            status: first.status,
+        let target = self.redirect_target(url, &first)?;
+        let authorized = self.same_site(&target);
+        Ok(self.retrying(&target, authorized, false, Ok)?.body)
+    }
+
+    fn redirect_target(&self, url: &str, response: &Response) -> Result<String, ApiError> {
+        let location = response.header("location").unwrap_or_default();
+        url::Url::parse(url).and_then(|base| base.join(location)).map(String::from).map_err(|_| ApiError::Rejected {
+            url: url.to_string(),
+            status: response.status,
             message: "a redirect without a usable Location".into(),
-        })?;
-        let same_site = url::Url::parse(&self.api_base).is_ok_and(|base| base.origin() == target.origin());
-        let second = self.retrying(target.as_str(), same_site, false, Ok)?;
-        Ok(second.body)
+        })
+    }
+
+    /// Whether `url` is on the site itself (where the account's credentials may go).
+    fn same_site(&self, url: &str) -> bool {
+        match (url::Url::parse(&self.api_base), url::Url::parse(url)) {
+            (Ok(base), Ok(target)) => base.origin() == target.origin(),
+            _ => false,
+        }
+    }
+
+    fn file_request(&self, url: &str) -> Request {
+        let mut request = self.request(url);
+        if !self.same_site(url) {
+            request.headers.retain(|(name, _)| name != "authorization");
+        }
+        request
     }
 
     /// GETs `url` until `answer` takes a response, retrying 429/5xx, broken connections and
@@ -287,6 +358,14 @@ impl<'t> Client<'t> {
         };
         delay.min(self.policy.max_delay)
     }
+}
+
+/// Where one file of [`Client::get_files`] stands.
+enum FileStep {
+    Body(Vec<u8>),
+    Follow(String),
+    /// Fetch again with retries; `true` when the site's own link is to be fetched.
+    Retry(String, bool),
 }
 
 enum Outcome {

@@ -428,9 +428,48 @@ impl Engine<'_> {
         );
         let listing: Listing<Attachment> = fetch_listing(client, &link, |_| false)?;
         let mut uncommitted = StepWrites::default();
-        for attachment in listing.results.into_iter().filter(|a| batch.contains(&a.id)) {
+        // Gone since it was listed: not in the answer, out of the queue below.
+        let (wanted, left_out): (Vec<_>, Vec<_>) = listing
+            .results
+            .into_iter()
+            .filter(|a| batch.contains(&a.id))
+            .map(|attachment| {
+                let format = admissible(connection, &attachment).and_then(|format| {
+                    attachment.links.download.as_deref().map(|d| (format, v1_link(d))).ok_or(Skip::Unreadable)
+                });
+                (attachment, format)
+            })
+            .partition(|(_, format)| format.is_ok());
+        for (_, format) in left_out {
+            if let Err(skip) = format {
+                *memory.progress.skipped.entry(skip.label().to_string()).or_default() += 1;
+            }
+        }
+        // A step holds its files in memory together: at most DOWNLOAD_BYTES_PER_STEP of them
+        // (and always one); the others wait for the next step.
+        let mut budget = 0u64;
+        let (wanted, later): (Vec<_>, Vec<_>) = wanted.into_iter().enumerate().partition(|(n, (attachment, _))| {
+            budget += attachment.extensions.file_size;
+            *n == 0 || budget <= DOWNLOAD_BYTES_PER_STEP
+        });
+        let wanted: Vec<_> = wanted.into_iter().map(|(_, item)| item).collect();
+        let later: HashSet<String> = later.into_iter().map(|(_, (attachment, _))| attachment.id).collect();
+        let links: Vec<String> =
+            wanted.iter().filter_map(|(_, f)| f.as_ref().ok().map(|(_, link)| link.clone())).collect();
+        let files = client.get_files(&links);
+        for ((attachment, format), file) in wanted.into_iter().zip(files) {
+            let Ok((format, _)) = format else { continue };
             memory.progress.fetched += 1;
-            match self.index_attachment(client, connection, memory, &attachment)? {
+            let bytes = match file {
+                Ok(bytes) => bytes,
+                Err(ApiError::NotFound { .. } | ApiError::Gone { .. }) => continue,
+                Err(ApiError::Denied(_)) => {
+                    *memory.progress.skipped.entry(Skip::Refused.label().to_string()).or_default() += 1;
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            match self.index_attachment(connection, memory, &attachment, format, &bytes)? {
                 Ok(record) => {
                     uncommitted.indexed();
                     uncommitted.record(attachment.id.clone(), encode(&record));
@@ -461,7 +500,8 @@ impl Engine<'_> {
         }
         self.record(memory, uncommitted)?;
         // Gone since it was listed, or done: either way out of the queue.
-        let done: HashSet<String> = batch.into_iter().map(|id| format!("a:{id}")).collect();
+        let done: HashSet<String> =
+            batch.into_iter().filter(|id| !later.contains(id)).map(|id| format!("a:{id}")).collect();
         run.pending.retain(|p| !done.contains(p));
         if run.pending.is_empty() {
             run.phase = Phase::Count;
@@ -469,30 +509,20 @@ impl Engine<'_> {
         Ok(Advance::More)
     }
 
-    /// Downloads one attachment, extracts its text and indexes it; the record to write, or
-    /// why it is left out. Only a failure of the site or the host fails the step.
+    /// Extracts a downloaded attachment's text and indexes it; the record to write, or why
+    /// it is left out. Only a failure of the host fails the step.
     fn index_attachment(
         &self,
-        client: &Client<'_>,
         connection: &Connection,
         memory: &Memory,
         attachment: &Attachment,
+        format: extract::Format,
+        bytes: &[u8],
     ) -> Result<Result<DocRecord, Skip>, RunFailure> {
-        let format = match admissible(connection, attachment) {
-            Ok(format) => format,
-            Err(skip) => return Ok(Err(skip)),
-        };
-        let Some(download) = attachment.links.download.as_deref() else { return Ok(Err(Skip::Unreadable)) };
-        let bytes = match client.get_file(&v1_link(download)) {
-            Ok(bytes) => bytes,
-            Err(ApiError::NotFound { .. } | ApiError::Gone { .. }) => return Ok(Err(Skip::Unreadable)),
-            Err(ApiError::Denied(_)) => return Ok(Err(Skip::Refused)),
-            Err(error) => return Err(error.into()),
-        };
         if bytes.len() as u64 > connection.attachment_max_bytes {
             return Ok(Err(Skip::TooLarge));
         }
-        let xhtml = match extract::extract(format, &bytes, connection.attachment_max_chars as usize) {
+        let xhtml = match extract::extract(format, bytes, connection.attachment_max_chars as usize) {
             Ok(xhtml) => xhtml,
             Err(skip) => return Ok(Err(skip)),
         };
@@ -827,8 +857,11 @@ fn admissible(connection: &Connection, attachment: &Attachment) -> Result<extrac
     Ok(format)
 }
 
-/// Attachments downloaded per step.
+/// Attachments downloaded per step, at most.
 const DOWNLOADS_PER_STEP: usize = 8;
+/// Bytes of attachments a step downloads at most (a single larger file still goes alone),
+/// so that the files of one step fit the guest's memory together.
+const DOWNLOAD_BYTES_PER_STEP: u64 = 48_000_000;
 
 /// What the attachment listing and metadata lookups expand.
 const ATTACHMENT_EXPANSIONS: &str = "version,container,extensions";

@@ -377,6 +377,46 @@ pub fn generate_comments(site: &FakeConfluence, key: &str, every: usize, seed: u
     added
 }
 
+/// Attaches a small generated file to every `every`-th page of space `key`, alternating a
+/// Markdown note and a CSV table. Deterministic in `seed`. Returns how many were attached.
+pub fn generate_attachments(site: &FakeConfluence, key: &str, every: usize, seed: u64) -> usize {
+    let mut st = site.state();
+    let Some(space_id) = st.space_by_key(key).map(|s| s.id) else {
+        return 0;
+    };
+    let pages: Vec<u64> = st
+        .contents
+        .values()
+        .filter(|c| c.kind == Kind::Page && c.space_id == space_id && c.status == Status::Current)
+        .map(|c| c.id)
+        .collect();
+    let mut r = Rng(mix(seed ^ 0xa77a));
+    let mut added = 0;
+    for (n, page) in pages.into_iter().enumerate().filter(|(n, _)| n % every.max(1) == 0) {
+        let mut text = String::new();
+        paragraph(&mut r, &mut text);
+        let text = text.replace("<p>", "").replace("</p>", "");
+        if added % 2 == 0 {
+            st.add_attachment(
+                page,
+                &format!("notes-{n}.md"),
+                "text/markdown",
+                format!("# Notes {n}\n\n{text}\n").into_bytes(),
+            );
+        } else {
+            let rows: String = text.split(". ").map(|s| format!("{n},\"{}\"\n", s.replace('"', "'"))).collect();
+            st.add_attachment(
+                page,
+                &format!("table-{n}.csv"),
+                "text/csv",
+                format!("page,sentence\n{rows}").into_bytes(),
+            );
+        }
+        added += 1;
+    }
+    added
+}
+
 /// Publishes a new version with a changed body for `fraction` (0..=1, rounded) of the current
 /// pages of space `key`, chosen deterministically from `seed`. Returns how many pages were edited
 /// (0 for an unknown space).

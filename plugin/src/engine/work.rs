@@ -245,44 +245,22 @@ impl Engine<'_> {
         Ok(uncommitted.apply(self.index, self.kv, &docs_bucket(&memory.id))?)
     }
 
-    /// Takes the next pages of the space's comment listing, [`LISTING_PAGES_PER_STEP`] at
-    /// most. A site that answers no comment search (the endpoint gone or refused) ends the
-    /// phase without failing the run: the comments indexed before are kept.
+    /// Takes the next pages of the space's comment listing. A site that answers no comment
+    /// search (the endpoint gone or refused) ends the phase without failing the run: the
+    /// comments indexed before are kept.
     fn comments(&self, client: &Client<'_>, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
         let with_bodies = run.kind == RunKind::Ingest;
         let mut uncommitted = StepWrites::default();
-        for _ in 0..LISTING_PAGES_PER_STEP {
-            let link = run.cursor.clone().unwrap_or_else(|| comments_start(&memory.space_key, with_bodies));
-            let listing: Listing<Comment> =
-                match fetch_listing(client, &link, |next| run.visited.contains(&hash_of(&v1_link(next)))) {
-                    Ok(listing) => listing,
-                    Err(error) if search_unavailable(&error) => {
-                        run.comments_unavailable = true;
-                        start_phase(run, Phase::Attachments);
-                        break;
-                    }
-                    Err(error) => return Err(error.into()),
-                };
-            memory.progress.listed += listing.results.len() as u32;
-            memory.progress.known += listing.results.len() as u32;
-            let next = listing.links.next.as_deref().map(v1_link);
-            if let Some(next) = next.as_deref().filter(|n| *n != link && !run.visited.contains(&hash_of(n))) {
-                client.prefetch(next);
-            }
-            self.absorb_comments(client, memory, run, listing.results, with_bodies, &mut uncommitted)?;
-            match next {
-                Some(next) => {
-                    let fingerprint = hash_of(&next);
-                    if run.visited.contains(&fingerprint) || next == link {
-                        return Err(RunFailure::Api(ApiError::Looping(next)));
-                    }
-                    run.visited.push(fingerprint);
-                    run.cursor = Some(next);
-                }
-                None => {
-                    start_phase(run, Phase::Attachments);
-                    break;
-                }
+        let start = comments_start(&memory.space_key, with_bodies);
+        let end = self.search_pages(client, memory, run, &start, |memory, run, comments: Vec<Comment>| {
+            self.absorb_comments(client, memory, run, comments, with_bodies, &mut uncommitted)
+        })?;
+        match end {
+            SearchEnd::More => {}
+            SearchEnd::Complete => start_phase(run, Phase::Attachments),
+            SearchEnd::Unavailable => {
+                run.comments_unavailable = true;
+                start_phase(run, Phase::Attachments);
             }
         }
         self.record(memory, uncommitted)?;
@@ -300,16 +278,35 @@ impl Engine<'_> {
         run: &mut Run,
     ) -> Result<Advance, RunFailure> {
         let mut uncommitted = StepWrites::default();
+        let start = attachments_start(&memory.space_key);
+        let end = self.search_pages(client, memory, run, &start, |memory, run, attachments: Vec<Attachment>| {
+            self.absorb_attachments(connection, memory, run, attachments, &mut uncommitted)
+        })?;
+        if end != SearchEnd::More {
+            run.attachments_unavailable = end == SearchEnd::Unavailable;
+            start_phase(run, if run.pending.is_empty() { Phase::Count } else { Phase::Fetch });
+        }
+        self.record(memory, uncommitted)?;
+        Ok(Advance::More)
+    }
+
+    /// Takes the next pages of a paged CQL search, [`LISTING_PAGES_PER_STEP`] at most, from
+    /// the run's cursor (or `start`), handing each page's results to `absorb`; the next page
+    /// travels while the current one is absorbed.
+    fn search_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        client: &Client<'_>,
+        memory: &mut Memory,
+        run: &mut Run,
+        start: &str,
+        mut absorb: impl FnMut(&mut Memory, &mut Run, Vec<T>) -> Result<(), RunFailure>,
+    ) -> Result<SearchEnd, RunFailure> {
         for _ in 0..LISTING_PAGES_PER_STEP {
-            let link = run.cursor.clone().unwrap_or_else(|| attachments_start(&memory.space_key));
-            let listing: Listing<Attachment> =
+            let link = run.cursor.clone().unwrap_or_else(|| start.to_string());
+            let listing: Listing<T> =
                 match fetch_listing(client, &link, |next| run.visited.contains(&hash_of(&v1_link(next)))) {
                     Ok(listing) => listing,
-                    Err(error) if search_unavailable(&error) => {
-                        run.attachments_unavailable = true;
-                        start_phase(run, if run.pending.is_empty() { Phase::Count } else { Phase::Fetch });
-                        break;
-                    }
+                    Err(error) if search_unavailable(&error) => return Ok(SearchEnd::Unavailable),
                     Err(error) => return Err(error.into()),
                 };
             memory.progress.listed += listing.results.len() as u32;
@@ -318,24 +315,16 @@ impl Engine<'_> {
             if let Some(next) = next.as_deref().filter(|n| *n != link && !run.visited.contains(&hash_of(n))) {
                 client.prefetch(next);
             }
-            self.absorb_attachments(connection, memory, run, listing.results, &mut uncommitted)?;
-            match next {
-                Some(next) => {
-                    let fingerprint = hash_of(&next);
-                    if run.visited.contains(&fingerprint) || next == link {
-                        return Err(RunFailure::Api(ApiError::Looping(next)));
-                    }
-                    run.visited.push(fingerprint);
-                    run.cursor = Some(next);
-                }
-                None => {
-                    start_phase(run, if run.pending.is_empty() { Phase::Count } else { Phase::Fetch });
-                    break;
-                }
+            absorb(memory, run, listing.results)?;
+            let Some(next) = next else { return Ok(SearchEnd::Complete) };
+            let fingerprint = hash_of(&next);
+            if run.visited.contains(&fingerprint) || next == link {
+                return Err(RunFailure::Api(ApiError::Looping(next)));
             }
+            run.visited.push(fingerprint);
+            run.cursor = Some(next);
         }
-        self.record(memory, uncommitted)?;
-        Ok(Advance::More)
+        Ok(SearchEnd::More)
     }
 
     /// Whether a content record of this memory says `container` is in the current run.
@@ -825,6 +814,17 @@ fn comment_label(comment: &Comment) -> String {
         label.push_str(&format!(", on \u{201c}{short}{more}\u{201d}"));
     }
     label
+}
+
+/// Where a paged search stands after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SearchEnd {
+    /// More pages to take.
+    More,
+    /// The last page was taken.
+    Complete,
+    /// The site answers no such search.
+    Unavailable,
 }
 
 /// Whether a search failure means the site offers no such search (an endpoint gone or

@@ -346,20 +346,19 @@ pub fn generate_space(site: &FakeConfluence, key: &str, pages: usize, seed: u64)
     space_id.to_string()
 }
 
+/// The ids of the current pages of space `key`, in id order (`None`: no such space).
+fn current_pages(st: &crate::state::State, key: &str) -> Option<Vec<u64>> {
+    let space_id = st.space_by_key(key)?.id;
+    let pages = st.contents.values().filter(|c| c.kind == Kind::Page && c.space_id == space_id);
+    Some(pages.filter(|c| c.status == Status::Current).map(|c| c.id).collect())
+}
+
 /// Adds comments to the pages of space `key`: a footer comment on every `every`-th page and a
 /// reply to every fourth of those, each a paragraph of generated text. Deterministic in
 /// `seed`. Returns how many comments were added (0 for an unknown space).
 pub fn generate_comments(site: &FakeConfluence, key: &str, every: usize, seed: u64) -> usize {
     let mut st = site.state();
-    let Some(space_id) = st.space_by_key(key).map(|s| s.id) else {
-        return 0;
-    };
-    let pages: Vec<u64> = st
-        .contents
-        .values()
-        .filter(|c| c.kind == Kind::Page && c.space_id == space_id && c.status == Status::Current)
-        .map(|c| c.id)
-        .collect();
+    let Some(pages) = current_pages(&st, key) else { return 0 };
     let mut r = Rng(mix(seed ^ 0xc0ff));
     let mut added = 0;
     for (n, page) in pages.into_iter().enumerate().filter(|(n, _)| n % every.max(1) == 0) {
@@ -381,15 +380,7 @@ pub fn generate_comments(site: &FakeConfluence, key: &str, every: usize, seed: u
 /// Markdown note and a CSV table. Deterministic in `seed`. Returns how many were attached.
 pub fn generate_attachments(site: &FakeConfluence, key: &str, every: usize, seed: u64) -> usize {
     let mut st = site.state();
-    let Some(space_id) = st.space_by_key(key).map(|s| s.id) else {
-        return 0;
-    };
-    let pages: Vec<u64> = st
-        .contents
-        .values()
-        .filter(|c| c.kind == Kind::Page && c.space_id == space_id && c.status == Status::Current)
-        .map(|c| c.id)
-        .collect();
+    let Some(pages) = current_pages(&st, key) else { return 0 };
     let mut r = Rng(mix(seed ^ 0xa77a));
     let mut added = 0;
     for (n, page) in pages.into_iter().enumerate().filter(|(n, _)| n % every.max(1) == 0) {

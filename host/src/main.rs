@@ -156,6 +156,9 @@ enum Command {
         /// Only these memories (default: all).
         #[arg(long = "memory")]
         memories: Vec<String>,
+        /// Only pages (blog posts, files) with this label (repeatable: any of them).
+        #[arg(long = "label")]
+        labels: Vec<String>,
         /// Print one JSON document.
         #[arg(long)]
         json: bool,

@@ -367,6 +367,8 @@ pub struct PassageView {
     pub space_key: String,
     /// Memory id.
     pub memory: String,
+    /// The page's (blog post's, attachment's) labels.
+    pub labels: Vec<String>,
 }
 
 impl From<&Passage> for PassageView {
@@ -382,6 +384,7 @@ impl From<&Passage> for PassageView {
             modified_at: p.modified_at.clone(),
             space_key: p.source_key.clone(),
             memory: p.memory_id.clone(),
+            labels: p.labels.clone(),
         }
     }
 }

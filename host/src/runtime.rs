@@ -731,15 +731,23 @@ impl Instance {
         guarded!(self, call_retrieve(question, memory_ids, limit))
     }
 
-    /// Passages for a question, at most `per_document` per page (0: raw passages).
+    /// Passages for a question, at most `per_document` per page (0: raw passages), of
+    /// documents with one of `labels` (any when empty).
     pub async fn retrieve_with(
         &mut self,
         question: &str,
         memory_ids: &[String],
         limit: u32,
         per_document: u32,
+        labels: &[String],
     ) -> Result<Result<Vec<types::Passage>, types::ConnectorError>> {
-        let options = types::RetrieveOptions { memory_ids: memory_ids.to_vec(), limit, per_document };
+        if !labels.is_empty() && matches!(self.exports, Exports::V0_1(_)) {
+            return Ok(Err(types::ConnectorError::InvalidInput(
+                "this connector (knowledge:connector 0.1) cannot filter by label".into(),
+            )));
+        }
+        let options =
+            types::RetrieveOptions { memory_ids: memory_ids.to_vec(), limit, per_document, labels: labels.to_vec() };
         guarded!(
             self,
             call_retrieve_with(question, &options),

@@ -70,7 +70,7 @@ impl Connector for Confluence {
         question: &str,
         options: &sdk::RetrieveOptions,
     ) -> Result<Vec<sdk::Passage>, ConnectorError> {
-        engine(caps).retrieve(question, &options.memory_ids, options.limit, options.per_document)
+        engine(caps).retrieve(question, &options.memory_ids, options.limit, options.per_document, &options.labels)
     }
 
     fn status(caps: Capabilities<'_>) -> Result<sdk::InstanceStatus, ConnectorError> {
@@ -118,10 +118,14 @@ fn memory(m: records::Memory) -> sdk::Memory {
             fetched: p.fetched,
             updated: p.updated,
             deleted: p.deleted,
-            counts: [("comments".to_string(), p.comments), ("attachments".to_string(), p.attachments)]
-                .into_iter()
-                .chain(p.skipped)
-                .collect(),
+            counts: [
+                ("labels".to_string(), p.labels),
+                ("comments".to_string(), p.comments),
+                ("attachments".to_string(), p.attachments),
+            ]
+            .into_iter()
+            .chain(p.skipped)
+            .collect(),
         },
         synced_at: m.synced_at,
     }

@@ -275,6 +275,43 @@ pub struct AttachmentLinks {
     pub webui: Option<String>,
 }
 
+/// A `GET /spaces/{id}/content/labels` entry.
+#[derive(Debug, Deserialize)]
+pub struct Label {
+    /// The label.
+    pub name: String,
+}
+
+/// Content with its labels, as a CQL search expanded with `metadata.labels` answers it.
+#[derive(Debug, Deserialize)]
+pub struct Labelled {
+    /// Content id.
+    #[serde(deserialize_with = "id_string")]
+    pub id: String,
+    /// `metadata.labels.results[].name`.
+    #[serde(default)]
+    pub metadata: LabelledMetadata,
+}
+
+/// The metadata of [`Labelled`].
+#[derive(Debug, Default, Deserialize)]
+pub struct LabelledMetadata {
+    /// Its labels.
+    #[serde(default)]
+    pub labels: Option<Listing<Label>>,
+}
+
+impl Labelled {
+    /// The label names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.metadata.labels.iter().flat_map(|l| l.results.iter().map(|label| label.name.clone())).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
 impl Comment {
     /// The storage-format body, or empty.
     pub fn storage(&self) -> &str {

@@ -136,6 +136,9 @@ pub struct Progress {
     /// Attachments whose text was indexed in this run.
     #[serde(default)]
     pub attachments: u32,
+    /// Distinct labels of the space's content seen in this run.
+    #[serde(default)]
+    pub labels: u32,
     /// Attachments left out, by reason (`attachments skipped: too large`, ...).
     #[serde(default)]
     pub skipped: std::collections::BTreeMap<String, u32>,
@@ -153,6 +156,8 @@ pub enum RunKind {
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
+    /// Listing the labels of the space's content (in bulk).
+    Labels,
     /// Listing pages.
     Pages,
     /// Listing blog posts.
@@ -173,6 +178,7 @@ impl Phase {
     /// Human label.
     pub fn label(self) -> &'static str {
         match self {
+            Phase::Labels => "listing labels",
             Phase::Pages => "listing pages",
             Phase::BlogPosts => "listing blog posts",
             Phase::Comments => "listing comments",
@@ -208,6 +214,16 @@ pub struct Run {
     /// Likewise for attachments.
     #[serde(default)]
     pub attachments_unavailable: bool,
+    /// The searches that list labelled content, still to run (`None` until the space's
+    /// labels are known).
+    #[serde(default)]
+    pub label_searches: Option<Vec<String>>,
+    /// The labels of the space's content, by content id (unlabelled content is absent).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, Vec<String>>,
+    /// The site answered no label search: documents keep the labels they had.
+    #[serde(default)]
+    pub labels_unavailable: bool,
 }
 
 impl Run {
@@ -215,7 +231,7 @@ impl Run {
     pub fn start(kind: RunKind, allow_mass_delete: bool) -> Run {
         Run {
             kind,
-            phase: Phase::Pages,
+            phase: Phase::Labels,
             cursor: None,
             visited: Vec::new(),
             pending: Vec::new(),
@@ -223,6 +239,9 @@ impl Run {
             allow_mass_delete,
             comments_unavailable: false,
             attachments_unavailable: false,
+            label_searches: None,
+            labels: Default::default(),
+            labels_unavailable: false,
         }
     }
 }
@@ -285,6 +304,9 @@ pub struct DocRecord {
     /// not downloaded again until it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// Its labels, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 pub use connector_sdk::types::{ConfigField, Passage};

@@ -321,7 +321,7 @@ fn retrieve_answers_from_the_ingested_pages_with_citations() {
     let engine = stores.engine(&transport);
 
     let passages =
-        engine.retrieve("rotate the key of service42", std::slice::from_ref(&memory_id), 5, 1).expect("retrieve");
+        engine.retrieve("rotate the key of service42", std::slice::from_ref(&memory_id), 5, 1, &[]).expect("retrieve");
     let first = passages.first().expect("an answer");
     assert_eq!(first.title, "Runbook 42");
     assert!(first.url.starts_with(&site.origin()), "{}", first.url);

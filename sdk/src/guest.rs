@@ -386,7 +386,12 @@ impl<C: Connector> wit::Guest for Component<C> {
         memory_ids: Vec<String>,
         limit: u32,
     ) -> Result<Vec<types::Passage>, types::ConnectorError> {
-        let options = sdk::RetrieveOptions { memory_ids, limit, per_document: crate::rank::DEFAULT_PER_DOCUMENT };
+        let options = sdk::RetrieveOptions {
+            memory_ids,
+            limit,
+            per_document: crate::rank::DEFAULT_PER_DOCUMENT,
+            labels: Vec::new(),
+        };
         answer::<C>(&question, &options)
     }
 
@@ -398,6 +403,7 @@ impl<C: Connector> wit::Guest for Component<C> {
             memory_ids: options.memory_ids,
             limit: options.limit,
             per_document: options.per_document,
+            labels: options.labels,
         };
         answer::<C>(&question, &options)
     }
@@ -429,6 +435,7 @@ fn answer<C: Connector>(
             modified_at: p.modified_at,
             source_key: p.source_key,
             memory_id: p.memory_id,
+            labels: p.labels,
         })
         .collect())
 }

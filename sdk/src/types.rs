@@ -218,6 +218,8 @@ pub struct Passage {
     pub source_key: String,
     /// Memory id.
     pub memory_id: String,
+    /// The document's labels.
+    pub labels: Vec<String>,
 }
 
 /// How an answer is shaped.
@@ -229,6 +231,8 @@ pub struct RetrieveOptions {
     pub limit: u32,
     /// Passages per document at most; 0 for raw passages.
     pub per_document: u32,
+    /// Only documents with one of these labels (all when empty).
+    pub labels: Vec<String>,
 }
 
 /// Everything the connector instance holds.

@@ -97,7 +97,7 @@ async fn a_component_built_from_the_0_1_2_contract_runs_in_this_host() {
     let passages = instance.retrieve("alpha notes", &[], 3).await.unwrap().unwrap();
     assert_eq!(passages.len(), 1, "{passages:?}");
     assert!(passages[0].text.contains("cloudId") && passages[0].memory_id == "alpha", "{passages:?}");
-    let raw = instance.retrieve_with("tenant", &["alpha".to_string()], 2, 0).await.unwrap().unwrap();
+    let raw = instance.retrieve_with("tenant", &["alpha".to_string()], 2, 0, &[]).await.unwrap().unwrap();
     assert_eq!(raw.len(), 1, "{raw:?}");
     let again = instance.sync("alpha", false).await.unwrap().unwrap();
     assert_eq!(again.status, MemoryStatus::InProgress);

@@ -15,6 +15,7 @@ mod dashboard;
 mod faults;
 mod hostile_input;
 mod ingest;
+mod labels;
 mod mcp;
 mod operator_key;
 mod resume;

@@ -51,7 +51,11 @@ fn sync_applies_every_kind_of_change_and_fetches_only_what_changed() {
         "an unchanged sync fetches no bodies: {requests:?}"
     );
     assert_eq!(requests.len() as u64, progress["requests"].as_u64().unwrap());
-    assert_eq!(requests.len(), 4, "one listing each of pages, blog posts, comments and attachments: {requests:?}");
+    assert_eq!(
+        requests.len(),
+        5,
+        "one listing each of labels, pages, blog posts, comments and attachments: {requests:?}"
+    );
 
     world.site.edit_page(&edited, None, Some(&body("Policy", "employees get thirty days of vacation")));
     world.site.edit_page(&renamed, Some("Computers"), None);

@@ -185,6 +185,7 @@ impl Upgrade for types::Passage {
             modified_at: self.modified_at,
             source_key: self.source_key,
             memory_id: self.memory_id,
+            labels: Vec::new(),
         }
     }
 }
@@ -201,7 +202,8 @@ pub fn sync_options(options: current::SyncOptions) -> types::SyncOptions {
     types::SyncOptions { allow_mass_delete: options.allow_mass_delete }
 }
 
-/// `retrieve-with`'s options in 0.1.x terms.
+/// `retrieve-with`'s options in 0.1.x terms: 0.1.x has no labels, so a label filter
+/// cannot be passed on (the host refuses it before calling, see `Instance::retrieve_with`).
 pub fn retrieve_options(options: &current::RetrieveOptions) -> types::RetrieveOptions {
     types::RetrieveOptions {
         memory_ids: options.memory_ids.clone(),

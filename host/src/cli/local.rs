@@ -136,8 +136,9 @@ pub async fn run(cli: &Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ask { question, limit, per_document, memories, json } => {
-            let passages = instance.retrieve_with(question, memories, *limit, *per_document).await?.map_err(fail)?;
+        Command::Ask { question, limit, per_document, memories, labels, json } => {
+            let passages =
+                instance.retrieve_with(question, memories, *limit, *per_document, labels).await?.map_err(fail)?;
             print_passages(&AskView { passages: passages.iter().map(PassageView::from).collect() }, *json);
             Ok(ExitCode::SUCCESS)
         }

@@ -145,9 +145,10 @@ pub async fn through_service(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
             output::print_audit(&entries, *json);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ask { question, limit, per_document, memories, json } => {
-            let body =
-                json!({"question": question, "limit": limit, "per_document": per_document, "memories": memories});
+        Command::Ask { question, limit, per_document, memories, labels, json } => {
+            let body = json!({
+                "question": question, "limit": limit, "per_document": per_document, "memories": memories, "labels": labels
+            });
             let answer: AskView = remote.call(Method::POST, "/ask", Some(body)).await?;
             print_passages(&answer, *json);
             Ok(ExitCode::SUCCESS)

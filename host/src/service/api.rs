@@ -527,6 +527,9 @@ pub struct AskRequest {
     /// Passages per page, at most (default 1: distinct sources; 0: raw passages, ranked one
     /// by one).
     pub per_document: Option<u32>,
+    /// Only pages (blog posts, files) with one of these labels (default: any).
+    #[serde(default)]
+    pub labels: Vec<String>,
 }
 
 /// Passages that answer a question, with citations (every role).
@@ -537,7 +540,8 @@ async fn ask(
     caller: Caller,
     Body(body): Body<AskRequest>,
 ) -> Result<Json<AskView>, ApiError> {
-    let passages = service.ask(&caller, &body.question, body.limit, body.per_document, &body.memories).await?;
+    let passages =
+        service.ask(&caller, &body.question, body.limit, body.per_document, &body.memories, &body.labels).await?;
     Ok(Json(AskView { passages }))
 }
 
@@ -550,6 +554,7 @@ impl Service {
         limit: Option<u32>,
         per_document: Option<u32>,
         memories: &[String],
+        labels: &[String],
     ) -> Result<Vec<PassageView>, ApiError> {
         let started = Instant::now();
         if question.trim().is_empty() {
@@ -564,7 +569,7 @@ impl Service {
             return Err(ApiError::invalid("per_document must be between 0 and 100"));
         }
         let mut instance = self.readers.get(&caller.instance).await?;
-        let passages = instance.retrieve_with(question, memories, limit, per_document).await??;
+        let passages = instance.retrieve_with(question, memories, limit, per_document, labels).await??;
         self.metrics.ask(started.elapsed().as_secs_f64());
         Ok(passages.iter().map(PassageView::from).collect())
     }

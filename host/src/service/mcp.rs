@@ -107,7 +107,8 @@ impl KnowledgeTools {
     ) -> Result<Json<SearchResults>, String> {
         let caller = caller(&parts)?;
         let memories = args.memories.unwrap_or_default();
-        let passages = self.service.ask(&caller, &args.query, args.limit, None, &memories).await.map_err(describe)?;
+        let passages =
+            self.service.ask(&caller, &args.query, args.limit, None, &memories, &[]).await.map_err(describe)?;
         Ok(Json(SearchResults {
             results: passages
                 .into_iter()

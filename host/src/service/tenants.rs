@@ -300,7 +300,16 @@ impl Worker {
             return None;
         }
         let documents = match self.tenant.instance().await.status().await {
-            Ok(status) => status.memories.iter().map(|m| u64::from(m.documents)).sum(),
+            // A run's documents are counted at its end; while it runs, what it has taken in so
+            // far stands for them, so that a large ingest stops within a step of the quota.
+            Ok(status) => status
+                .memories
+                .iter()
+                .map(|m| match m.status {
+                    MemoryStatus::InProgress => u64::from(m.documents.max(m.progress.done)),
+                    _ => u64::from(m.documents),
+                })
+                .sum(),
             Err(error) => {
                 tracing::warn!(tenant = %self.tenant.namespace, "cannot check the quotas: {error:#}");
                 return None;

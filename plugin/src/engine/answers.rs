@@ -7,13 +7,15 @@ use super::*;
 
 impl Engine<'_> {
     /// The best passages for a question, with citations: at most `per_document` per
-    /// document (0: raw passages), documents ranked as [`connector_sdk::rank`] describes.
+    /// document (0: raw passages), documents ranked as [`connector_sdk::rank`] describes;
+    /// with `labels`, only documents carrying one of them (a comment carries its page's).
     pub fn retrieve(
         &self,
         question: &str,
         memory_ids: &[String],
         limit: u32,
         per_document: u32,
+        labels: &[String],
     ) -> Result<Vec<Passage>, ConnectorError> {
         let question = question.trim();
         if question.is_empty() {
@@ -26,7 +28,9 @@ impl Engine<'_> {
         }
         let shape = Shape { limit: limit as usize, per_document: per_document as usize };
         let rank = RankConfig::default();
-        let pool = u32::try_from(rank.pool(shape)).unwrap_or(u32::MAX);
+        // A label filter keeps part of the pool: ask for the largest one.
+        let pool = if labels.is_empty() { rank.pool(shape) } else { rank.max_pool };
+        let pool = u32::try_from(pool).unwrap_or(u32::MAX);
         let hits = self.index.query(question, memory_ids, pool)?;
         // The records of the pool's documents: their chunk counts rank them, and the answer
         // cites them. A memory being removed drops out here.
@@ -37,8 +41,15 @@ impl Engine<'_> {
                 let Ok(memory) = self.memory(&hit.memory_id) else { continue };
                 memories.insert(hit.memory_id.clone(), memory);
             }
-            if shape.per_document != 0 {
+            if shape.per_document != 0 || !labels.is_empty() {
                 self.doc_record(&mut records, &memories[&hit.memory_id], &hit.document_id)?;
+            }
+            if !labels.is_empty() {
+                let memory = &memories[&hit.memory_id];
+                let own = self.doc_labels(&mut records, memory, &hit.document_id)?;
+                if !own.iter().any(|label| labels.iter().any(|wanted| wanted.eq_ignore_ascii_case(label))) {
+                    continue;
+                }
             }
             pooled.push(hit);
         }
@@ -79,6 +90,7 @@ impl Engine<'_> {
             if !hit.heading.is_empty() {
                 trail.push(hit.heading.clone());
             }
+            let labels = self.doc_labels(&mut records, memory, &hit.document_id)?;
             passages.push(Passage {
                 title,
                 url,
@@ -90,6 +102,7 @@ impl Engine<'_> {
                 modified_at: record.modified.clone(),
                 source_key: memory.space_key.clone(),
                 memory_id: memory.id.clone(),
+                labels,
             });
         }
         Ok(passages)
@@ -108,6 +121,20 @@ impl Engine<'_> {
         let record = self.kv.get(&docs_bucket(&memory.id), id)?.and_then(|bytes| serde_json::from_slice(&bytes).ok());
         cache.insert(key, record.clone());
         Ok(record)
+    }
+
+    /// A document's labels; a comment's are its page's.
+    fn doc_labels(
+        &self,
+        cache: &mut HashMap<(String, String), Option<DocRecord>>,
+        memory: &Memory,
+        id: &str,
+    ) -> Result<Vec<String>, ConnectorError> {
+        let Some(record) = self.doc_record(cache, memory, id)? else { return Ok(Vec::new()) };
+        match (record.kind, record.parent.as_deref()) {
+            ('c', Some(page)) => Ok(self.doc_record(cache, memory, page)?.map(|p| p.labels).unwrap_or_default()),
+            _ => Ok(record.labels),
+        }
     }
 
     fn ancestors(

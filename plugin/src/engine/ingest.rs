@@ -129,7 +129,7 @@ impl Engine<'_> {
                 memory.status = MemoryStatus::InProgress;
                 memory.error = None;
                 memory.generation += 1;
-                memory.progress = Progress { phase: Phase::Pages.label().into(), ..Progress::default() };
+                memory.progress = Progress { phase: Phase::Labels.label().into(), ..Progress::default() };
                 memory.run = Some(Run::start(RunKind::Ingest, true));
             }
         }
@@ -159,7 +159,7 @@ impl Engine<'_> {
         }
         memory.generation += 1;
         memory.status = MemoryStatus::InProgress;
-        memory.progress = Progress { phase: Phase::Pages.label().into(), ..Progress::default() };
+        memory.progress = Progress { phase: Phase::Labels.label().into(), ..Progress::default() };
         memory.run = Some(Run::start(RunKind::Sync, allow_mass_delete));
         self.save_memory(&memory)?;
         Ok(memory)

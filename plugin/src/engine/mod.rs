@@ -20,7 +20,7 @@ use connector_sdk::types::Origin;
 
 use crate::chunk::{ChunkConfig, converted_chunks};
 use crate::client::{ApiError, Client};
-use crate::model::{Attachment, Comment, Content, CurrentUser, Listing, Space, TenantInfo};
+use crate::model::{Attachment, Comment, Content, CurrentUser, Label, Labelled, Listing, Space, TenantInfo};
 use crate::records::*;
 use crate::site::{self, Site, SiteOptions};
 use crate::storage;

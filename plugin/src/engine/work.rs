@@ -86,13 +86,24 @@ impl Engine<'_> {
         memory: &mut Memory,
         run: &mut Run,
     ) -> Result<Advance, RunFailure> {
-        match run.phase {
-            Phase::Pages | Phase::BlogPosts => self.list(client, connection, memory, run),
-            Phase::Comments => self.comments(client, memory, run),
-            Phase::Attachments => self.attachments(client, connection, memory, run),
-            Phase::Fetch => self.fetch(client, connection, memory, run),
-            Phase::Count => self.count(memory, run),
-            Phase::Delete => self.delete(memory, run),
+        loop {
+            let phase = run.phase;
+            let advance = match phase {
+                Phase::Labels => self.labels(client, memory, run)?,
+                Phase::Pages | Phase::BlogPosts => self.list(client, connection, memory, run)?,
+                Phase::Comments => self.comments(client, memory, run)?,
+                Phase::Attachments => self.attachments(client, connection, memory, run)?,
+                Phase::Fetch => self.fetch(client, connection, memory, run)?,
+                Phase::Count => self.count(memory, run)?,
+                Phase::Delete => self.delete(memory, run)?,
+            };
+            // The label and counting phases are small (a few requests, no index writes; a
+            // read of the records): the step goes on with the next phase rather than spend
+            // a step, and a checkpoint, on them alone.
+            if advance == Advance::More && run.phase != phase && matches!(phase, Phase::Labels | Phase::Count) {
+                continue;
+            }
+            return Ok(advance);
         }
     }
 
@@ -182,11 +193,19 @@ impl Engine<'_> {
             .into_iter()
             .map(|stored| stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
             .collect();
+        let labels: Vec<Vec<String>> = contents
+            .iter()
+            .zip(&existing)
+            .map(|(content, stored)| self.labels_of(run, &content.id, stored.as_ref()))
+            .collect();
         let changed: Vec<bool> = contents
             .iter()
             .zip(&existing)
-            .map(|(content, stored)| {
-                stored.as_ref().is_none_or(|r| r.version != content.version.number || r.title != content.title)
+            .zip(&labels)
+            .map(|((content, stored), labels)| {
+                stored.as_ref().is_none_or(|r| {
+                    r.version != content.version.number || r.title != content.title || r.labels != *labels
+                })
             })
             .collect();
         // The bodies to index, converted; the people they mention are named in one go.
@@ -205,10 +224,11 @@ impl Engine<'_> {
             let names = self.display_names(client, &memory.connection_id, &mentioned)?;
             converted.iter_mut().flatten().for_each(|doc| doc.name_mentions(&names));
         }
-        for (((content, stored), doc), changed) in contents.into_iter().zip(existing).zip(converted).zip(changed) {
+        let documents = contents.into_iter().zip(existing).zip(converted).zip(changed).zip(labels);
+        for ((((content, stored), doc), changed), labels) in documents {
             let webui = content.links.webui.clone().unwrap_or_default();
             if let Some(doc) = doc {
-                let chunks = converted_chunks(&doc, &content.title, &self.chunking);
+                let chunks = converted_chunks(&doc, &labelled_title(&content.title, &labels), &self.chunking);
                 let count = chunks.len() as u32;
                 self.index.replace_document(&memory.id, &content.id, chunks)?;
                 uncommitted.indexed();
@@ -223,6 +243,7 @@ impl Engine<'_> {
                     chunks: count,
                     seen: memory.generation,
                     skipped: None,
+                    labels,
                 };
                 uncommitted.record(content.id, encode(&record));
             } else if changed {
@@ -245,6 +266,83 @@ impl Engine<'_> {
         Ok(uncommitted.apply(self.index, self.kv, &docs_bucket(&memory.id))?)
     }
 
+    /// The labels of the space's content, before its pages are listed (so that a page is
+    /// indexed with its labels, and a sync sees a label change on an unchanged page): the
+    /// space's label names (v2, 250 per request), then the labelled content, found by CQL
+    /// (`label in (...)`, 50 names per search, 100 results per request) — requests grow with
+    /// the labels and the labelled content, never one per page. A site that answers neither
+    /// keeps the labels indexed before.
+    fn labels(&self, client: &Client<'_>, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
+        let Some(searches) = run.label_searches.clone() else {
+            let space_id = memory.space_id.clone().unwrap_or_default();
+            let mut names = Vec::new();
+            let mut link = Some(format!("/wiki/api/v2/spaces/{space_id}/content/labels?limit={PAGE_LIMIT}"));
+            let mut visited = HashSet::new();
+            while let Some(current) = link.take() {
+                if !visited.insert(current.clone()) {
+                    return Err(RunFailure::Api(ApiError::Looping(current)));
+                }
+                let listing: Listing<Label> = match fetch_listing(client, &current, |next| visited.contains(next)) {
+                    Ok(listing) => listing,
+                    Err(error) if search_unavailable(&error) => {
+                        run.labels_unavailable = true;
+                        run.label_searches = Some(Vec::new());
+                        start_phase(run, Phase::Pages);
+                        return Ok(Advance::More);
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+                names.extend(listing.results.into_iter().map(|label| label.name));
+                link = listing.links.next;
+            }
+            names.sort();
+            names.dedup();
+            memory.progress.labels = names.len() as u32;
+            run.label_searches =
+                Some(names.chunks(LABELS_PER_SEARCH).map(|chunk| labelled_start(&memory.space_key, chunk)).collect());
+            if names.is_empty() {
+                start_phase(run, Phase::Pages);
+            }
+            return Ok(Advance::More);
+        };
+        let Some(start) = searches.first().cloned() else {
+            start_phase(run, Phase::Pages);
+            return Ok(Advance::More);
+        };
+        let end = self.search_pages(client, memory, run, &start, |_, run, labelled: Vec<Labelled>| {
+            for content in labelled {
+                let names = content.names();
+                if !names.is_empty() {
+                    run.labels.insert(content.id, names);
+                }
+            }
+            Ok(())
+        })?;
+        if end == SearchEnd::Unavailable {
+            run.labels_unavailable = true;
+        }
+        if end != SearchEnd::More {
+            if let Some(searches) = run.label_searches.as_mut() {
+                searches.remove(0);
+            }
+            run.cursor = None;
+            run.visited.clear();
+            if run.label_searches.as_ref().is_none_or(Vec::is_empty) {
+                start_phase(run, Phase::Pages);
+            }
+        }
+        Ok(Advance::More)
+    }
+
+    /// The labels a listed document has in this run: what the label phase found, or what
+    /// its record says when the site answered no label search.
+    fn labels_of(&self, run: &Run, id: &str, stored: Option<&DocRecord>) -> Vec<String> {
+        if run.labels_unavailable {
+            return stored.map(|r| r.labels.clone()).unwrap_or_default();
+        }
+        run.labels.get(id).cloned().unwrap_or_default()
+    }
+
     /// Takes the next pages of the space's comment listing. A site that answers no comment
     /// search (the endpoint gone or refused) ends the phase without failing the run: the
     /// comments indexed before are kept.
@@ -253,6 +351,8 @@ impl Engine<'_> {
         let mut uncommitted = StepWrites::default();
         let start = comments_start(&memory.space_key, with_bodies);
         let end = self.search_pages(client, memory, run, &start, |memory, run, comments: Vec<Comment>| {
+            memory.progress.listed += comments.len() as u32;
+            memory.progress.known += comments.len() as u32;
             self.absorb_comments(client, memory, run, comments, with_bodies, &mut uncommitted)
         })?;
         match end {
@@ -280,6 +380,8 @@ impl Engine<'_> {
         let mut uncommitted = StepWrites::default();
         let start = attachments_start(&memory.space_key);
         let end = self.search_pages(client, memory, run, &start, |memory, run, attachments: Vec<Attachment>| {
+            memory.progress.listed += attachments.len() as u32;
+            memory.progress.known += attachments.len() as u32;
             self.absorb_attachments(connection, memory, run, attachments, &mut uncommitted)
         })?;
         if end != SearchEnd::More {
@@ -309,8 +411,6 @@ impl Engine<'_> {
                     Err(error) if search_unavailable(&error) => return Ok(SearchEnd::Unavailable),
                     Err(error) => return Err(error.into()),
                 };
-            memory.progress.listed += listing.results.len() as u32;
-            memory.progress.known += listing.results.len() as u32;
             let next = listing.links.next.as_deref().map(v1_link);
             if let Some(next) = next.as_deref().filter(|n| *n != link && !run.visited.contains(&hash_of(n))) {
                 client.prefetch(next);
@@ -377,8 +477,9 @@ impl Engine<'_> {
                 continue;
             }
             let stored: Option<DocRecord> = stored.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            let labels = self.labels_of(run, &attachment.id, stored.as_ref());
             match stored {
-                Some(mut record) if record.version == attachment.version.number => {
+                Some(mut record) if record.version == attachment.version.number && record.labels == labels => {
                     if let Some(reason) = &record.skipped {
                         *memory.progress.skipped.entry(reason.clone()).or_default() += 1;
                     }
@@ -458,7 +559,8 @@ impl Engine<'_> {
                 }
                 Err(error) => return Err(error.into()),
             };
-            match self.index_attachment(connection, memory, &attachment, format, &bytes)? {
+            let labels = run.labels.get(&attachment.id).cloned().unwrap_or_default();
+            match self.index_attachment(connection, memory, &attachment, format, &bytes, labels.clone())? {
                 Ok(record) => {
                     uncommitted.indexed();
                     uncommitted.record(attachment.id.clone(), encode(&record));
@@ -481,6 +583,7 @@ impl Engine<'_> {
                             chunks: 0,
                             seen: memory.generation,
                             skipped: Some(skip.label().to_string()),
+                            labels,
                         };
                         uncommitted.record(attachment.id.clone(), encode(&record));
                     }
@@ -507,6 +610,7 @@ impl Engine<'_> {
         attachment: &Attachment,
         format: extract::Format,
         bytes: &[u8],
+        labels: Vec<String>,
     ) -> Result<Result<DocRecord, Skip>, RunFailure> {
         if bytes.len() as u64 > connection.attachment_max_bytes {
             return Ok(Err(Skip::TooLarge));
@@ -515,7 +619,8 @@ impl Engine<'_> {
             Ok(xhtml) => xhtml,
             Err(skip) => return Ok(Err(skip)),
         };
-        let chunks = converted_chunks(&storage::convert(&xhtml), &attachment.title, &self.chunking);
+        let title = labelled_title(&attachment.title, &labels);
+        let chunks = converted_chunks(&storage::convert(&xhtml), &title, &self.chunking);
         let count = chunks.len() as u32;
         self.index.replace_document(&memory.id, &attachment.id, chunks)?;
         Ok(Ok(DocRecord {
@@ -528,6 +633,7 @@ impl Engine<'_> {
             chunks: count,
             seen: memory.generation,
             skipped: None,
+            labels,
         }))
     }
 
@@ -630,6 +736,7 @@ impl Engine<'_> {
                     chunks: count,
                     seen: memory.generation,
                     skipped: None,
+                    labels: Vec::new(),
                 };
                 uncommitted.record(comment.id, encode(&record));
                 memory.progress.done += 1;
@@ -855,6 +962,30 @@ fn admissible(connection: &Connection, attachment: &Attachment) -> Result<extrac
         return Err(Skip::TooLarge);
     }
     Ok(format)
+}
+
+/// Label names per search of labelled content.
+const LABELS_PER_SEARCH: usize = 50;
+
+/// A search of the space's content carrying one of `labels`, with their labels.
+fn labelled_start(space_key: &str, labels: &[String]) -> String {
+    let quoted: Vec<String> =
+        labels.iter().map(|l| format!("\"{}\"", l.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    let cql = format!(
+        "space = \"{space_key}\" AND type in (page, blogpost, attachment) AND label in ({})",
+        quoted.join(", ")
+    );
+    format!(
+        "/wiki/rest/api/content/search?cql={}&expand=metadata.labels&limit={COMMENTS_PER_REQUEST}",
+        url_encode(&cql)
+    )
+}
+
+/// A title that also carries the document's labels, for the index's title field: the
+/// labels say what a document is about, so they rank like its title (the passage's own
+/// title, shown to people, comes from the record).
+fn labelled_title(title: &str, labels: &[String]) -> String {
+    if labels.is_empty() { title.to_string() } else { format!("{title} ({})", labels.join(", ")) }
 }
 
 /// Attachments downloaded per step, at most.

@@ -332,7 +332,7 @@ pub(crate) fn eval(e: &Expr, st: &State, c: &Content) -> Result<bool, String> {
                     eq_op(any(&|v| Ok(anc.iter().any(|a| a.id.to_string() == v)))?)
                 }
                 "parent" => eq_op(any(&|v| Ok(c.parent_id.map(|p| p.to_string()).as_deref() == Some(v)))?),
-                "label" => eq_op(false),
+                "label" => eq_op(any(&|v| Ok(c.labels.iter().any(|l| l.eq_ignore_ascii_case(v))))?),
                 "title" | "text" => {
                     let hay = if field == "title" {
                         c.title.to_lowercase()

@@ -267,6 +267,20 @@ impl FakeConfluence {
         }
     }
 
+    /// Adds a label to a page, blog post or attachment (no new version, like Cloud).
+    pub fn add_label(&self, id: &str, label: &str) {
+        let mut st = self.state();
+        let content = st.content_mut(parse_id(id));
+        if !content.labels.iter().any(|l| l == label) {
+            content.labels.push(label.to_string());
+        }
+    }
+
+    /// Removes a label.
+    pub fn remove_label(&self, id: &str, label: &str) {
+        self.state().content_mut(parse_id(id)).labels.retain(|l| l != label);
+    }
+
     /// Deletes a comment and the replies to it.
     pub fn delete_comment(&self, id: &str) {
         let id = parse_id(id);

@@ -147,6 +147,7 @@ enum Ep {
     Space(String),
     SpacePages(String),
     SpaceBlogposts(String),
+    SpaceContentLabels(String),
     Pages,
     Page(String),
     Ancestors(String),
@@ -185,6 +186,7 @@ impl Ep {
                 ["spaces", id] if !id.is_empty() => Ep::Space(own(id)),
                 ["spaces", id, "pages"] => Ep::SpacePages(own(id)),
                 ["spaces", id, "blogposts"] => Ep::SpaceBlogposts(own(id)),
+                ["spaces", id, "content", "labels"] => Ep::SpaceContentLabels(own(id)),
                 ["pages"] => Ep::Pages,
                 ["pages", id] if !id.is_empty() => Ep::Page(own(id)),
                 ["pages", id, "ancestors"] => Ep::Ancestors(own(id)),
@@ -215,6 +217,7 @@ impl Ep {
         match self {
             Ep::UserCurrent | Ep::UsersBulk => &["read:content-details:confluence", "read:confluence-user"],
             Ep::Spaces | Ep::Space(_) => &["read:space:confluence"],
+            Ep::SpaceContentLabels(_) => &["read:space:confluence", "read:label:confluence"],
             Ep::SpacePages(_) | Ep::SpaceBlogposts(_) | Ep::Pages | Ep::Page(_) | Ep::Blogposts | Ep::Blogpost(_) => {
                 &["read:page:confluence"]
             }
@@ -393,6 +396,7 @@ pub(crate) fn dispatch(
         Ep::Space(id) => single_space(st, &ctx, &id),
         Ep::SpacePages(id) => list_in_space(st, &ctx, &q, &id, Kind::Page, &rest),
         Ep::SpaceBlogposts(id) => list_in_space(st, &ctx, &q, &id, Kind::BlogPost, &rest),
+        Ep::SpaceContentLabels(id) => space_content_labels(st, &ctx, &q, &id, &rest),
         Ep::Pages => list_batch(st, &ctx, &q, Kind::Page, &rest),
         Ep::Blogposts => list_batch(st, &ctx, &q, Kind::BlogPost, &rest),
         Ep::Page(id) => single_content(st, &ctx, &q, &id, Kind::Page),
@@ -416,6 +420,31 @@ pub(crate) fn dispatch(
         return v1::with_deprecation_headers(reply);
     }
     reply
+}
+
+/// `GET /spaces/{id}/content/labels`: the labels of the space's visible content, once each.
+fn space_content_labels(st: &State, ctx: &Ctx<'_>, q: &Query, id: &str, site_path: &str) -> Result<Reply, Reply> {
+    let limit = parse_limit(q, 25, 250)?;
+    let space_id = parse_id(id, "id")?;
+    if !st.spaces.contains_key(&space_id) {
+        return Err(not_found());
+    }
+    let mut labels: Vec<&str> = st
+        .contents
+        .values()
+        .filter(|c| c.space_id == space_id && !c.restricted && c.status != Status::Trashed)
+        .flat_map(|c| c.labels.iter().map(String::as_str))
+        .collect();
+    labels.sort_unstable();
+    labels.dedup();
+    paginate(
+        ctx,
+        q,
+        site_path,
+        labels,
+        limit,
+        |l| json!({"id": format!("{}", crate::state::fnv1a(l) % 1_000_000_000), "name": l, "prefix": "global"}),
+    )
 }
 
 /// Like Cloud, a download answers with a redirect to the media service, whose URL carries

@@ -138,6 +138,8 @@ pub(crate) struct Content {
     pub comment: Option<CommentMeta>,
     /// Set for attachments.
     pub attachment: Option<AttachmentMeta>,
+    /// Its labels (global prefix), in the order added.
+    pub labels: Vec<String>,
 }
 
 /// A pending injected failure (rate limit / overload simulation).
@@ -324,6 +326,7 @@ impl State {
                 restricted: false,
                 comment: None,
                 attachment: None,
+                labels: Vec::new(),
             },
         );
         id

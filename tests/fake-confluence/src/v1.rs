@@ -126,6 +126,14 @@ fn content_v1(st: &State, ctx: &Ctx<'_>, c: &Content, expand: &[String]) -> Valu
         Kind::Comment | Kind::Attachment => c.parent_id.and_then(|id| st.contents.get(&id)),
         _ => None,
     };
+    if has(expand, "metadata.labels") {
+        let labels: Vec<Value> = c
+            .labels
+            .iter()
+            .map(|l| json!({"prefix": "global", "name": l, "id": format!("{}", crate::state::fnv1a(l) % 1_000_000_000), "label": l}))
+            .collect();
+        v["metadata"] = json!({"labels": {"results": labels, "start": 0, "limit": 200, "size": c.labels.len()}});
+    }
     if let Some(meta) = &c.attachment {
         let page = c.parent_id.unwrap_or(0);
         let name = percent_encoding::utf8_percent_encode(&c.title, percent_encoding::NON_ALPHANUMERIC);

@@ -81,6 +81,7 @@ mod guest {
             modified_at: String::new(),
             source_key: String::new(),
             memory_id: String::new(),
+            labels: Vec::new(),
         }
     }
 

@@ -478,6 +478,9 @@ impl Connector for Notes {
         if question.trim().is_empty() {
             return Err(ConnectorError::InvalidInput("the question is empty".into()));
         }
+        if !options.labels.is_empty() {
+            return Ok(Vec::new()); // Notes carry no labels.
+        }
         let limit = if options.limit == 0 { 5 } else { options.limit.min(1000) };
         let shape = Shape { limit: limit as usize, per_document: options.per_document as usize };
         let rank = RankConfig::default();
@@ -515,6 +518,7 @@ impl Connector for Notes {
                 modified_at: note.modified.clone(),
                 source_key: memory.folder.clone(),
                 memory_id: hit.memory_id,
+                labels: Vec::new(),
             });
         }
         Ok(passages)
@@ -592,8 +596,12 @@ mod tests {
         );
 
         let ask = |question: &str| {
-            Notes::retrieve(caps, question, &RetrieveOptions { memory_ids: Vec::new(), limit: 5, per_document: 1 })
-                .unwrap()
+            Notes::retrieve(
+                caps,
+                question,
+                &RetrieveOptions { memory_ids: Vec::new(), limit: 5, per_document: 1, labels: Vec::new() },
+            )
+            .unwrap()
         };
         assert_eq!(ask("restores tested")[0].document_id, "n1");
 

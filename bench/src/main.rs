@@ -356,16 +356,19 @@ fn run_child(data_dir: &Path, cache_dir: &Path, args: &[&str]) -> Result<ChildRe
 pub const PAGES_PER_COMMENT: usize = 5;
 /// Pages per attached file (Markdown or CSV) in generated spaces.
 pub const PAGES_PER_ATTACHMENT: usize = 20;
+/// Pages per labelled page in generated spaces.
+pub const PAGES_PER_LABEL: usize = 10;
 
 /// Starts a fake with the benchmark user and a generated space of `pages` pages, with
-/// comments on every [`PAGES_PER_COMMENT`]-th page and a file on every
-/// [`PAGES_PER_ATTACHMENT`]-th.
+/// comments on every [`PAGES_PER_COMMENT`]-th page, a file on every
+/// [`PAGES_PER_ATTACHMENT`]-th and labels on every [`PAGES_PER_LABEL`]-th.
 pub fn fake_with_space(pages: usize) -> Result<FakeConfluence> {
     let site = FakeConfluence::start()?;
     site.add_user(EMAIL, TOKEN, TokenKind::Classic);
     fake_confluence::generate_space(&site, SPACE, pages, 1);
     fake_confluence::generate_comments(&site, SPACE, PAGES_PER_COMMENT, 1);
     fake_confluence::generate_attachments(&site, SPACE, PAGES_PER_ATTACHMENT, 1);
+    fake_confluence::generate_labels(&site, SPACE, PAGES_PER_LABEL);
     Ok(site)
 }
 

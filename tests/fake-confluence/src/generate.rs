@@ -376,6 +376,24 @@ pub fn generate_comments(site: &FakeConfluence, key: &str, every: usize, seed: u
     added
 }
 
+/// Labels every `every`-th page of space `key` with one of a few topic labels (and every
+/// third of those with a second). Returns how many pages were labelled.
+pub fn generate_labels(site: &FakeConfluence, key: &str, every: usize) -> usize {
+    const LABELS: [&str; 6] = ["runbook", "howto", "architecture", "decision", "onboarding", "postmortem"];
+    let mut st = site.state();
+    let Some(pages) = current_pages(&st, key) else { return 0 };
+    let mut labelled = 0;
+    for (n, page) in pages.into_iter().enumerate().filter(|(n, _)| n % every.max(1) == 0) {
+        let content = st.content_mut(page);
+        content.labels.push(LABELS[n / every.max(1) % LABELS.len()].to_string());
+        if n % (every.max(1) * 3) == 0 {
+            content.labels.push("reviewed".to_string());
+        }
+        labelled += 1;
+    }
+    labelled
+}
+
 /// Attaches a small generated file to every `every`-th page of space `key`, alternating a
 /// Markdown note and a CSV table. Deterministic in `seed`. Returns how many were attached.
 pub fn generate_attachments(site: &FakeConfluence, key: &str, every: usize, seed: u64) -> usize {

@@ -31,7 +31,9 @@ pub use demo::{
     DEMO_EMAIL, DEMO_SCOPED_TOKEN, DEMO_SPACE_KEY, DEMO_SPACE_NAME, DEMO_TOKEN, demo_site, populate_demo, sample_bodies,
 };
 pub use faults::{Fault, FaultPlan};
-pub use generate::{edit_fraction, generate_attachments, generate_comments, generate_space, storage_body};
+pub use generate::{
+    edit_fraction, generate_attachments, generate_comments, generate_labels, generate_space, storage_body,
+};
 pub use state::{RequestRecord, TokenKind};
 
 use routes::Shared;

@@ -89,7 +89,7 @@ impl From<ConnectorError> for ApiError {
     fn from(error: ConnectorError) -> ApiError {
         let status = match &error {
             ConnectorError::InvalidInput(_) | ConnectorError::Unauthorized(_) | ConnectorError::MissingScopes(_) => {
-                // The Confluence credentials or input were refused, not the caller's key.
+                // The source's credentials or the input were refused, not the caller's key.
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ConnectorError::NotFound(_) => StatusCode::NOT_FOUND,

@@ -95,10 +95,10 @@ impl KnowledgeTools {
         KnowledgeTools { service, tool_router: Self::tool_router() }
     }
 
-    /// Searches the organisation's Confluence memories; returns cited passages.
+    /// Searches the instance's memories; returns cited passages.
     #[tool(
         name = "search",
-        description = "Search the connected knowledge (Confluence spaces ingested as memories). Returns the best passages with page title, URL, breadcrumb and text; pass a result's id to fetch for the whole page."
+        description = "Search the connected knowledge (the sources ingested as memories, e.g. Confluence spaces). Returns the best passages with page title, URL, breadcrumb and text; pass a result's id to fetch for the whole page."
     )]
     async fn search(
         &self,
@@ -154,7 +154,7 @@ impl ServerHandler for KnowledgeTools {
         let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
         info.server_info = Implementation::new("connector-host", env!("CARGO_PKG_VERSION"));
         info.instructions = Some(
-            "Answers from the organisation's Confluence spaces: call search with the user's question, cite the \
+            "Answers from the organisation's connected knowledge: call search with the user's question, cite the \
              returned URLs, and fetch a page when a passage is not enough."
                 .into(),
         );

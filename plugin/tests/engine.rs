@@ -438,3 +438,56 @@ fn a_token_the_host_can_no_longer_read_asks_for_a_reconnect() {
     };
     assert!(message.contains("connect the account again"), "{message}");
 }
+
+/// A file whose extraction stopped the component (a parser that traps) is tried once more,
+/// then skipped as unreadable; it never stops the memory.
+#[test]
+fn a_file_that_stops_extraction_twice_is_skipped_not_retried_forever() {
+    let (site, pages) = site();
+    let file = site.add_attachment(&pages[0], "notes.txt", "text/plain", b"The heron sensor reads humidity.");
+    let transport = InProcess::new(&site);
+    let stores = Stores::default();
+    let memory_id = stores.ingested(&transport);
+    let engine = stores.engine(&transport);
+    assert_eq!(engine.retrieve("heron sensor", &[], 5, 1, &[]).unwrap()[0].document_id, file);
+
+    // The file changes, and a step dies while extracting it: its mark stays behind.
+    site.replace_attachment(&file, b"The egret sensor reads pressure.");
+    let bucket = docs_bucket(&memory_id);
+    let mark = |reason: &str| {
+        let record = serde_json::json!({
+            "kind": "a", "title": "notes.txt", "parent": pages[0], "version": 2, "modified": "",
+            "webui": "", "chunks": 0, "seen": 0, "skipped": reason,
+        });
+        stores.kv.set(&bucket, &file, record.to_string().as_bytes()).unwrap();
+    };
+    mark("attachments skipped: extraction interrupted");
+    engine.sync(&memory_id, false).unwrap();
+    resume(&engine);
+    assert!(
+        engine.retrieve("egret sensor", &[], 5, 1, &[]).unwrap().iter().any(|p| p.document_id == file),
+        "tried once more after one interruption, and indexed"
+    );
+
+    // Interrupted on the second try too: the file is queued, and the mark a second death
+    // leaves is found by the repeated step, which gives the file up.
+    site.replace_attachment(&file, b"The ibis sensor reads wind.");
+    engine.sync(&memory_id, false).unwrap();
+    let stored = |stores: &Stores| -> Memory {
+        serde_json::from_slice(&stores.kv.get(MAIN_BUCKET, &memory_key(&memory_id)).unwrap().unwrap()).unwrap()
+    };
+    while !stored(&stores).run.is_some_and(|run| run.pending.iter().any(|p| p == &format!("a:{file}"))) {
+        engine.step(&memory_id).unwrap();
+    }
+    let given_up = serde_json::json!({
+        "kind": "a", "title": "notes.txt", "parent": pages[0], "version": 3, "modified": "",
+        "webui": "", "chunks": 0, "seen": 0, "skipped": "attachments skipped: unreadable",
+    });
+    stores.kv.set(&bucket, &file, given_up.to_string().as_bytes()).unwrap();
+    resume(&engine);
+    let memory = stored(&stores);
+    assert_eq!(memory.status, MemoryStatus::Ingested);
+    assert_eq!(memory.progress.skipped.get("attachments skipped: unreadable"), Some(&1), "{:?}", memory.progress);
+    let answers = engine.retrieve("sensor reads", &[], 5, 1, &[]).unwrap();
+    assert!(answers.iter().all(|p| p.document_id != file), "its earlier text goes with it: {answers:?}");
+}

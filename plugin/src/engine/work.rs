@@ -479,7 +479,11 @@ impl Engine<'_> {
             let stored: Option<DocRecord> = stored.and_then(|bytes| serde_json::from_slice(&bytes).ok());
             let labels = self.labels_of(run, &attachment.id, stored.as_ref());
             match stored {
-                Some(mut record) if record.version == attachment.version.number && record.labels == labels => {
+                Some(mut record)
+                    if record.version == attachment.version.number
+                        && record.labels == labels
+                        && record.skipped.as_deref() != Some(EXTRACTION_INTERRUPTED) =>
+                {
                     if let Some(reason) = &record.skipped {
                         *memory.progress.skipped.entry(reason.clone()).or_default() += 1;
                     }
@@ -542,8 +546,30 @@ impl Engine<'_> {
             budget += attachment.extensions.file_size;
             *n == 0 || budget <= DOWNLOAD_BYTES_PER_STEP
         });
-        let wanted: Vec<_> = wanted.into_iter().map(|(_, item)| item).collect();
         let later: HashSet<String> = later.into_iter().map(|(_, (attachment, _))| attachment.id).collect();
+        // The marks a step that died while extracting left (see below): a file whose
+        // extraction stopped the component twice is not downloaded again until it changes.
+        let bucket = docs_bucket(&memory.id);
+        let ids: Vec<String> = wanted.iter().map(|(_, (attachment, _))| attachment.id.clone()).collect();
+        let marks: HashMap<String, String> = ids
+            .iter()
+            .zip(self.kv.get_many(&bucket, &ids)?)
+            .zip(&wanted)
+            .filter_map(|((id, stored), (_, (attachment, _)))| {
+                let record: DocRecord = serde_json::from_slice(&stored?).ok()?;
+                let mark = record.skipped.filter(|_| record.version == attachment.version.number)?;
+                Some((id.clone(), mark))
+            })
+            .collect();
+        let given_up = |id: &str| marks.get(id).is_some_and(|mark| mark.as_str() == Skip::Unreadable.label());
+        let abandoned: Vec<String> = ids.iter().filter(|id| given_up(id)).cloned().collect();
+        if !abandoned.is_empty() {
+            // What an earlier version of the file put in the index goes with it.
+            self.index.remove_documents(&memory.id, &abandoned)?;
+            uncommitted.indexed();
+            *memory.progress.skipped.entry(Skip::Unreadable.label().to_string()).or_default() += abandoned.len() as u32;
+        }
+        let wanted: Vec<_> = wanted.into_iter().map(|(_, item)| item).filter(|(a, _)| !given_up(&a.id)).collect();
         let links: Vec<String> =
             wanted.iter().filter_map(|(_, f)| f.as_ref().ok().map(|(_, link)| link.clone())).collect();
         let files = client.get_files(&links);
@@ -560,7 +586,28 @@ impl Engine<'_> {
                 Err(error) => return Err(error.into()),
             };
             let labels = run.labels.get(&attachment.id).cloned().unwrap_or_default();
-            match self.index_attachment(connection, memory, &attachment, format, &bytes, labels.clone())? {
+            // Parsers of files from anywhere can fail in ways that stop the component (a
+            // panic traps). The file is marked before its text is extracted and unmarked right
+            // after: a step that dies inside leaves the mark. The repeated step tries once more
+            // (the death may have been the host's), marked as given up; a file that stops the
+            // component twice is skipped as unreadable instead of stopping the memory.
+            let second_try = marks.contains_key(&attachment.id);
+            let mark = DocRecord {
+                kind: 'a',
+                title: attachment.title.clone(),
+                parent: attachment.container.as_ref().map(|k| k.id.clone()),
+                version: attachment.version.number,
+                modified: attachment.version.when.clone(),
+                webui: String::new(),
+                chunks: 0,
+                seen: memory.generation,
+                skipped: Some(if second_try { Skip::Unreadable.label() } else { EXTRACTION_INTERRUPTED }.to_string()),
+                labels: labels.clone(),
+            };
+            self.kv.set(&bucket, &attachment.id, &encode(&mark))?;
+            let indexed = self.index_attachment(connection, memory, &attachment, format, &bytes, labels.clone());
+            self.kv.delete_many(&bucket, std::slice::from_ref(&attachment.id))?;
+            match indexed? {
                 Ok(record) => {
                     uncommitted.indexed();
                     uncommitted.record(attachment.id.clone(), encode(&record));
@@ -570,6 +617,9 @@ impl Engine<'_> {
                 }
                 Err(skip) => {
                     *memory.progress.skipped.entry(skip.label().to_string()).or_default() += 1;
+                    // An earlier version of the file may be indexed: it goes.
+                    self.index.remove_documents(&memory.id, std::slice::from_ref(&attachment.id))?;
+                    uncommitted.indexed();
                     // What is wrong with the file itself holds until it changes: remember it
                     // rather than download it again at every sync.
                     if matches!(skip, Skip::Encrypted | Skip::Unreadable) {
@@ -987,6 +1037,9 @@ fn labelled_start(space_key: &str, labels: &[String]) -> String {
 fn labelled_title(title: &str, labels: &[String]) -> String {
     if labels.is_empty() { title.to_string() } else { format!("{title} ({})", labels.join(", ")) }
 }
+
+/// The mark of a file whose extraction is under way (see `fetch_attachments`).
+const EXTRACTION_INTERRUPTED: &str = "attachments skipped: extraction interrupted";
 
 /// Attachments downloaded per step, at most.
 const DOWNLOADS_PER_STEP: usize = 8;

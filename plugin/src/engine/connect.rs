@@ -153,8 +153,9 @@ fn parse_connect_config(config: &[(String, String)]) -> Result<ConnectConfig, Co
 }
 
 impl Engine<'_> {
-    /// The origins the configuration may need: the site, and the API gateway where a
-    /// scoped token would go (conditional: `connect` finds out which kind the token is).
+    /// The origins the configuration may need: the site; the API gateway where a scoped
+    /// token would go (conditional: `connect` finds out which kind the token is); and the
+    /// media service attachment downloads redirect to (conditional: a host may refuse it).
     pub fn required_origins(&self, config: &[(String, String)]) -> Result<Vec<Origin>, ConnectorError> {
         let (site, options) = parse_site(config)?;
         Ok(match site {

@@ -427,21 +427,25 @@ impl Engine<'_> {
         Ok(SearchEnd::More)
     }
 
-    /// Whether a content record of this memory says `container` is in the current run.
+    /// Of `containers` (pages and blog posts that comments or files belong to), those this
+    /// run indexes — seen by it, or queued by it for fetching — with their records (`None`
+    /// for one queued before it ever had a record). Content of a trashed, restricted or
+    /// foreign page is not part of the memory.
     fn containers_in_run(
         &self,
         memory: &Memory,
         run: &Run,
         containers: &[String],
-    ) -> Result<HashMap<String, DocRecord>, RunFailure> {
+    ) -> Result<HashMap<String, Option<DocRecord>>, RunFailure> {
         let records = self.kv.get_many(&docs_bucket(&memory.id), containers)?;
         Ok(containers
             .iter()
             .cloned()
             .zip(records)
-            .filter_map(|(id, bytes)| Some((id, serde_json::from_slice::<DocRecord>(&bytes?).ok()?)))
+            .map(|(id, bytes)| (id, bytes.and_then(|bytes| serde_json::from_slice::<DocRecord>(&bytes).ok())))
             .filter(|(id, record)| {
-                record.seen == memory.generation || run.pending.iter().any(|p| p.get(2..) == Some(id.as_str()))
+                record.as_ref().is_some_and(|r| r.seen == memory.generation)
+                    || run.pending.iter().any(|p| p.get(2..) == Some(id.as_str()))
             })
             .collect())
     }
@@ -592,18 +596,8 @@ impl Engine<'_> {
             // (the death may have been the host's), marked as given up; a file that stops the
             // component twice is skipped as unreadable instead of stopping the memory.
             let second_try = marks.contains_key(&attachment.id);
-            let mark = DocRecord {
-                kind: 'a',
-                title: attachment.title.clone(),
-                parent: attachment.container.as_ref().map(|k| k.id.clone()),
-                version: attachment.version.number,
-                modified: attachment.version.when.clone(),
-                webui: String::new(),
-                chunks: 0,
-                seen: memory.generation,
-                skipped: Some(if second_try { Skip::Unreadable.label() } else { EXTRACTION_INTERRUPTED }.to_string()),
-                labels: labels.clone(),
-            };
+            let mark_reason = if second_try { Skip::Unreadable.label() } else { EXTRACTION_INTERRUPTED };
+            let mark = left_out_record(&attachment, memory.generation, mark_reason, labels.clone());
             self.kv.set(&bucket, &attachment.id, &encode(&mark))?;
             let indexed = self.index_attachment(connection, memory, &attachment, format, &bytes, labels.clone());
             self.kv.delete_many(&bucket, std::slice::from_ref(&attachment.id))?;
@@ -623,18 +617,7 @@ impl Engine<'_> {
                     // What is wrong with the file itself holds until it changes: remember it
                     // rather than download it again at every sync.
                     if matches!(skip, Skip::Encrypted | Skip::Unreadable) {
-                        let record = DocRecord {
-                            kind: 'a',
-                            title: attachment.title.clone(),
-                            parent: attachment.container.as_ref().map(|k| k.id.clone()),
-                            version: attachment.version.number,
-                            modified: attachment.version.when.clone(),
-                            webui: String::new(),
-                            chunks: 0,
-                            seen: memory.generation,
-                            skipped: Some(skip.label().to_string()),
-                            labels,
-                        };
+                        let record = left_out_record(&attachment, memory.generation, skip.label(), labels);
                         uncommitted.record(attachment.id.clone(), encode(&record));
                     }
                 }
@@ -642,13 +625,8 @@ impl Engine<'_> {
         }
         self.record(memory, uncommitted)?;
         // Gone since it was listed, or done: either way out of the queue.
-        let done: HashSet<String> =
-            batch.into_iter().filter(|id| !later.contains(id)).map(|id| format!("a:{id}")).collect();
-        run.pending.retain(|p| !done.contains(p));
-        if run.pending.is_empty() {
-            run.phase = Phase::Count;
-        }
-        Ok(Advance::More)
+        let done: Vec<String> = batch.into_iter().filter(|id| !later.contains(id)).collect();
+        Ok(dequeue(run, 'a', done))
     }
 
     /// Extracts a downloaded attachment's text and indexes it; the record to write, or why
@@ -710,22 +688,13 @@ impl Engine<'_> {
         if comments.is_empty() {
             return Ok(());
         }
-        // Only comments on content this run indexes: a comment on a trashed, restricted or
-        // foreign page is not part of the memory.
         let containers: Vec<String> =
             comments.iter().filter_map(|c| c.container.as_ref()).map(|k| k.id.clone()).collect();
-        let container_records: HashMap<String, DocRecord> = containers
-            .iter()
-            .cloned()
-            .zip(self.kv.get_many(&bucket, &containers)?)
-            .filter_map(|(id, bytes)| Some((id, serde_json::from_slice::<DocRecord>(&bytes?).ok()?)))
+        let container_records = self.containers_in_run(memory, run, &containers)?;
+        let comments: Vec<Comment> = comments
+            .into_iter()
+            .filter(|c| c.container.as_ref().is_some_and(|k| container_records.contains_key(&k.id)))
             .collect();
-        let in_run = |container: &str| {
-            container_records.get(container).is_some_and(|r| r.seen == memory.generation)
-                || run.pending.iter().any(|p| p.get(2..) == Some(container))
-        };
-        let comments: Vec<Comment> =
-            comments.into_iter().filter(|c| c.container.as_ref().is_some_and(|k| in_run(&k.id))).collect();
         let ids: Vec<String> = comments.iter().map(|c| c.id.clone()).collect();
         // Counted when listed, not again when a changed one's body comes.
         if !with_bodies || run.kind == RunKind::Ingest {
@@ -757,7 +726,11 @@ impl Engine<'_> {
         }
         for ((comment, stored), doc) in comments.into_iter().zip(existing).zip(converted) {
             let container = comment.container.as_ref().map(|k| k.id.clone());
-            let page_title = container.as_ref().and_then(|id| container_records.get(id)).map(|r| r.title.clone());
+            let page_title = container
+                .as_ref()
+                .and_then(|id| container_records.get(id))
+                .and_then(Option::as_ref)
+                .map(|r| r.title.clone());
             let label = comment_label(&comment);
             if let Some(doc) = doc {
                 let title = page_title.unwrap_or_else(|| label.clone());
@@ -826,18 +799,11 @@ impl Engine<'_> {
             let listing: Listing<Comment> = fetch_listing(client, &current, |next| visited.contains(&v1_link(next)))?;
             memory.progress.fetched += listing.results.len() as u32;
             let wanted: Vec<Comment> = listing.results.into_iter().filter(|c| batch.contains(&c.id)).collect();
-            // Fetched comments are taken as listed with their bodies; the queue entry goes.
-            run.pending.retain(|p| !p.starts_with('c') || !wanted.iter().any(|c| p[2..] == c.id));
             self.absorb_comments(client, memory, run, wanted, true, &mut uncommitted)?;
             link = listing.links.next.as_deref().map(v1_link);
         }
         self.record(memory, uncommitted)?;
-        let done: HashSet<String> = batch.into_iter().map(|id| format!("c:{id}")).collect();
-        run.pending.retain(|p| !done.contains(p));
-        if run.pending.is_empty() {
-            run.phase = Phase::Count;
-        }
-        Ok(Advance::More)
+        Ok(dequeue(run, 'c', batch))
     }
 
     fn fetch(
@@ -876,12 +842,7 @@ impl Engine<'_> {
             link = listing.links.next;
         }
         self.record(memory, uncommitted)?;
-        let done: HashSet<String> = batch.into_iter().map(|id| format!("{kind}:{id}")).collect();
-        run.pending.retain(|p| !done.contains(p));
-        if run.pending.is_empty() {
-            run.phase = Phase::Count;
-        }
-        Ok(Advance::More)
+        Ok(dequeue(run, kind, batch))
     }
 
     fn count(&self, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
@@ -997,6 +958,17 @@ fn search_unavailable(error: &ApiError) -> bool {
     )
 }
 
+/// Takes a fetched batch of `kind` out of the run's queue; with the queue empty, the run
+/// goes on to count what is gone.
+fn dequeue(run: &mut Run, kind: char, batch: Vec<String>) -> Advance {
+    let done: HashSet<String> = batch.into_iter().map(|id| format!("{kind}:{id}")).collect();
+    run.pending.retain(|p| !done.contains(p));
+    if run.pending.is_empty() {
+        run.phase = Phase::Count;
+    }
+    Advance::More
+}
+
 /// Moves a run to the first listing page of `phase`.
 fn start_phase(run: &mut Run, phase: Phase) {
     run.cursor = None;
@@ -1036,6 +1008,23 @@ fn labelled_start(space_key: &str, labels: &[String]) -> String {
 /// title, shown to people, comes from the record).
 fn labelled_title(title: &str, labels: &[String]) -> String {
     if labels.is_empty() { title.to_string() } else { format!("{title} ({})", labels.join(", ")) }
+}
+
+/// The record of an attachment left out of the index for `reason` (remembered so that it
+/// is not downloaded again until it changes).
+fn left_out_record(attachment: &Attachment, generation: u64, reason: &str, labels: Vec<String>) -> DocRecord {
+    DocRecord {
+        kind: 'a',
+        title: attachment.title.clone(),
+        parent: attachment.container.as_ref().map(|k| k.id.clone()),
+        version: attachment.version.number,
+        modified: attachment.version.when.clone(),
+        webui: String::new(),
+        chunks: 0,
+        seen: generation,
+        skipped: Some(reason.to_string()),
+        labels,
+    }
 }
 
 /// The mark of a file whose extraction is under way (see `fetch_attachments`).

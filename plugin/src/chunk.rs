@@ -386,7 +386,7 @@ mod tests {
     }
 
     fn doc(blocks: Vec<Block>) -> Converted {
-        Converted { blocks }
+        Converted { blocks, ..Converted::default() }
     }
 
     fn h(level: u8, t: &str) -> Block {
@@ -504,12 +504,12 @@ mod tests {
     #[test]
     fn a_split_table_in_a_panel_repeats_its_header_row_not_the_panel_title() {
         let rows: Vec<String> = (0..40).map(|i| format!("v{i} | ok")).collect();
-        let block = format!("Info: Versions\nVersion | State\n{}", rows.join("\n"));
+        let block = format!("Versions\nVersion | State\n{}", rows.join("\n"));
         let d = doc(vec![t(&block)]);
         let cfg = ChunkConfig { target_chars: 120, max_chars: 200 };
         let chunks = chunk(&d, &cfg);
         assert!(chunks.len() > 2);
-        assert!(chunks[0].text.starts_with("Info: Versions\nVersion | State\n"), "{}", chunks[0].text);
+        assert!(chunks[0].text.starts_with("Versions\nVersion | State\n"), "{}", chunks[0].text);
         for c in &chunks[1..] {
             assert!(c.text.starts_with("Version | State\nv"), "{}", c.text);
         }

@@ -122,6 +122,7 @@ fn memory(m: records::Memory) -> sdk::Memory {
                 ("labels".to_string(), p.labels),
                 ("comments".to_string(), p.comments),
                 ("attachments".to_string(), p.attachments),
+                ("included pages".to_string(), p.includes),
             ]
             .into_iter()
             .chain(p.skipped)

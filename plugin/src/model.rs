@@ -312,6 +312,51 @@ impl Labelled {
     }
 }
 
+/// Content as a v1 CQL search answers it when it is found by title (included pages) or by
+/// type (folders, whiteboards, databases, embeds): expanded with `version` and `space`,
+/// and `body.storage` or `ancestors` when asked.
+#[derive(Debug, Deserialize)]
+pub struct Found {
+    /// Content id.
+    #[serde(deserialize_with = "id_string")]
+    pub id: String,
+    /// `page`, `blogpost`, `folder`, `whiteboard`, `database`, `embed`, ...
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Title.
+    #[serde(default)]
+    pub title: String,
+    /// Version.
+    pub version: CommentVersion,
+    /// Its space.
+    #[serde(default)]
+    pub space: Option<SpaceKey>,
+    /// Body, only when `body.storage` was asked for.
+    #[serde(default)]
+    pub body: Option<Body>,
+    /// Its ancestors, top down, when asked for.
+    #[serde(default)]
+    pub ancestors: Vec<Container>,
+    /// `webui`, relative to the wiki base.
+    #[serde(rename = "_links", default)]
+    pub links: AttachmentLinks,
+}
+
+/// A v1 space reference.
+#[derive(Debug, Deserialize)]
+pub struct SpaceKey {
+    /// The space key.
+    #[serde(default)]
+    pub key: String,
+}
+
+impl Found {
+    /// The storage-format body, or empty.
+    pub fn storage(&self) -> &str {
+        self.body.as_ref().and_then(|b| b.storage.as_ref()).map_or("", |s| s.value.as_str())
+    }
+}
+
 impl Comment {
     /// The storage-format body, or empty.
     pub fn storage(&self) -> &str {

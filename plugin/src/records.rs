@@ -139,6 +139,10 @@ pub struct Progress {
     /// Distinct labels of the space's content seen in this run.
     #[serde(default)]
     pub labels: u32,
+    /// Inclusions (`include`, `excerpt-include`) that showed another page's content in the
+    /// pages indexed in this run.
+    #[serde(default)]
+    pub includes: u32,
     /// Attachments left out, by reason (`attachments skipped: too large`, ...).
     #[serde(default)]
     pub skipped: std::collections::BTreeMap<String, u32>,
@@ -166,6 +170,10 @@ pub enum Phase {
     Comments,
     /// Listing the attachments of the space's pages and blog posts (in bulk).
     Attachments,
+    /// Listing the space's folders, whiteboards, databases and embeds (in bulk).
+    Titles,
+    /// Checking whether pages that unchanged pages include have changed.
+    Includes,
     /// Fetching bodies of changed documents.
     Fetch,
     /// Counting what the listing did not see.
@@ -183,6 +191,8 @@ impl Phase {
             Phase::BlogPosts => "listing blog posts",
             Phase::Comments => "listing comments",
             Phase::Attachments => "listing attachments",
+            Phase::Titles => "listing folders, whiteboards, databases and embeds",
+            Phase::Includes => "checking included pages",
             Phase::Fetch => "fetching changed pages",
             Phase::Count => "checking for deleted pages",
             Phase::Delete => "removing deleted pages",
@@ -224,6 +234,17 @@ pub struct Run {
     /// The site answered no label search: documents keep the labels they had.
     #[serde(default)]
     pub labels_unavailable: bool,
+    /// Likewise for folders, whiteboards, databases and embeds.
+    #[serde(default)]
+    pub titles_unavailable: bool,
+    /// Unchanged pages and blog posts that include others, whose included pages are still
+    /// to check.
+    #[serde(default)]
+    pub include_checks: Vec<String>,
+    /// Pages and blog posts to index again although their own version did not change (a
+    /// page they include did).
+    #[serde(default)]
+    pub refresh: Vec<String>,
 }
 
 impl Run {
@@ -242,6 +263,9 @@ impl Run {
             label_searches: None,
             labels: Default::default(),
             labels_unavailable: false,
+            titles_unavailable: false,
+            include_checks: Vec::new(),
+            refresh: Vec::new(),
         }
     }
 }
@@ -307,6 +331,25 @@ pub struct DocRecord {
     /// Its labels, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
+    /// The pages its text includes (`include`, `excerpt-include`, and what those include),
+    /// as they were when it was indexed: a sync that finds one changed indexes it again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub includes: Vec<Included>,
+}
+
+/// A page another page includes, as it was resolved.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Included {
+    /// Its space key.
+    pub space: String,
+    /// The title the including page names it by.
+    pub title: String,
+    /// Whether it is a blog post.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blog_post: bool,
+    /// Its id and version when it was found; `None`: no readable page had that title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<(String, u32)>,
 }
 
 pub use connector_sdk::types::{ConfigField, Passage};

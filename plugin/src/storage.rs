@@ -20,8 +20,9 @@
 //! * tables → one line per row, cells joined by ` | ` (header row kept, cell blocks flattened);
 //! * `code` / `noformat` macros and `<pre>` → fenced blocks (language after the fence, title
 //!   on the line before), newlines kept;
-//! * `info` / `note` / `warning` / `tip` / `panel` → a label line (`Note: <title>`) then the body
-//!   (after a heading the body opens with, so the title stays with its text);
+//! * `info` / `note` / `warning` / `tip` / `panel` → their title on a line (after a heading the
+//!   body opens with, so the title stays with its text) then the body; the panel's kind is
+//!   an icon on the page, not a word, so it is not written;
 //!   `expand` → title line then body; `excerpt` and unknown macros → their body (a plain-text
 //!   body as code with the macro's `title` and `language`; without a body, its `body`
 //!   parameter, where math macros keep the formula);
@@ -30,8 +31,11 @@
 //!   `<a href>` → its text (its URL only when it has none);
 //! * images → caption, else `ac:alt`, else `ac:title` (never the file name); emoticons → their
 //!   `ac:emoji-fallback`, else the emoji their id spells, else the character of their classic
-//!   name (`tick` → ✔); `status` → its title; `jira` → its issue key; `<time>` → `datetime`;
+//!   name (`tick` → ✔); `status` → its title; `jira` → its issue key; `<time>` → its date as the page shows it (`31 Jan 2024`);
 //! * ADF extensions → `ac:adf-fallback` (the ADF node text only if no fallback rendered);
+//! * `include` / `excerpt-include` → an [`Inclusion`] where the other page's text (or its
+//!   excerpt) goes, for the caller to fetch and [`Converted::splice`] in; each `excerpt` macro's
+//!   blocks are remembered ([`Converted::excerpt`]) for the pages that include it;
 //! * dropped: generated macros (`toc`, `children`, `pagetree`, …), other macro parameters, task
 //!   ids / uuids / status words, placeholders, comments, `<script>` / `<style>`.
 //!
@@ -54,6 +58,45 @@ pub struct Converted {
     /// Headings, text blocks and section ends in document order; never contains an empty
     /// heading or text block.
     pub blocks: Vec<Block>,
+    /// Where other pages' content goes (`include`, `excerpt-include`), in document order.
+    pub inclusions: Vec<Inclusion>,
+    /// The page's `excerpt` macros, in document order.
+    pub excerpts: Vec<Excerpt>,
+}
+
+/// An `include` or `excerpt-include` macro: the page shows another page's content (or its
+/// excerpt) here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inclusion {
+    /// The index in [`Converted::blocks`] the included blocks go before.
+    pub at: usize,
+    /// The included page.
+    pub target: PageRef,
+    /// `Some(name)`: only the included page's excerpt of that name (`""`: its first one);
+    /// `None`: its whole content.
+    pub excerpt: Option<String>,
+}
+
+/// A page or blog post named by title, as storage format links name them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PageRef {
+    /// Its space's key; `None`: the space of the page that names it.
+    pub space_key: Option<String>,
+    /// Its title.
+    pub title: String,
+    /// Whether it is a blog post.
+    pub blog_post: bool,
+}
+
+/// An `excerpt` macro: blocks that other pages can show with `excerpt-include`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excerpt {
+    /// Its name (`""` when it has none).
+    pub name: String,
+    /// Its blocks: `blocks[start..end]`.
+    pub start: usize,
+    /// See [`Excerpt::start`].
+    pub end: usize,
 }
 
 /// One structural unit of a converted page.
@@ -177,6 +220,58 @@ impl Converted {
         }
     }
 
+    /// The excerpt other pages show with `excerpt-include`: the one called `name` (for
+    /// `""`, the first one), with the inclusions inside it; `None` when the page has none.
+    pub fn excerpt(&self, name: &str) -> Option<Converted> {
+        let name = name.trim();
+        let excerpt = self
+            .excerpts
+            .iter()
+            .find(|e| e.name.eq_ignore_ascii_case(name))
+            .or_else(|| self.excerpts.first().filter(|_| name.is_empty()))?;
+        let (start, end) = (excerpt.start.min(self.blocks.len()), excerpt.end.min(self.blocks.len()));
+        let blocks = self.blocks[start..end.max(start)].to_vec();
+        let inclusions = self
+            .inclusions
+            .iter()
+            .filter(|i| i.at >= start && i.at <= end)
+            .map(|i| Inclusion { at: i.at - start, ..i.clone() })
+            .collect();
+        Some(Converted { blocks, inclusions, excerpts: Vec::new() })
+    }
+
+    /// Puts other pages' content where the page includes it: `content` answers each
+    /// [`Inclusion`] with the blocks to show (already resolved), or `None` to show nothing
+    /// (a page that cannot be read, a cycle). Headings of included content end where the
+    /// inclusion ends, so that they do not label what the page says after it. Excerpt
+    /// positions are dropped: they pointed into the blocks before the splice.
+    pub fn splice(&mut self, mut content: impl FnMut(&Inclusion) -> Option<Converted>) {
+        let inclusions = std::mem::take(&mut self.inclusions);
+        self.excerpts.clear();
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        let mut rest = std::mem::take(&mut self.blocks).into_iter().enumerate().peekable();
+        for inclusion in &inclusions {
+            while let Some((_, block)) = rest.next_if(|(n, _)| *n < inclusion.at) {
+                blocks.push(block);
+            }
+            let Some(included) = content(inclusion) else { continue };
+            let opened = included
+                .blocks
+                .iter()
+                .filter_map(|b| match b {
+                    Block::Heading { level, .. } => Some(*level),
+                    _ => None,
+                })
+                .min();
+            blocks.extend(included.blocks);
+            if let Some(level) = opened {
+                blocks.push(Block::SectionEnd { level });
+            }
+        }
+        blocks.extend(rest.map(|(_, block)| block));
+        self.blocks = blocks;
+    }
+
     /// All blocks (headings included, as plain lines) joined by blank lines.
     pub fn plain_text(&self) -> String {
         let len: usize = self.blocks.iter().map(|b| b.text().len() + 2).sum();
@@ -234,8 +329,6 @@ const GENERATED_MACROS: &[&str] = &[
     "attachments",
     "create-from-template",
     "anchor",
-    "include",
-    "excerpt-include",
     "listlabels",
     "popular-labels",
     "related-labels",
@@ -488,10 +581,18 @@ enum MacroKind {
     Generic,
     Code,
     Noformat,
-    Panel(Option<&'static str>),
+    Panel,
     Expand,
     Status,
     Jira,
+    /// `include` (`excerpt: false`) or `excerpt-include`.
+    Include {
+        excerpt: bool,
+    },
+    /// `excerpt`: its blocks start at `start`.
+    Excerpt {
+        start: usize,
+    },
 }
 
 struct MacroState {
@@ -499,6 +600,8 @@ struct MacroState {
     params: Vec<(String, String)>,
     code: Option<String>,
     label_set: bool,
+    /// The page an `include` / `excerpt-include` links to.
+    target: Option<PageRef>,
 }
 
 impl MacroState {
@@ -514,13 +617,12 @@ impl MacroState {
         }
     }
 
-    /// The label line of a panel / expand, and whether to keep it when the body is empty.
+    /// The label line of a panel / expand (its title), and whether to keep it when the body
+    /// is empty.
     fn label(&self) -> Option<(String, bool)> {
         let title = collapse_ws(self.param("title"));
         match self.kind {
-            MacroKind::Panel(Some(word)) if title.is_empty() => Some((format!("{word}:"), false)),
-            MacroKind::Panel(Some(word)) => Some((format!("{word}: {title}"), true)),
-            MacroKind::Panel(None) | MacroKind::Expand if !title.is_empty() => Some((title, true)),
+            MacroKind::Panel | MacroKind::Expand if !title.is_empty() => Some((title, true)),
             _ => None,
         }
     }
@@ -582,6 +684,8 @@ struct Converter<'a> {
     adfs: Vec<AdfState>,
     /// Where each open layout column's blocks start.
     layout_cells: Vec<usize>,
+    inclusions: Vec<Inclusion>,
+    excerpts: Vec<Excerpt>,
     cell_depth: usize,
     item_depth: usize,
     /// Incremented whenever visible text is produced anywhere (used for "had a body?" tests).
@@ -610,6 +714,8 @@ impl<'a> Converter<'a> {
             refs: Vec::new(),
             adfs: Vec::new(),
             layout_cells: Vec::new(),
+            inclusions: Vec::new(),
+            excerpts: Vec::new(),
             cell_depth: 0,
             item_depth: 0,
             text_mark: 0,
@@ -629,7 +735,7 @@ impl<'a> Converter<'a> {
         }
         self.out.flush();
         self.out.drop_or_emit_label();
-        Converted { blocks: self.out.blocks }
+        Converted { blocks: self.out.blocks, inclusions: self.inclusions, excerpts: self.excerpts }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1154,7 +1260,7 @@ impl<'a> Converter<'a> {
             }
             "time" => {
                 if let Some(v) = attr(e, b"datetime") {
-                    let v = format!(" {} ", v.trim());
+                    let v = format!(" {} ", shown_date(v.trim()));
                     self.on_text(&v);
                 }
                 Kind::Inline
@@ -1299,21 +1405,36 @@ impl<'a> Converter<'a> {
         let kind = match mname.as_str() {
             "code" => MacroKind::Code,
             "noformat" => MacroKind::Noformat,
-            "info" => MacroKind::Panel(Some("Info")),
-            "note" => MacroKind::Panel(Some("Note")),
-            "warning" => MacroKind::Panel(Some("Warning")),
-            "tip" => MacroKind::Panel(Some("Tip")),
-            "panel" => MacroKind::Panel(None),
+            "info" | "note" | "warning" | "tip" | "panel" => MacroKind::Panel,
             "expand" => MacroKind::Expand,
             "status" => MacroKind::Status,
             "jira" | "jiraissues" => MacroKind::Jira,
+            "include" => MacroKind::Include { excerpt: false },
+            "excerpt-include" => MacroKind::Include { excerpt: true },
+            "excerpt" => {
+                if self.ctx() == Ctx::Block {
+                    self.out.flush();
+                }
+                MacroKind::Excerpt { start: self.out.blocks.len() }
+            }
             _ => MacroKind::Generic,
         };
-        self.macros.push(MacroState { kind, params: Vec::new(), code: None, label_set: false });
+        self.macros.push(MacroState { kind, params: Vec::new(), code: None, label_set: false, target: None });
         Kind::Macro
     }
 
     fn open_resource(&mut self, name: &str, e: &BytesStart<'_>) {
+        if let Some(m) = self.macros.last_mut()
+            && matches!(m.kind, MacroKind::Include { .. })
+            && m.target.is_none()
+            && let ("ri:page" | "ri:blog-post", Some(title)) = (name, attr(e, b"ri:content-title"))
+        {
+            m.target = Some(PageRef {
+                space_key: attr(e, b"ri:space-key").map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()),
+                title: title.trim().to_owned(),
+                blog_post: name == "ri:blog-post",
+            });
+        }
         let Some(target) = self.refs.last() else {
             return;
         };
@@ -1516,7 +1637,24 @@ impl<'a> Converter<'a> {
                 let t = format!(" {} ", m.param_or_default("key"));
                 self.on_text(&t);
             }
-            MacroKind::Generic | MacroKind::Panel(_) | MacroKind::Expand => {
+            MacroKind::Include { excerpt } => {
+                // The legacy form names the page in its default parameter: `KEY:Title` or
+                // `Title`.
+                let target = m.target.clone().or_else(|| page_named(m.param("")));
+                if let Some(target) = target {
+                    self.block_break();
+                    let excerpt = excerpt.then(|| collapse_ws(m.param("name")));
+                    self.inclusions.push(Inclusion { at: self.out.blocks.len(), target, excerpt });
+                }
+            }
+            MacroKind::Excerpt { start } => {
+                if self.ctx() == Ctx::Block {
+                    self.out.flush();
+                }
+                let name = collapse_ws(m.param_or_default("name"));
+                self.excerpts.push(Excerpt { name, start, end: self.out.blocks.len() });
+            }
+            MacroKind::Generic | MacroKind::Panel | MacroKind::Expand => {
                 if let Some(code) = m.code.as_deref() {
                     // Third-party code macros keep a title and a language like `code` does.
                     self.emit_code(m.param("title"), m.param("language"), code);
@@ -1558,6 +1696,42 @@ impl<'a> Converter<'a> {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
+
+/// A `<time datetime="2024-01-31"/>` date as Confluence shows it: `31 Jan 2024` (the
+/// month's name is what people search by); anything else as written.
+fn shown_date(datetime: &str) -> Cow<'_, str> {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let mut parts = datetime.splitn(3, '-');
+    let (Some(year), Some(month), Some(day)) = (parts.next(), parts.next(), parts.next()) else {
+        return Cow::Borrowed(datetime);
+    };
+    let month = month.parse::<usize>().ok().filter(|m| (1..=12).contains(m));
+    let day = day.get(..2).and_then(|d| d.parse::<u8>().ok()).filter(|d| (1..=31).contains(d));
+    match (year.len() == 4 && year.bytes().all(|b| b.is_ascii_digit()), month, day) {
+        (true, Some(month), Some(day)) => Cow::Owned(format!("{day} {} {year}", MONTHS[month - 1])),
+        _ => Cow::Borrowed(datetime),
+    }
+}
+
+/// The page a legacy `include` names in plain text: `KEY:Title` (a space key is letters,
+/// digits and `_`, or `~` and an id) or just `Title`.
+fn page_named(text: &str) -> Option<PageRef> {
+    let text = collapse_ws(text);
+    if text.is_empty() {
+        return None;
+    }
+    let (space_key, title) = match text.split_once(':') {
+        Some((key, title))
+            if !key.is_empty()
+                && !title.trim().is_empty()
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '~') =>
+        {
+            (Some(key.to_owned()), title.trim().to_owned())
+        }
+        _ => (None, text),
+    };
+    Some(PageRef { space_key, title, blog_post: false })
+}
 
 /// What an emoticon shows: its `ac:emoji-fallback`, else the character its `ac:emoji-id`
 /// spells in hex (`1f44d`, `1f469-200d-1f4bb`), else the character of its classic name
@@ -1868,7 +2042,7 @@ mod tests {
     fn sample_images_captions_alt_and_filenames() {
         let doc = convert(&fixture("md2conf-images.xml"));
         let t = texts(&doc);
-        assert_eq!(t[0], "Info:\nThis page has been generated with a tool.");
+        assert_eq!(t[0], "This page has been generated with a tool.");
         assert_eq!(t[1], "Block images");
         // Block-level images become their own blocks: caption first, else `ac:alt`; an image
         // with neither shows no words, and its file name is not one.
@@ -1947,8 +2121,8 @@ mod tests {
             ),
             text("```\nraw   spaced\n  text\n```"),
             heading(3, "Notes"),
-            text("Warning: Data loss\nBack up first."),
-            text("Tip:\nUse a fast disk."),
+            text("Data loss\nBack up first."),
+            text("Use a fast disk."),
             text("Details for experts\nHidden but real content."),
             heading(2, "Windows"),
             text("Version | Status | Owner\n10 and 11 | SUPPORTED | @Ada Lovelace\n7 | WIN-42"),
@@ -1958,10 +2132,10 @@ mod tests {
             text("Manual: manual.pdf, blog First Post, https://example.org."),
             text("Figure 1: the architecture"),
             text("Logo company logo and inline. Mood 📧🙂."),
-            text("Released on 2024-01-31 with reviewed wording. Contact:"),
+            text("Released on 31 Jan 2024 with reviewed wording. Contact:"),
             text("Excerpt summary text."),
             text("Grüße aus dem unbekannten Makro."),
-            text("Info: Legacy\nOld-style macro body."),
+            text("Legacy\nOld-style macro body."),
             text("```java\nint x = 1;\n```"),
             text("- We decided to ship"),
             text("Unknown element text survives."),
@@ -2055,6 +2229,72 @@ mod tests {
     }
 
     #[test]
+    fn inclusions_name_their_page_and_excerpts_their_blocks() {
+        let doc = convert(
+            "<h2>Setup</h2><p>Before.</p>\
+             <ac:structured-macro ac:name=\"include\"><ac:parameter ac:name=\"\"><ac:link>\
+             <ri:page ri:space-key=\"OPS\" ri:content-title=\"Shared steps\"/></ac:link></ac:parameter>\
+             </ac:structured-macro>\
+             <p>After.</p>\
+             <ac:structured-macro ac:name=\"excerpt-include\"><ac:parameter ac:name=\"\"><ac:link>\
+             <ri:blog-post ri:content-title=\"News\"/></ac:link></ac:parameter>\
+             <ac:parameter ac:name=\"nopanel\">true</ac:parameter></ac:structured-macro>\
+             <ac:macro ac:name=\"include\"><ac:default-parameter>ENG:Glossary: terms</ac:default-parameter></ac:macro>\
+             <ac:structured-macro ac:name=\"excerpt\"><ac:rich-text-body><p>The gist.</p></ac:rich-text-body>\
+             </ac:structured-macro>\
+             <ac:structured-macro ac:name=\"excerpt\"><ac:parameter ac:name=\"name\">short</ac:parameter>\
+             <ac:rich-text-body><p>Shorter.</p></ac:rich-text-body></ac:structured-macro>",
+        );
+        assert_eq!(texts(&doc), ["Setup", "Before.", "After.", "The gist.", "Shorter."]);
+        let targets: Vec<(usize, Option<&str>, &str, bool, Option<&str>)> = doc
+            .inclusions
+            .iter()
+            .map(|i| {
+                (i.at, i.target.space_key.as_deref(), i.target.title.as_str(), i.target.blog_post, i.excerpt.as_deref())
+            })
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                (2, Some("OPS"), "Shared steps", false, None),
+                (3, None, "News", true, Some("")),
+                (3, Some("ENG"), "Glossary: terms", false, None),
+            ]
+        );
+        assert_eq!(texts(&doc.excerpt("").unwrap()), ["The gist."]);
+        assert_eq!(texts(&doc.excerpt("short").unwrap()), ["Shorter."]);
+        assert!(doc.excerpt("other").is_none());
+        assert!(convert("<p>none</p>").excerpt("").is_none());
+    }
+
+    #[test]
+    fn spliced_content_goes_where_it_is_included_and_its_headings_end_there() {
+        let mut doc = convert(
+            "<h2>Setup</h2><p>Before.</p>\
+             <ac:structured-macro ac:name=\"include\"><ac:parameter ac:name=\"\"><ac:link>\
+             <ri:page ri:content-title=\"Shared\"/></ac:link></ac:parameter></ac:structured-macro>\
+             <p>After.</p>\
+             <ac:structured-macro ac:name=\"include\"><ac:parameter ac:name=\"\"><ac:link>\
+             <ri:page ri:content-title=\"Missing\"/></ac:link></ac:parameter></ac:structured-macro>",
+        );
+        doc.splice(|inclusion| {
+            (inclusion.target.title == "Shared").then(|| convert("<h3>Shared heading</h3><p>Shared text.</p>"))
+        });
+        assert_eq!(
+            doc.blocks,
+            [
+                heading(2, "Setup"),
+                text("Before."),
+                heading(3, "Shared heading"),
+                text("Shared text."),
+                Block::SectionEnd { level: 3 },
+                text("After."),
+            ]
+        );
+        assert!(doc.inclusions.is_empty());
+    }
+
+    #[test]
     fn mentions_are_marked_for_naming_and_pages_cannot_forge_the_marks() {
         let mut doc = convert(
             "<p>Ask <ac:link><ri:user ri:account-id=\"557058:ab-12\" /></ac:link> or \
@@ -2074,7 +2314,7 @@ mod tests {
             "<ac:structured-macro ac:name=\"note\"><ac:parameter ac:name=\"title\">Heads up</ac:parameter>\
              <ac:rich-text-body><h3>Inner</h3><p>body</p></ac:rich-text-body></ac:structured-macro>",
         );
-        assert_eq!(doc.blocks, [heading(3, "Inner"), text("Note: Heads up\nbody")]);
+        assert_eq!(doc.blocks, [heading(3, "Inner"), text("Heads up\nbody")]);
     }
 
     #[test]

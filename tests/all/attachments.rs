@@ -64,7 +64,10 @@ fn attachments_of_every_type_are_indexed_skipped_with_reasons_and_followed_by_sy
     assert_eq!(counts["attachments skipped: other type"], 1, "{counts}");
     assert_eq!(downloads(&world), 13, "one download per file with text, none for the image");
     let listings = world.site.requests().iter().filter(|r| r.path.ends_with("/content/search")).count();
-    assert!(listings <= 4, "comments and attachments in bulk, plus the metadata of two download batches: {listings}");
+    assert!(
+        listings <= 5,
+        "comments, attachments and the Cloud content types in bulk, plus the metadata of two download batches: {listings}"
+    );
 
     for ((name, _, words), id) in files.iter().zip(&ids) {
         let answer = world.ask(words);

@@ -8,7 +8,7 @@ use crate::support::*;
 /// The searches for comments (the space's attachments are listed by a search of their own).
 fn comment_requests(world: &World) -> Vec<fake_confluence::RequestRecord> {
     let searches = world.site.requests().into_iter().filter(|r| r.path.ends_with("/rest/api/content/search"));
-    searches.filter(|r| !r.query.contains("attachment")).collect()
+    searches.filter(|r| !r.query.contains("attachment") && !r.query.contains("whiteboard")).collect()
 }
 
 #[test]

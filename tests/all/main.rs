@@ -14,6 +14,7 @@ mod contract;
 mod dashboard;
 mod faults;
 mod hostile_input;
+mod includes;
 mod ingest;
 mod labels;
 mod mcp;

@@ -53,8 +53,8 @@ fn sync_applies_every_kind_of_change_and_fetches_only_what_changed() {
     assert_eq!(requests.len() as u64, progress["requests"].as_u64().unwrap());
     assert_eq!(
         requests.len(),
-        5,
-        "one listing each of labels, pages, blog posts, comments and attachments: {requests:?}"
+        6,
+        "one listing each of labels, pages, blog posts, comments, attachments and folders/whiteboards/databases/embeds: {requests:?}"
     );
 
     world.site.edit_page(&edited, None, Some(&body("Policy", "employees get thirty days of vacation")));

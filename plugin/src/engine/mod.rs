@@ -11,7 +11,7 @@
 //! crash at any point: a repeated step re-does at most one batch, and every write it
 //! makes is idempotent.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use connector_sdk::caps::{HostError, KeyValue, SearchIndex, SecretStore};
@@ -27,6 +27,7 @@ use crate::storage;
 
 mod answers;
 mod connect;
+mod includes;
 mod ingest;
 mod people;
 mod work;
@@ -261,6 +262,11 @@ fn network(error: ApiError) -> ConnectorError {
     }
 }
 
+/// A CQL string literal: `text` in double quotes, its quotes and backslashes escaped.
+fn cql_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
 fn url_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
@@ -286,6 +292,11 @@ mod tests {
             assert!(check_space_key(bad).is_err(), "{bad}");
         }
         assert!(check_space_key(&"A".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn cql_strings_escape_quotes_and_backslashes() {
+        assert_eq!(cql_string(r#"Say "hi" \ bye"#), r#""Say \"hi\" \\ bye""#);
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! in a checkpoint.
 
 use crate::extract::{self, Skip};
+use crate::model::Found;
+
+use super::includes::{CYCLE, UNRESOLVED};
 use connector_sdk::caps::IndexChunk;
 use connector_sdk::checkpoint::StepWrites;
 use connector_sdk::step::{Advance, Lifecycle, settle};
@@ -14,7 +17,7 @@ use super::*;
 const LISTING_PAGES_PER_STEP: usize = 2;
 
 /// A failure inside a run, before it is turned into the memory's error message.
-enum RunFailure {
+pub(super) enum RunFailure {
     Api(ApiError),
     Stop(String),
     Host(HostError),
@@ -93,6 +96,8 @@ impl Engine<'_> {
                 Phase::Pages | Phase::BlogPosts => self.list(client, connection, memory, run)?,
                 Phase::Comments => self.comments(client, memory, run)?,
                 Phase::Attachments => self.attachments(client, connection, memory, run)?,
+                Phase::Titles => self.titles(client, memory, run)?,
+                Phase::Includes => self.check_includes(client, memory, run)?,
                 Phase::Fetch => self.fetch(client, connection, memory, run)?,
                 Phase::Count => self.count(memory, run)?,
                 Phase::Delete => self.delete(memory, run)?,
@@ -203,9 +208,10 @@ impl Engine<'_> {
             .zip(&existing)
             .zip(&labels)
             .map(|((content, stored), labels)| {
-                stored.as_ref().is_none_or(|r| {
-                    r.version != content.version.number || r.title != content.title || r.labels != *labels
-                })
+                run.refresh.contains(&content.id)
+                    || stored.as_ref().is_none_or(|r| {
+                        r.version != content.version.number || r.title != content.title || r.labels != *labels
+                    })
             })
             .collect();
         // The bodies to index, converted; the people they mention are named in one go.
@@ -214,6 +220,21 @@ impl Engine<'_> {
             .zip(&changed)
             .map(|(content, &changed)| (with_bodies && changed).then(|| storage::convert(content.storage())))
             .collect();
+        // What they include comes in before the people are named: included text mentions
+        // people too.
+        let mut includes = if converted.iter().flatten().any(|doc| !doc.inclusions.is_empty()) {
+            let resolution = self.resolve_inclusions(client, &memory.space_key, &ids, &mut converted)?;
+            memory.progress.includes += resolution.shown;
+            for (reason, count) in [(UNRESOLVED, resolution.unresolved), (CYCLE, resolution.cycles)] {
+                if count > 0 {
+                    *memory.progress.skipped.entry(reason.to_string()).or_default() += count;
+                }
+            }
+            resolution.includes
+        } else {
+            Vec::new()
+        };
+        includes.resize(ids.len(), Vec::new());
         let mentioned: Vec<String> = {
             let mut ids: Vec<String> = converted.iter().flatten().flat_map(storage::Converted::mentions).collect();
             ids.sort();
@@ -224,8 +245,8 @@ impl Engine<'_> {
             let names = self.display_names(client, &memory.connection_id, &mentioned)?;
             converted.iter_mut().flatten().for_each(|doc| doc.name_mentions(&names));
         }
-        let documents = contents.into_iter().zip(existing).zip(converted).zip(changed).zip(labels);
-        for ((((content, stored), doc), changed), labels) in documents {
+        let documents = contents.into_iter().zip(existing).zip(converted).zip(changed).zip(labels).zip(includes);
+        for (((((content, stored), doc), changed), labels), includes) in documents {
             let webui = content.links.webui.clone().unwrap_or_default();
             if let Some(doc) = doc {
                 let chunks = converted_chunks(&doc, &labelled_title(&content.title, &labels), &self.chunking);
@@ -244,12 +265,17 @@ impl Engine<'_> {
                     seen: memory.generation,
                     skipped: None,
                     labels,
+                    includes,
                 };
                 uncommitted.record(content.id, encode(&record));
             } else if changed {
                 run.pending.push(format!("{kind}:{}", content.id));
             } else if let Some(mut record) = stored {
-                // Unchanged body; a move or a new link still updates the citation.
+                // Unchanged body; a move or a new link still updates the citation. What it
+                // includes may have changed: checked once the listing is complete.
+                if !record.includes.is_empty() {
+                    run.include_checks.push(content.id.clone());
+                }
                 record.parent = content.parent_id;
                 record.webui = webui;
                 record.seen = memory.generation;
@@ -386,10 +412,100 @@ impl Engine<'_> {
         })?;
         if end != SearchEnd::More {
             run.attachments_unavailable = end == SearchEnd::Unavailable;
-            start_phase(run, if run.pending.is_empty() { Phase::Count } else { Phase::Fetch });
+            start_phase(run, Phase::Titles);
         }
         self.record(memory, uncommitted)?;
         Ok(Advance::More)
+    }
+
+    /// Takes the next pages of the space's listing of folders, whiteboards, databases and
+    /// embeds (one paged CQL search): they are indexed by their titles, which is all the
+    /// text they have for the connector; what else they hold (a drawing, a database's rows,
+    /// an embedded site) is counted as left out. A site that answers no such search keeps
+    /// the ones indexed before.
+    fn titles(&self, client: &Client<'_>, memory: &mut Memory, run: &mut Run) -> Result<Advance, RunFailure> {
+        let mut uncommitted = StepWrites::default();
+        let start = titles_start(&memory.space_key);
+        let end = self.search_pages(client, memory, run, &start, |memory, run, found: Vec<Found>| {
+            memory.progress.listed += found.len() as u32;
+            memory.progress.known += found.len() as u32;
+            self.absorb_titles(memory, run, found, &mut uncommitted)
+        })?;
+        if end != SearchEnd::More {
+            run.titles_unavailable = end == SearchEnd::Unavailable;
+            let next = if !run.include_checks.is_empty() {
+                Phase::Includes
+            } else if run.pending.is_empty() {
+                Phase::Count
+            } else {
+                Phase::Fetch
+            };
+            start_phase(run, next);
+        }
+        self.record(memory, uncommitted)?;
+        Ok(Advance::More)
+    }
+
+    /// Indexes listed folders, whiteboards, databases and embeds that are new, renamed or
+    /// relabelled by title (and kind), and marks the rest seen.
+    fn absorb_titles(
+        &self,
+        memory: &mut Memory,
+        run: &mut Run,
+        found: Vec<Found>,
+        uncommitted: &mut StepWrites,
+    ) -> Result<(), RunFailure> {
+        let found: Vec<(Found, TitleKind)> =
+            found.into_iter().filter_map(|f| TitleKind::of(&f.kind).map(|kind| (f, kind))).collect();
+        let ids: Vec<String> = found.iter().map(|(f, _)| f.id.clone()).collect();
+        let existing = self.kv.get_many(&docs_bucket(&memory.id), &ids)?;
+        for ((item, kind), stored) in found.into_iter().zip(existing) {
+            let stored: Option<DocRecord> = stored.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            let labels = self.labels_of(run, &item.id, stored.as_ref());
+            *memory.progress.skipped.entry(kind.left_out().to_string()).or_default() += 1;
+            let parent = item.ancestors.last().map(|a| a.id.clone());
+            match stored {
+                Some(mut record)
+                    if record.version == item.version.number
+                        && record.title == item.title
+                        && record.labels == labels =>
+                {
+                    record.parent = parent;
+                    record.seen = memory.generation;
+                    uncommitted.record(item.id, encode(&record));
+                }
+                _ => {
+                    let chunks: Vec<IndexChunk> = converted_chunks(
+                        &storage::Converted::default(),
+                        &labelled_title(&item.title, &labels),
+                        &self.chunking,
+                    )
+                    .into_iter()
+                    .map(|chunk| IndexChunk { heading: kind.name().to_string(), ..chunk })
+                    .collect();
+                    let count = chunks.len() as u32;
+                    self.index.replace_document(&memory.id, &item.id, chunks)?;
+                    uncommitted.indexed();
+                    memory.progress.updated += 1;
+                    let record = DocRecord {
+                        kind: kind.code(),
+                        title: item.title,
+                        parent,
+                        version: item.version.number,
+                        modified: item.version.when,
+                        webui: item.links.webui.unwrap_or_default(),
+                        chunks: count,
+                        seen: memory.generation,
+                        skipped: None,
+                        labels,
+                        includes: Vec::new(),
+                    };
+                    uncommitted.record(item.id, encode(&record));
+                }
+            }
+            memory.progress.done += 1;
+        }
+        Ok(())
     }
 
     /// Takes the next pages of a paged CQL search, [`LISTING_PAGES_PER_STEP`] at most, from
@@ -662,6 +778,7 @@ impl Engine<'_> {
             seen: memory.generation,
             skipped: None,
             labels,
+            includes: Vec::new(),
         }))
     }
 
@@ -760,6 +877,7 @@ impl Engine<'_> {
                     seen: memory.generation,
                     skipped: None,
                     labels: Vec::new(),
+                    includes: Vec::new(),
                 };
                 uncommitted.record(comment.id, encode(&record));
                 memory.progress.done += 1;
@@ -851,6 +969,7 @@ impl Engine<'_> {
         let unlisted: Vec<char> = [(run.comments_unavailable, 'c'), (run.attachments_unavailable, 'a')]
             .into_iter()
             .filter_map(|(unavailable, kind)| unavailable.then_some(kind))
+            .chain(TitleKind::ALL.iter().filter(|_| run.titles_unavailable).map(|kind| kind.code()))
             .collect();
         if !unlisted.is_empty() && !tally.stale.is_empty() {
             // Not listed is not gone when the listing was not available: keep those.
@@ -947,7 +1066,7 @@ enum SearchEnd {
 
 /// Whether a search failure means the site offers no such search (an endpoint gone or
 /// refused), rather than a failure worth failing the run for.
-fn search_unavailable(error: &ApiError) -> bool {
+pub(super) fn search_unavailable(error: &ApiError) -> bool {
     matches!(
         error,
         ApiError::NotFound { .. }
@@ -970,7 +1089,7 @@ fn dequeue(run: &mut Run, kind: char, batch: Vec<String>) -> Advance {
 }
 
 /// Moves a run to the first listing page of `phase`.
-fn start_phase(run: &mut Run, phase: Phase) {
+pub(super) fn start_phase(run: &mut Run, phase: Phase) {
     run.cursor = None;
     run.visited.clear();
     run.phase = phase;
@@ -986,13 +1105,80 @@ fn admissible(connection: &Connection, attachment: &Attachment) -> Result<extrac
     Ok(format)
 }
 
+/// The Cloud content types the connector indexes by title alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TitleKind {
+    Folder,
+    Whiteboard,
+    Database,
+    Embed,
+}
+
+impl TitleKind {
+    const ALL: [TitleKind; 4] = [TitleKind::Folder, TitleKind::Whiteboard, TitleKind::Database, TitleKind::Embed];
+
+    /// The kind of a v1 `type`.
+    fn of(kind: &str) -> Option<TitleKind> {
+        TitleKind::ALL.into_iter().find(|k| k.cql() == kind)
+    }
+
+    /// Its CQL `type`.
+    fn cql(self) -> &'static str {
+        match self {
+            TitleKind::Folder => "folder",
+            TitleKind::Whiteboard => "whiteboard",
+            TitleKind::Database => "database",
+            TitleKind::Embed => "embed",
+        }
+    }
+
+    /// Its record kind.
+    fn code(self) -> char {
+        match self {
+            TitleKind::Folder => 'f',
+            TitleKind::Whiteboard => 'w',
+            TitleKind::Database => 'd',
+            TitleKind::Embed => 'e',
+        }
+    }
+
+    /// The heading its passage carries.
+    fn name(self) -> &'static str {
+        match self {
+            TitleKind::Folder => "Folder",
+            TitleKind::Whiteboard => "Whiteboard",
+            TitleKind::Database => "Database",
+            TitleKind::Embed => "Smart link embed",
+        }
+    }
+
+    /// What of it is left out, as `status` counts it.
+    fn left_out(self) -> &'static str {
+        match self {
+            TitleKind::Folder => "folders (title only: a folder has no body)",
+            TitleKind::Whiteboard => "whiteboards (title only: drawings not indexed)",
+            TitleKind::Database => "databases (title only: entries not indexed)",
+            TitleKind::Embed => "embeds (title only: embedded sites not indexed)",
+        }
+    }
+}
+
+/// The first page of the space's listing of folders, whiteboards, databases and embeds.
+fn titles_start(space_key: &str) -> String {
+    let types: Vec<&str> = TitleKind::ALL.iter().map(|k| k.cql()).collect();
+    let cql = format!("space = {} AND type in ({})", cql_string(space_key), types.join(", "));
+    format!(
+        "/wiki/rest/api/content/search?cql={}&expand=version,ancestors&limit={COMMENTS_PER_REQUEST}",
+        url_encode(&cql)
+    )
+}
+
 /// Label names per search of labelled content.
 const LABELS_PER_SEARCH: usize = 50;
 
 /// A search of the space's content carrying one of `labels`, with their labels.
 fn labelled_start(space_key: &str, labels: &[String]) -> String {
-    let quoted: Vec<String> =
-        labels.iter().map(|l| format!("\"{}\"", l.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    let quoted: Vec<String> = labels.iter().map(|l| cql_string(l)).collect();
     let cql = format!(
         "space = \"{space_key}\" AND type in (page, blogpost, attachment) AND label in ({})",
         quoted.join(", ")
@@ -1024,6 +1210,7 @@ fn left_out_record(attachment: &Attachment, generation: u64, reason: &str, label
         seen: generation,
         skipped: Some(reason.to_string()),
         labels,
+        includes: Vec::new(),
     }
 }
 
@@ -1071,7 +1258,7 @@ fn comments_start(space_key: &str, with_bodies: bool) -> String {
 
 /// v1 links (`next` pages, attachment downloads) are relative to the wiki base
 /// (`/rest/api/...`, `/download/...`); the client's paths start at the site (`/wiki/...`).
-fn v1_link(link: &str) -> String {
+pub(super) fn v1_link(link: &str) -> String {
     if link.starts_with('/') && !link.starts_with("/wiki/") { format!("/wiki{link}") } else { link.to_string() }
 }
 

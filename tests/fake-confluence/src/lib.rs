@@ -189,6 +189,16 @@ impl FakeConfluence {
         self.state().add_page(space_key, parent_id.map(parse_id), title, storage).to_string()
     }
 
+    /// Adds a Cloud content item with a title and no storage body: `kind` is `folder`,
+    /// `whiteboard`, `database` or `embed`; `parent_id` None = child of the homepage. Returns
+    /// its id. Pages go under a folder with [`FakeConfluence::add_page`]. Panics on an
+    /// unknown space key or kind.
+    pub fn add_titled(&self, space_key: &str, kind: &str, parent_id: Option<&str>, title: &str) -> String {
+        let kind =
+            state::Kind::titled(kind).unwrap_or_else(|| panic!("fake-confluence: {kind:?} is not a titled kind"));
+        self.state().add_titled(space_key, kind, parent_id.map(parse_id), title).to_string()
+    }
+
     /// Adds a blog post. Returns its id. Panics on an unknown space key.
     pub fn add_blogpost(&self, space_key: &str, title: &str, storage: &str) -> String {
         self.state().add_blogpost(space_key, title, storage).to_string()

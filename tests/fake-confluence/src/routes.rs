@@ -562,6 +562,9 @@ pub(crate) fn webui(space: &Space, c: &Content) -> String {
             c.id,
             c.id
         ),
+        Kind::Folder | Kind::Whiteboard | Kind::Database | Kind::Embed => {
+            format!("/spaces/{}/{}/{}", space.key, c.kind.as_str(), c.id)
+        }
         Kind::Attachment => {
             let page = c.parent_id.unwrap_or(0);
             let path = format!("/{page}/{}/{}", c.id, c.title);
@@ -661,7 +664,7 @@ pub(crate) fn content_json(st: &State, ctx: &Ctx<'_>, c: &Content, body_format: 
             "title": c.title,
             "spaceId": c.space_id.to_string(),
             "parentId": c.parent_id.map(|p| p.to_string()),
-            "parentType": c.parent_id.map(|_| "page"),
+            "parentType": c.parent_id.map(|p| st.contents.get(&p).map_or("page", |parent| parent.kind.as_str())),
             "position": c.position,
             "authorId": c.author_id,
             "ownerId": c.author_id,
@@ -671,7 +674,7 @@ pub(crate) fn content_json(st: &State, ctx: &Ctx<'_>, c: &Content, body_format: 
             "body": body_json(c, body_format),
             "_links": links,
         }),
-        Kind::BlogPost | Kind::Comment | Kind::Attachment => json!({
+        _ => json!({
             "id": c.id.to_string(),
             "status": c.status.as_str(),
             "title": c.title,
@@ -767,7 +770,7 @@ fn status_matches(c: &Content, statuses: &Option<Vec<String>>) -> bool {
     match statuses {
         None => match c.kind {
             Kind::Page => matches!(c.status, Status::Current | Status::Archived),
-            Kind::BlogPost | Kind::Comment | Kind::Attachment => c.status == Status::Current,
+            _ => c.status == Status::Current,
         },
         Some(list) => list.iter().any(|s| s == "any" || s == c.status.as_str()),
     }

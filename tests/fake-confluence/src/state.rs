@@ -66,6 +66,14 @@ pub(crate) enum Kind {
     /// A file attached to a page or blog post (`parent_id`); `title` is its file name,
     /// [`Content::attachment`] its bytes.
     Attachment,
+    /// A Cloud folder: a title that pages and other folders sit under, no body.
+    Folder,
+    /// A Cloud whiteboard (its drawing is no storage-format body).
+    Whiteboard,
+    /// A Cloud database (its entries are no storage-format body).
+    Database,
+    /// A Cloud smart-link embed (an embedded site).
+    Embed,
 }
 
 /// What only an attachment has.
@@ -96,7 +104,16 @@ impl Kind {
             Kind::BlogPost => "blogpost",
             Kind::Comment => "comment",
             Kind::Attachment => "attachment",
+            Kind::Folder => "folder",
+            Kind::Whiteboard => "whiteboard",
+            Kind::Database => "database",
+            Kind::Embed => "embed",
         }
+    }
+
+    /// The kind a v1 `type` names, of those [`State::add_titled`] adds.
+    pub fn titled(name: &str) -> Option<Kind> {
+        [Kind::Folder, Kind::Whiteboard, Kind::Database, Kind::Embed].into_iter().find(|k| k.as_str() == name)
     }
 }
 
@@ -290,7 +307,7 @@ impl State {
                     .count() as i64;
                 siblings * 256 + 1
             }
-            Kind::BlogPost | Kind::Comment | Kind::Attachment => 0,
+            _ => 0,
         };
         self.insert_at(kind, space_id, parent_id, title, storage, position)
     }
@@ -366,6 +383,15 @@ impl State {
         let (space_id, home) = (space.id, space.homepage_id);
         let parent = parent_id.unwrap_or(home);
         self.insert_content(Kind::Page, space_id, Some(parent), title, storage)
+    }
+
+    /// Adds a folder, whiteboard, database or embed (`kind`) under `parent_id` (None: the
+    /// space homepage). Panics on an unknown space.
+    pub fn add_titled(&mut self, space_key: &str, kind: Kind, parent_id: Option<u64>, title: &str) -> u64 {
+        let space =
+            self.space_by_key(space_key).unwrap_or_else(|| panic!("fake-confluence: unknown space key {space_key:?}"));
+        let (space_id, home) = (space.id, space.homepage_id);
+        self.insert_content(kind, space_id, Some(parent_id.unwrap_or(home)), title, "")
     }
 
     /// Adds a blog post to a space. Panics on unknown space.

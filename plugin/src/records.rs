@@ -305,10 +305,11 @@ pub struct Memory {
     pub run: Option<Run>,
 }
 
-/// One indexed page, blog post or comment.
+/// One indexed page, blog post, comment, attachment, folder, whiteboard, database or embed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocRecord {
-    /// `p` for a page, `b` for a blog post, `c` for a comment, `a` for an attachment.
+    /// `p` for a page, `b` for a blog post, `c` for a comment, `a` for an attachment; `f`,
+    /// `w`, `d`, `e` for a folder, whiteboard, database or embed (indexed by title).
     pub kind: char,
     /// Title (a comment's: who wrote it, e.g. `Comment by Ada Lovelace`).
     pub title: String,

@@ -89,6 +89,21 @@ fn site() -> (FakeConfluence, Vec<String>) {
     (site, pages)
 }
 
+/// [`site`] with included content (a sync that edits Runbook 0 indexes its includer again)
+/// and a folder, so that a crashed run also resumes through those phases.
+fn site_with_included_content() -> (FakeConfluence, Vec<String>) {
+    let (site, pages) = site();
+    let folder = site.add_titled(SPACE, "folder", None, "Team handbooks");
+    site.add_page(
+        SPACE,
+        Some(&folder),
+        "Shared runbook steps",
+        "<p>Start here.</p><ac:structured-macro ac:name=\"include\"><ac:parameter ac:name=\"\"><ac:link>\
+         <ri:page ri:content-title=\"Runbook 0\"/></ac:link></ac:parameter></ac:structured-macro>",
+    );
+    (site, pages)
+}
+
 /// One instance's storage: what survives a host crash.
 #[derive(Default)]
 struct Stores {
@@ -194,7 +209,7 @@ fn crash_at_every_write(
     change_site: impl Fn(&FakeConfluence, &[String]),
 ) {
     let run = |crash: Option<CrashPoint>| -> (Outcome, u64) {
-        let (site, pages) = site();
+        let (site, pages) = site_with_included_content();
         let transport = InProcess::new(&site);
         let stores = Stores::default();
         let memory_id = prepare(&stores, &transport);

@@ -151,3 +151,28 @@ async fn the_next_listing_page_is_requested_while_this_one_is_indexed() {
     }
     assert_eq!(later_pages(&world), 2, "the prefetched response was used, not requested again");
 }
+
+#[test]
+fn a_page_that_mentions_a_person_is_found_by_their_name() {
+    let world = World::new();
+    world.site.add_space("OPS", "Operations");
+    world.site.add_user("grace.hopper@example.com", "another-token", fake_confluence::TokenKind::Classic);
+    let account = world.site.account_id("grace.hopper@example.com").expect("the user exists");
+    for page in ["Escalation", "On call"] {
+        world.site.add_page(
+            "OPS",
+            None,
+            page,
+            &format!("<p>Page <ac:link><ri:user ri:account-id=\"{account}\"/></ac:link> for the database.</p>"),
+        );
+    }
+    let connection = world.connect();
+    world.site.reset_requests();
+    let ingested = world.ingest(&connection, "OPS");
+    assert_eq!(ingested["memories"][0]["status"], "INGESTED", "{ingested}");
+    let lookups = world.site.requests().into_iter().filter(|r| r.path.ends_with("/user/bulk")).count();
+    assert_eq!(lookups, 1, "the mentioned accounts are named in one bulk lookup");
+    let answer = world.ask("Grace Hopper");
+    assert_eq!(answer.len(), 2, "{answer:?}");
+    assert!(answer[0]["text"].as_str().unwrap().contains("@Grace Hopper"), "{}", answer[0]);
+}

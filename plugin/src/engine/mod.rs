@@ -1,9 +1,9 @@
 //! The connector's product logic: connect, ingest, sync, step, retrieve, status.
 //!
 //! One [`Engine`], its methods grouped by concern: `connect` (connections, token kinds,
-//! scopes), `ingest` (registering memories and runs), `work` (the step loop), `people`
-//! (names of mentioned accounts) and `answers` (retrieval with citations); records and
-//! shared helpers live here.
+//! scopes), `ingest` (registering memories and runs), `work` (the step loop), `includes`
+//! (the pages `include` macros show, and their check at sync), `people` (names of mentioned
+//! accounts) and `answers` (retrieval with citations); records and shared helpers live here.
 //!
 //! Everything is plain Rust over the capability traits of [`connector_sdk::caps`] and the
 //! [`Transport`]; the WebAssembly layer only translates types. State lives in

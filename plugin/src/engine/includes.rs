@@ -194,6 +194,8 @@ impl Engine<'_> {
             if changed {
                 run.pending.push(format!("{}:{id}", record.kind));
                 run.refresh.push(id);
+                // Counted done when listed unchanged; done again once fetched.
+                memory.progress.done = memory.progress.done.saturating_sub(1);
             }
         }
         run.include_checks.drain(..batch.len());

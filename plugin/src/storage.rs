@@ -2246,7 +2246,8 @@ mod tests {
              <ac:rich-text-body><p>Shorter.</p></ac:rich-text-body></ac:structured-macro>",
         );
         assert_eq!(texts(&doc), ["Setup", "Before.", "After.", "The gist.", "Shorter."]);
-        let targets: Vec<(usize, Option<&str>, &str, bool, Option<&str>)> = doc
+        type Target<'a> = (usize, Option<&'a str>, &'a str, bool, Option<&'a str>);
+        let targets: Vec<Target> = doc
             .inclusions
             .iter()
             .map(|i| {

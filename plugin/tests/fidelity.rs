@@ -80,7 +80,7 @@ fn measure(name: &str) -> Fidelity {
 #[test]
 fn the_converter_keeps_every_visible_word_and_adds_almost_none() {
     println!("{:<40} {:>8} {:>8} {:>8}  missing / added", "page", "visible", "recall", "added");
-    let mut report = |name: &str| {
+    let report = |name: &str| {
         let f = measure(name);
         println!(
             "{name:<40} {:>8} {:>7.1}% {:>7.1}%  {:?} / {:?}",

@@ -85,7 +85,7 @@ fn included_pages_and_excerpts_are_indexed_with_their_includers_and_followed_by_
         "included pages are found in bulk, a search per level and space, not per including page: {title_searches}"
     );
     let counts = &memory["progress"]["counts"];
-    assert!(counts["included pages"].as_u64().unwrap() >= 8 + 1, "{counts}");
+    assert!(counts["included pages"].as_u64().unwrap() > 8, "{counts}");
     assert!(counts["inclusions skipped: page not found or not readable"].as_u64().unwrap() >= 2, "{counts}");
     assert!(counts["inclusions skipped: cycle or nested too deep"].as_u64().unwrap() >= 1, "{counts}");
 

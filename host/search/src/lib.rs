@@ -1,5 +1,8 @@
 //! Full-text search capability of the connector host.
 //!
+//! Two backends rank alike: [`TantivySearch`] on one machine, [`PgSearch`] in a PostgreSQL
+//! database that several hosts share (`tests/conformance.rs` runs one suite on both).
+//!
 //! The host's `search` WIT interface (`replace-document`, `remove-documents`, `commit`,
 //! `rollback`, `query`) is served by a [`SearchBackend`]. The reference backend, [`TantivySearch`],
 //! keeps **one tantivy index per connector instance** — the host gives each instance its
@@ -36,6 +39,7 @@
 
 #![warn(missing_docs)]
 
+mod postgres;
 pub mod semantic;
 mod stem;
 
@@ -53,6 +57,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
+pub use postgres::PgSearch;
 pub use tantivy::tokenizer::Language;
 
 use crate::stem::CachedStemmer;
@@ -119,6 +124,10 @@ pub enum SearchError {
     /// The [`SearchConfig`] cannot be used.
     #[error("invalid search configuration: {0}")]
     Config(String),
+
+    /// The PostgreSQL database failed or could not be reached.
+    #[error("search database error: {0}")]
+    Database(String),
 
     /// The semantic index (its store or its embedder) failed.
     #[error("semantic index error: {0}")]
@@ -264,8 +273,8 @@ impl Default for SearchConfig {
 
 /// A search backend: what the host's `search` interface needs.
 ///
-/// A backend instance serves exactly one connector instance; other backends (e.g.
-/// PostgreSQL) plug in here.
+/// A backend instance serves exactly one connector instance: [`TantivySearch`] (a directory
+/// of its own) or [`PgSearch`] (a namespace in a shared PostgreSQL database).
 pub trait SearchBackend: Send + Sync {
     /// Replaces all chunks of one document by `chunks`; an empty slice removes the
     /// document. Idempotent. Visible after [`Self::commit`].

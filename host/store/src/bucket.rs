@@ -1,12 +1,10 @@
 //! Guest-visible buckets (`wasi:keyvalue/store` + `batch`).
 
-use std::ops::Bound;
 use std::sync::Arc;
 
-use redb::{ReadOnlyTable, ReadableDatabase, ReadableTable};
-
+use crate::backend::{Table, Write};
 use crate::error::abbreviate;
-use crate::{KV, Store, StoreError};
+use crate::{Store, StoreError};
 
 /// Largest page `list_keys` and `scan_prefix` return, whatever the caller asks for.
 pub const MAX_PAGE: usize = 10_000;
@@ -61,14 +59,9 @@ impl Bucket {
         Ok(())
     }
 
-    fn read_table(&self) -> Result<ReadOnlyTable<&'static str, &'static [u8]>, StoreError> {
-        Ok(self.store.inner.db.begin_read()?.open_table(KV)?)
-    }
-
     /// The value of `key`, or `None` if it is not set.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let table = self.read_table()?;
-        Ok(table.get(self.full_key(key).as_str())?.map(|v| v.value().to_vec()))
+        Ok(self.store.inner.backend.get_many(Table::Kv, &[self.full_key(key)])?.pop().flatten())
     }
 
     /// Sets `key` to `value`, replacing any previous value.
@@ -77,24 +70,17 @@ impl Bucket {
     /// or value exceeds the configured limits.
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.check_item(key, value)?;
-        self.store.write(KV, |table| {
-            table.insert(self.full_key(key).as_str(), value)?;
-            Ok(())
-        })
+        self.store.write(Table::Kv, &[Write::Put(self.full_key(key), value.to_vec())])
     }
 
     /// Removes `key`; removing a missing key is not an error.
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.store.write(KV, |table| {
-            table.remove(self.full_key(key).as_str())?;
-            Ok(())
-        })
+        self.store.write(Table::Kv, &[Write::Delete(self.full_key(key))])
     }
 
     /// Whether `key` is set.
     pub fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        let table = self.read_table()?;
-        Ok(table.get(self.full_key(key).as_str())?.is_some())
+        Ok(self.get(key)?.is_some())
     }
 
     /// Lists keys in key (byte) order, at most `page` per call (clamped to `1..=`[`MAX_PAGE`]).
@@ -105,39 +91,26 @@ impl Bucket {
     /// after that key, never an offset skip. Keys that exist for the whole listing are
     /// returned exactly once even if other keys are added or removed in between; keys
     /// added or removed meanwhile may or may not appear. A cursor is only valid for the
-    /// bucket that issued it and is forgotten on restart or after 4096 newer cursors; an
-    /// unknown cursor yields [`StoreError::InvalidCursor`].
+    /// bucket that issued it and is forgotten on restart (or, with PostgreSQL, on another
+    /// host) or after 4096 newer cursors; an unknown cursor yields
+    /// [`StoreError::InvalidCursor`].
     pub fn list_keys(&self, cursor: Option<u64>, page: usize) -> Result<(Vec<String>, Option<u64>), StoreError> {
         let page = page.clamp(1, MAX_PAGE);
-        let start = match cursor {
-            None => Bound::Included(self.prefix.to_string()),
-            Some(id) => {
-                let last = self
-                    .store
+        let after = match cursor {
+            None => None,
+            Some(id) => Some(
+                self.store
                     .inner
                     .cursors
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .get(id, &self.prefix)
-                    .ok_or(StoreError::InvalidCursor(id))?;
-                Bound::Excluded(last)
-            }
+                    .ok_or(StoreError::InvalidCursor(id))?,
+            ),
         };
-        let table = self.read_table()?;
-        let mut keys = Vec::with_capacity(page.min(1024));
-        let mut more = false;
-        let bounds = (start.as_ref().map(String::as_str), Bound::Unbounded);
-        for entry in table.range::<&str>(bounds)? {
-            let (k, _) = entry?;
-            let Some(key) = k.value().strip_prefix(&*self.prefix) else {
-                break;
-            };
-            if keys.len() == page {
-                more = true;
-                break;
-            }
-            keys.push(key.to_owned());
-        }
+        let rows = self.store.inner.backend.scan(Table::Kv, &self.prefix, after.as_deref(), page + 1)?;
+        let more = rows.len() > page;
+        let keys: Vec<String> = rows.into_iter().take(page).map(|(k, _)| k[self.prefix.len()..].to_owned()).collect();
         let next = match (more, keys.last()) {
             (true, Some(last)) => Some(
                 self.store
@@ -163,15 +136,14 @@ impl Bucket {
         start_after: Option<&str>,
         page: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let table = self.read_table()?;
-        scan(&table, &self.prefix, prefix, start_after, page)
+        self.store.scan(Table::Kv, &self.prefix, prefix, start_after, page)
     }
 
     /// The values of `keys`, in the same order (`None` for keys that are not set), read
     /// from one consistent snapshot.
     pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let table = self.read_table()?;
-        keys.iter().map(|k| Ok(table.get(self.full_key(k).as_str())?.map(|v| v.value().to_vec()))).collect()
+        let full: Vec<String> = keys.iter().map(|k| self.full_key(k)).collect();
+        self.store.inner.backend.get_many(Table::Kv, &full)
     }
 
     /// Sets all `items` in one write transaction: either all are written or none is.
@@ -182,50 +154,13 @@ impl Bucket {
         for (k, v) in items {
             self.check_item(k, v)?;
         }
-        self.store.write(KV, |table| {
-            for (k, v) in items {
-                table.insert(self.full_key(k).as_str(), v.as_slice())?;
-            }
-            Ok(())
-        })
+        let writes: Vec<Write> = items.iter().map(|(k, v)| Write::Put(self.full_key(k), v.clone())).collect();
+        self.store.write(Table::Kv, &writes)
     }
 
     /// Removes all `keys` in one write transaction (missing keys are ignored).
     pub fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
-        self.store.write(KV, |table| {
-            for k in keys {
-                table.remove(self.full_key(k).as_str())?;
-            }
-            Ok(())
-        })
+        let writes: Vec<Write> = keys.iter().map(|k| Write::Delete(self.full_key(k))).collect();
+        self.store.write(Table::Kv, &writes)
     }
-}
-
-/// Range scan of the keys under `table_prefix + prefix`, strictly after
-/// `table_prefix + start_after`, returning keys without `table_prefix`.
-pub(crate) fn scan<T: ReadableTable<&'static str, &'static [u8]>>(
-    table: &T,
-    table_prefix: &str,
-    prefix: &str,
-    start_after: Option<&str>,
-    page: usize,
-) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-    let page = page.clamp(1, MAX_PAGE);
-    let full_prefix = format!("{table_prefix}{prefix}");
-    let start = match start_after {
-        // Anything at or before the prefix itself means "from the start of the prefix".
-        Some(after) if after >= prefix => Bound::Excluded(format!("{table_prefix}{after}")),
-        _ => Bound::Included(full_prefix.clone()),
-    };
-    let bounds = (start.as_ref().map(String::as_str), Bound::Unbounded);
-    let mut out = Vec::new();
-    for entry in table.range::<&str>(bounds)? {
-        let (k, v) = entry?;
-        let k = k.value();
-        if !k.starts_with(&full_prefix) || out.len() == page {
-            break;
-        }
-        out.push((k[table_prefix.len()..].to_owned(), v.value().to_vec()));
-    }
-    Ok(out)
 }

@@ -10,6 +10,10 @@ pub enum StoreError {
     #[error("storage error: {0}")]
     Database(#[from] redb::Error),
 
+    /// The PostgreSQL database failed or could not be reached (its password never appears).
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+
     /// A namespace, bucket name or secret name is not acceptable.
     #[error("invalid {what} {name:?}: {reason}")]
     InvalidName {

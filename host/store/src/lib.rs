@@ -1,9 +1,10 @@
-//! Embedded, ACID key-value and secret storage for the connector host.
+//! ACID key-value and secret storage for the connector host.
 //!
-//! This crate is the storage backend behind the host's `wasi:keyvalue/store@0.2.0-draft`
-//! and `wasi:keyvalue/batch@0.2.0-draft` imports and behind its `secrets` interface.
-//! Everything lives in **one** [redb](https://docs.rs/redb) database file per host data
-//! directory, in three tables:
+//! This crate is the storage behind the host's `wasi:keyvalue/store@0.2.0-draft` and
+//! `wasi:keyvalue/batch@0.2.0-draft` imports and behind its `secrets` interface. Everything
+//! lives in one [`Backend`](backend::Backend): by default **one** [redb](https://docs.rs/redb)
+//! database file per host data directory ([`Store::open`]), or one PostgreSQL database that
+//! several hosts share ([`Store::connect`]). Either holds three tables:
 //!
 //! * `kv` — guest-visible key-value data. Every key is stored under the composite key
 //!   `namespace \0 bucket \0 key`, where the namespace is the connector instance id chosen
@@ -15,9 +16,9 @@
 //! * `secrets` — [`Secrets`], encrypted at rest with ChaCha20-Poly1305 under an
 //!   [`OperatorKey`].
 //!
-//! Every write is one redb write transaction, committed with redb's default (immediate,
-//! fsync'd) durability. All methods block on disk I/O: call them from a blocking context
-//! (e.g. `tokio::task::spawn_blocking`) in async code.
+//! Every write is one transaction of the backend, durable when it returns. All methods
+//! block on I/O: call them from a blocking context (e.g. `tokio::task::spawn_blocking`) in
+//! async code.
 //!
 //! # Example
 //!
@@ -52,6 +53,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backend;
 mod bucket;
 mod error;
 mod meta;
@@ -61,19 +63,12 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use redb::{Database, TableDefinition};
+use backend::{Backend, Table, Write};
 
 pub use bucket::{Bucket, MAX_PAGE};
 pub use error::StoreError;
 pub use meta::Meta;
 pub use secrets::{OperatorKey, Secrets};
-
-/// Guest-visible key-value data, keyed by `namespace \0 bucket \0 key`.
-pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
-/// Host metadata, keyed by the host's own keys.
-pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("host_meta");
-/// Encrypted secrets, keyed by `namespace \0 name`.
-pub(crate) const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 
 /// How many `list_keys` cursors are remembered at once (oldest are forgotten first).
 const MAX_CURSORS: usize = 4096;
@@ -94,18 +89,18 @@ impl Default for StoreConfig {
     }
 }
 
-/// A handle to the host's database file.
+/// A handle to the host's database (a file, or a PostgreSQL database).
 ///
-/// Cheap to clone (an [`Arc`] inside), `Send + Sync`. The file is closed when the last
+/// Cheap to clone (an [`Arc`] inside), `Send + Sync`. The database is closed when the last
 /// clone — including every [`Bucket`], [`Meta`] and [`Secrets`] made from it — is dropped.
-/// A database file can be open only once at a time.
+/// A database file can be open only once at a time; a PostgreSQL database by many hosts.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
-    pub(crate) db: Database,
+    pub(crate) backend: Box<dyn Backend>,
     pub(crate) config: StoreConfig,
     pub(crate) cursors: Mutex<Cursors>,
 }
@@ -117,16 +112,26 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Applies `change` to `table` in one durable write transaction.
-    pub(crate) fn write(
+    /// Applies `writes` to `table` in one durable transaction.
+    pub(crate) fn write(&self, table: Table, writes: &[Write]) -> Result<(), StoreError> {
+        self.inner.backend.apply(table, writes)
+    }
+
+    /// The rows of `table` under `table_prefix + prefix`, strictly after
+    /// `table_prefix + start_after`, keys without `table_prefix`, at most `page` (clamped to
+    /// `1..=`[`MAX_PAGE`]).
+    pub(crate) fn scan(
         &self,
-        table: TableDefinition<&str, &[u8]>,
-        change: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        let txn = self.inner.db.begin_write()?;
-        change(&mut txn.open_table(table)?)?;
-        txn.commit()?;
-        Ok(())
+        table: Table,
+        table_prefix: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        page: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let full_prefix = format!("{table_prefix}{prefix}");
+        let after = start_after.map(|after| format!("{table_prefix}{after}"));
+        let rows = self.inner.backend.scan(table, &full_prefix, after.as_deref(), page.clamp(1, MAX_PAGE))?;
+        Ok(rows.into_iter().map(|(k, v)| (k[table_prefix.len()..].to_owned(), v)).collect())
     }
 
     /// Opens the database file at `path` with the default [`StoreConfig`], creating it
@@ -137,14 +142,24 @@ impl Store {
 
     /// Opens the database file at `path` with the given limits, creating it if missing.
     pub fn open_with(path: &Path, config: StoreConfig) -> Result<Store, StoreError> {
-        let db = Database::create(path)?;
-        // Create every table up front so read transactions never meet a missing table.
-        let txn = db.begin_write()?;
-        txn.open_table(KV)?;
-        txn.open_table(META)?;
-        txn.open_table(SECRETS)?;
-        txn.commit()?;
-        Ok(Store { inner: Arc::new(Inner { db, config, cursors: Mutex::new(Cursors::new()) }) })
+        Ok(Store::with_backend(Box::new(backend::redb::RedbBackend::open(path)?), config))
+    }
+
+    /// Connects to the PostgreSQL database at `url` (`postgres://user:password@host/db`)
+    /// with the default [`StoreConfig`], bringing its schema up to date; many hosts may use
+    /// one database at once.
+    pub fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with(url, StoreConfig::default())
+    }
+
+    /// Connects to a PostgreSQL database with the given limits.
+    pub fn connect_with(url: &str, config: StoreConfig) -> Result<Store, StoreError> {
+        Ok(Store::with_backend(Box::new(backend::postgres::PostgresBackend::connect(url)?), config))
+    }
+
+    /// A store over `backend`.
+    pub fn with_backend(backend: Box<dyn Backend>, config: StoreConfig) -> Store {
+        Store { inner: Arc::new(Inner { backend, config, cursors: Mutex::new(Cursors::new()) }) }
     }
 
     /// The limits this store enforces.

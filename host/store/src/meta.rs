@@ -1,10 +1,9 @@
 //! The host's private metadata table.
 
-use redb::{ReadOnlyTable, ReadableDatabase};
+use crate::backend::{Table, Write};
+use crate::{Store, StoreError};
 
-use crate::{META, Store, StoreError};
-
-/// The host's own metadata (`String` → bytes), in a redb table of its own that no
+/// The host's own metadata (`String` → bytes), in a table of its own that no
 /// [`Bucket`](crate::Bucket) can reach. Keys are free-form; no limits are enforced.
 ///
 /// Cheap to clone, `Send + Sync`. Made by [`Store::meta`].
@@ -18,29 +17,19 @@ impl Meta {
         Meta { store }
     }
 
-    fn read_table(&self) -> Result<ReadOnlyTable<&'static str, &'static [u8]>, StoreError> {
-        Ok(self.store.inner.db.begin_read()?.open_table(META)?)
-    }
-
     /// The value of `key`, or `None`.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.read_table()?.get(key)?.map(|v| v.value().to_vec()))
+        Ok(self.store.inner.backend.get_many(Table::Meta, &[key.to_string()])?.pop().flatten())
     }
 
     /// Sets `key` to `value` (one durable write transaction).
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.store.write(META, |table| {
-            table.insert(key, value)?;
-            Ok(())
-        })
+        self.store.write(Table::Meta, &[Write::Put(key.to_string(), value.to_vec())])
     }
 
     /// Removes `key` (missing keys are ignored).
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.store.write(META, |table| {
-            table.remove(key)?;
-            Ok(())
-        })
+        self.store.write(Table::Meta, &[Write::Delete(key.to_string())])
     }
 
     /// Keys starting with `prefix`, with their values, in key order, strictly after
@@ -51,6 +40,6 @@ impl Meta {
         start_after: Option<&str>,
         page: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        crate::bucket::scan(&self.read_table()?, "", prefix, start_after, page)
+        self.store.scan(Table::Meta, "", prefix, start_after, page)
     }
 }

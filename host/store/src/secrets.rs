@@ -8,9 +8,9 @@ use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand::RngCore;
-use redb::{ReadableDatabase, ReadableTable};
 
-use crate::{SECRETS, Store, StoreError, check_name};
+use crate::backend::{Table, Write as Change};
+use crate::{Store, StoreError, check_name};
 
 /// Format version byte at the start of every stored secret.
 const VERSION: u8 = 1;
@@ -198,10 +198,7 @@ impl Secrets {
             return Err(StoreError::ValueTooLarge { key: crate::error::abbreviate(name), size: value.len(), limit });
         }
         let stored = seal(&self.cipher, &self.namespace, name, value)?;
-        self.store.write(SECRETS, |table| {
-            table.insert(row.as_str(), stored.as_slice())?;
-            Ok(())
-        })
+        self.store.write(Table::Secrets, &[Change::Put(row, stored)])
     }
 
     /// The secret `name`, or `None` if it is not set.
@@ -210,20 +207,16 @@ impl Secrets {
     /// operator key (or tampered with).
     pub fn get(&self, name: &str) -> Result<Option<String>, StoreError> {
         let row = self.row_key(name)?;
-        let table = self.store.inner.db.begin_read()?.open_table(SECRETS)?;
-        let Some(stored) = table.get(row.as_str())? else {
+        let Some(stored) = self.store.inner.backend.get_many(Table::Secrets, &[row])?.pop().flatten() else {
             return Ok(None);
         };
-        unseal(&self.cipher, &self.namespace, name, stored.value()).map(Some)
+        unseal(&self.cipher, &self.namespace, name, &stored).map(Some)
     }
 
     /// Forgets the secret `name` (a missing secret is not an error).
     pub fn remove(&self, name: &str) -> Result<(), StoreError> {
         let row = self.row_key(name)?;
-        self.store.write(SECRETS, |table| {
-            table.remove(row.as_str())?;
-            Ok(())
-        })
+        self.store.write(Table::Secrets, &[Change::Delete(row)])
     }
 }
 
@@ -278,32 +271,20 @@ impl Store {
     /// nothing, if `old` does not open one of them. Returns how many were re-encrypted.
     pub fn rotate_operator_key(&self, old: &OperatorKey, new: &OperatorKey) -> Result<usize, StoreError> {
         let (old, new) = (cipher(old), cipher(new));
-        let mut rotated = 0;
-        self.write(SECRETS, |table| {
-            let mut rows = Vec::new();
-            for row in table.iter()? {
-                let (key, value) = row?;
-                rows.push((key.value().to_string(), value.value().to_vec()));
-            }
-            for (row, stored) in rows {
-                let (namespace, name) = row.split_once('\0').unwrap_or(("", row.as_str()));
-                let plaintext = unseal(&old, namespace, name, &stored)?;
-                table.insert(row.as_str(), seal(&new, namespace, name, &plaintext)?.as_slice())?;
-                rotated += 1;
-            }
-            Ok(())
-        })?;
-        Ok(rotated)
+        self.inner.backend.rewrite_all(Table::Secrets, &mut |row, stored| {
+            let (namespace, name) = row.split_once('\0').unwrap_or(("", row));
+            let plaintext = unseal(&old, namespace, name, stored)?;
+            seal(&new, namespace, name, &plaintext)
+        })
     }
 
     /// Whether `key` opens the stored secrets (checked on the first one; true when none
     /// are stored).
     pub fn opens_secrets(&self, key: &OperatorKey) -> Result<bool, StoreError> {
-        let table = self.inner.db.begin_read()?.open_table(SECRETS)?;
-        let Some(row) = table.iter()?.next() else { return Ok(true) };
-        let (row, stored) = row?;
-        let row = row.value();
-        let (namespace, name) = row.split_once('\0').unwrap_or(("", row));
-        Ok(unseal(&cipher(key), namespace, name, stored.value()).is_ok())
+        let Some((row, stored)) = self.inner.backend.scan(Table::Secrets, "", None, 1)?.pop() else {
+            return Ok(true);
+        };
+        let (namespace, name) = row.split_once('\0').unwrap_or(("", row.as_str()));
+        Ok(unseal(&cipher(key), namespace, name, &stored).is_ok())
     }
 }

@@ -1,196 +1,10 @@
-//! Behavioural tests of the store.
+//! Tests of what only the embedded store has: its file, and the operator key's file and
+//! parsing. What every backend does is in `conformance.rs`.
 
-use std::collections::HashSet;
-
-use connector_store::{OperatorKey, Store, StoreConfig, StoreError};
+use connector_store::{OperatorKey, Store, StoreError};
 
 fn open(dir: &tempfile::TempDir) -> Store {
     Store::open(&dir.path().join("host.redb")).unwrap()
-}
-
-#[test]
-fn get_set_delete_exists() {
-    let dir = tempfile::tempdir().unwrap();
-    let b = open(&dir).bucket("ns", "b").unwrap();
-    assert_eq!(b.get("k").unwrap(), None);
-    assert!(!b.exists("k").unwrap());
-    b.set("k", b"v1").unwrap();
-    b.set("k", b"v2").unwrap();
-    assert_eq!(b.get("k").unwrap(), Some(b"v2".to_vec()));
-    assert!(b.exists("k").unwrap());
-    b.delete("k").unwrap();
-    b.delete("k").unwrap();
-    assert!(!b.exists("k").unwrap());
-    // Empty keys and keys containing NUL are ordinary keys.
-    b.set("", b"empty").unwrap();
-    b.set("a\0b", b"nul").unwrap();
-    assert_eq!(b.get("").unwrap(), Some(b"empty".to_vec()));
-    assert_eq!(b.get("a\0b").unwrap(), Some(b"nul".to_vec()));
-}
-
-#[test]
-fn isolation_between_namespaces_and_buckets() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let a1 = store.bucket("inst-a", "one").unwrap();
-    let a2 = store.bucket("inst-a", "two").unwrap();
-    let b1 = store.bucket("inst-b", "one").unwrap();
-    // Names that would collide under naive concatenation.
-    let tricky = store.bucket("inst-a", "on").unwrap();
-    a1.set("key", b"a1").unwrap();
-    a1.set("e\0key", b"a1-nul").unwrap();
-    a2.set("key", b"a2").unwrap();
-    b1.set("key", b"b1").unwrap();
-
-    assert_eq!(a1.get("key").unwrap(), Some(b"a1".to_vec()));
-    assert_eq!(a2.get("key").unwrap(), Some(b"a2".to_vec()));
-    assert_eq!(b1.get("key").unwrap(), Some(b"b1".to_vec()));
-    assert_eq!(tricky.get("e\0key").unwrap(), None);
-    assert_eq!(tricky.list_keys(None, 100).unwrap(), (vec![], None));
-    assert!(tricky.scan_prefix("", None, 100).unwrap().is_empty());
-
-    assert_eq!(a1.list_keys(None, 100).unwrap().0, vec!["e\0key".to_string(), "key".to_string()]);
-    assert_eq!(a2.list_keys(None, 100).unwrap().0, vec!["key".to_string()]);
-    assert_eq!(b1.scan_prefix("", None, 100).unwrap().len(), 1);
-
-    b1.delete_many(&["key".into()]).unwrap();
-    assert_eq!(a1.get("key").unwrap(), Some(b"a1".to_vec()));
-    assert_eq!(store.bucket("inst-b", "one").unwrap().get("key").unwrap(), None);
-
-    // Meta is a separate table no bucket can reach.
-    store.meta().set("key", b"meta").unwrap();
-    assert_eq!(a1.get("key").unwrap(), Some(b"a1".to_vec()));
-    assert_eq!(store.meta().get("key").unwrap(), Some(b"meta".to_vec()));
-    let empty_ns_bucket = store.bucket("x", "").unwrap();
-    assert!(empty_ns_bucket.list_keys(None, 10).unwrap().0.is_empty());
-}
-
-#[test]
-fn invalid_names_are_rejected() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    assert!(matches!(store.bucket("a\0b", "x"), Err(StoreError::InvalidName { .. })));
-    assert!(matches!(store.bucket("a", "x\0"), Err(StoreError::InvalidName { .. })));
-    assert!(matches!(store.bucket("", "x"), Err(StoreError::InvalidName { .. })));
-    assert!(store.secrets("a\0", OperatorKey::generate()).is_err());
-}
-
-#[test]
-fn set_many_is_atomic_on_quota_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        Store::open_with(&dir.path().join("host.redb"), StoreConfig { max_value_bytes: 8, max_key_bytes: 4 }).unwrap();
-    let b = store.bucket("ns", "b").unwrap();
-    let err = b.set_many(&[("a".into(), b"ok".to_vec()), ("b".into(), b"way too long".to_vec())]).unwrap_err();
-    let msg = err.to_string();
-    assert!(matches!(err, StoreError::ValueTooLarge { size: 12, limit: 8, .. }));
-    assert!(msg.contains("\"b\"") && msg.contains('8'), "{msg}");
-    assert_eq!(b.get("a").unwrap(), None);
-
-    let err = b.set_many(&[("a".into(), vec![]), ("toolong".into(), vec![])]).unwrap_err();
-    assert!(err.to_string().contains("toolong"), "{err}");
-    assert_eq!(b.get("a").unwrap(), None);
-    assert!(matches!(b.set("abcde", b""), Err(StoreError::KeyTooLarge { .. })));
-
-    b.set_many(&[("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())]).unwrap();
-    assert_eq!(
-        b.get_many(&["a".into(), "zz".into(), "b".into()]).unwrap(),
-        vec![Some(b"1".to_vec()), None, Some(b"2".to_vec())]
-    );
-    b.delete_many(&["a".into(), "b".into(), "nope".into()]).unwrap();
-    assert_eq!(b.get_many(&["a".into(), "b".into()]).unwrap(), vec![None, None]);
-}
-
-#[test]
-fn list_keys_pages_over_10k_keys_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let b = store.bucket("ns", "big").unwrap();
-    let items: Vec<(String, Vec<u8>)> = (0..10_000).map(|i| (format!("key-{i}"), i.to_string().into_bytes())).collect();
-    b.set_many(&items).unwrap();
-    // Neighbours that must not leak into the listing.
-    store.bucket("ns", "bi").unwrap().set("g", b"x").unwrap();
-    store.bucket("ns", "big2").unwrap().set("a", b"x").unwrap();
-
-    let mut seen = Vec::new();
-    let mut cursor = None;
-    let mut pages = 0;
-    loop {
-        let (keys, next) = b.list_keys(cursor, 97).unwrap();
-        assert!(keys.len() <= 97);
-        seen.extend(keys);
-        pages += 1;
-        match next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    assert_eq!(pages, 10_000usize.div_ceil(97));
-    assert_eq!(seen.len(), 10_000);
-    let unique: HashSet<_> = seen.iter().collect();
-    assert_eq!(unique.len(), 10_000);
-    let mut sorted = seen.clone();
-    sorted.sort();
-    assert_eq!(seen, sorted, "keys come in key order");
-
-    // A page size dividing the count exactly ends without an empty extra page.
-    let (keys, next) = b.list_keys(None, 10_000).unwrap();
-    assert_eq!((keys.len(), next), (10_000, None));
-
-    // A cursor is bucket-bound.
-    let (_, c) = b.list_keys(None, 10).unwrap();
-    let other = store.bucket("ns", "big2").unwrap();
-    assert!(matches!(other.list_keys(c, 10), Err(StoreError::InvalidCursor(_))));
-    // Unknown cursors are refused.
-    let unknown = c.unwrap().wrapping_add(1_000_000);
-    assert!(matches!(
-        b.list_keys(Some(unknown), 10),
-        Err(StoreError::InvalidCursor(x)) if x == unknown
-    ));
-}
-
-#[test]
-fn list_keys_continues_after_concurrent_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let b = open(&dir).bucket("ns", "b").unwrap();
-    for k in ["a", "b", "c", "d"] {
-        b.set(k, b"").unwrap();
-    }
-    let (keys, cursor) = b.list_keys(None, 2).unwrap();
-    assert_eq!(keys, ["a", "b"]);
-    b.delete("b").unwrap(); // the cursor's own key disappears
-    b.set("bb", b"").unwrap();
-    let (keys, cursor) = b.list_keys(cursor, 2).unwrap();
-    assert_eq!(keys, ["bb", "c"]);
-    let (keys, cursor) = b.list_keys(cursor, 2).unwrap();
-    assert_eq!((keys, cursor), (vec!["d".to_string()], None));
-}
-
-#[test]
-fn scan_prefix_range() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let b = store.bucket("ns", "b").unwrap();
-    for k in ["doc/1", "doc/2", "doc/3", "doc0", "do", "page/1", "doc/10"] {
-        b.set(k, k.as_bytes()).unwrap();
-    }
-    let keys = |v: Vec<(String, Vec<u8>)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
-    assert_eq!(keys(b.scan_prefix("doc/", None, 100).unwrap()), ["doc/1", "doc/10", "doc/2", "doc/3"]);
-    assert_eq!(keys(b.scan_prefix("doc/", Some("doc/10"), 100).unwrap()), ["doc/2", "doc/3"]);
-    assert_eq!(keys(b.scan_prefix("doc/", Some("a"), 2).unwrap()), ["doc/1", "doc/10"]);
-    assert!(b.scan_prefix("doc/", Some("doc/9"), 100).unwrap().is_empty());
-    assert!(b.scan_prefix("zzz", None, 100).unwrap().is_empty());
-    let all = b.scan_prefix("", None, 100).unwrap();
-    assert_eq!(all.len(), 7);
-    assert_eq!(all[0], ("do".to_string(), b"do".to_vec()));
-
-    let meta = store.meta();
-    meta.set("sync/a", b"1").unwrap();
-    meta.set("sync/b", b"2").unwrap();
-    meta.set("other", b"3").unwrap();
-    assert_eq!(keys(meta.scan_prefix("sync/", None, 10).unwrap()), ["sync/a", "sync/b"]);
-    meta.delete("sync/a").unwrap();
-    assert_eq!(keys(meta.scan_prefix("sync/", None, 10).unwrap()), ["sync/b"]);
 }
 
 #[test]
@@ -208,54 +22,6 @@ fn persistence_across_reopen() {
     assert_eq!(store.meta().get("m").unwrap(), Some(b"1".to_vec()));
 }
 
-#[test]
-fn store_handles_are_send_sync_and_usable_across_threads() {
-    fn assert_send_sync<T: Send + Sync + Clone>() {}
-    assert_send_sync::<Store>();
-    assert_send_sync::<connector_store::Bucket>();
-    assert_send_sync::<connector_store::Secrets>();
-    assert_send_sync::<connector_store::Meta>();
-
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    std::thread::scope(|s| {
-        for t in 0..4 {
-            let b = store.bucket("ns", "b").unwrap();
-            s.spawn(move || {
-                for i in 0..25 {
-                    b.set(&format!("{t}-{i}"), b"x").unwrap();
-                }
-            });
-        }
-    });
-    assert_eq!(store.bucket("ns", "b").unwrap().list_keys(None, 1000).unwrap().0.len(), 100);
-}
-
-#[test]
-fn secrets_round_trip_and_isolation() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let key = OperatorKey::load_or_create(&dir.path().join("keys/operator.key")).unwrap();
-    let s = store.secrets("inst-a", key.clone()).unwrap();
-    assert_eq!(s.get("token").unwrap(), None);
-    s.put("token", "t0k3n").unwrap();
-    s.put("token", "t0k3n-2").unwrap();
-    assert_eq!(s.get("token").unwrap().as_deref(), Some("t0k3n-2"));
-    s.put("empty", "").unwrap();
-    assert_eq!(s.get("empty").unwrap().as_deref(), Some(""));
-    // Another instance has its own secrets; buckets never see them.
-    let other = store.secrets("inst-b", key.clone()).unwrap();
-    assert_eq!(other.get("token").unwrap(), None);
-    assert!(store.bucket("inst-a", "default").unwrap().list_keys(None, 10).unwrap().0.is_empty());
-    s.remove("token").unwrap();
-    s.remove("token").unwrap();
-    assert_eq!(s.get("token").unwrap(), None);
-
-    // The key file is reused on the next load.
-    let again = OperatorKey::load_or_create(&dir.path().join("keys/operator.key")).unwrap();
-    assert_eq!(again, key);
-}
-
 #[cfg(unix)]
 #[test]
 fn operator_key_file_is_private() {
@@ -267,15 +33,6 @@ fn operator_key_file_is_private() {
     assert_eq!(mode & 0o777, 0o600);
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.trim().len(), 64);
-}
-
-#[test]
-fn wrong_key_gives_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store.secrets("ns", OperatorKey::from_bytes([1; 32])).unwrap().put("jira-token", "value").unwrap();
-    let err = store.secrets("ns", OperatorKey::from_bytes([2; 32])).unwrap().get("jira-token").unwrap_err();
-    assert_eq!(err.to_string(), "secret jira-token cannot be decrypted with this operator key (was the key changed?)");
 }
 
 #[test]
@@ -341,28 +98,4 @@ fn operator_key_from_env_or_file() {
     assert!(matches!(OperatorKey::from_env_or_file(var, &path), Err(StoreError::InvalidOperatorKey { .. })));
     // SAFETY: as above.
     unsafe { std::env::remove_var(var) };
-}
-
-#[test]
-fn rotating_the_operator_key_moves_every_secret_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let (old, new) = (OperatorKey::from_bytes([1; 32]), OperatorKey::from_bytes([2; 32]));
-    store.secrets("tenant-a", old.clone()).unwrap().put("token/conn-1", "alpha").unwrap();
-    store.secrets("tenant-b", old.clone()).unwrap().put("token/conn-1", "beta").unwrap();
-    assert!(store.opens_secrets(&old).unwrap() && !store.opens_secrets(&new).unwrap());
-
-    // The wrong old key changes nothing.
-    let wrong = OperatorKey::from_bytes([3; 32]);
-    assert!(matches!(store.rotate_operator_key(&wrong, &new), Err(StoreError::SecretUndecryptable { .. })));
-    assert_eq!(store.secrets("tenant-a", old.clone()).unwrap().get("token/conn-1").unwrap().as_deref(), Some("alpha"));
-
-    assert_eq!(store.rotate_operator_key(&old, &new).unwrap(), 2);
-    assert_eq!(store.secrets("tenant-a", new.clone()).unwrap().get("token/conn-1").unwrap().as_deref(), Some("alpha"));
-    assert_eq!(store.secrets("tenant-b", new.clone()).unwrap().get("token/conn-1").unwrap().as_deref(), Some("beta"));
-    for namespace in ["tenant-a", "tenant-b"] {
-        let stale = store.secrets(namespace, old.clone()).unwrap().get("token/conn-1");
-        assert!(matches!(stale, Err(StoreError::SecretUndecryptable { .. })), "the old key opens nothing");
-    }
-    assert!(store.opens_secrets(&new).unwrap() && !store.opens_secrets(&old).unwrap());
 }

@@ -1,0 +1,556 @@
+//! The shared search backend: one PostgreSQL database that several hosts use at once, each
+//! connector instance in its own namespace.
+//!
+//! Ranked like [`TantivySearch`](crate::TantivySearch), not with `ts_rank`: the same
+//! analyzer (so the same tokens, stems and folding), the same fields and boosts (`heading`
+//! 1.5, `text` — the chunk's text and its title — 1), the same BM25 (k1 1.2, b 0.75,
+//! tantivy's idf and its quantised field lengths) and the same common-words rule (a term in
+//! more than a fifth of the chunks only ranks what the rarer terms find). Postings are
+//! rows (`search_postings`: namespace, field, term, chunk, term frequency, field length)
+//! with document frequencies and field totals kept beside them, so a query reads the
+//! postings of its terms through one index and scores them in one statement.
+//!
+//! Writes are kept in the handle until [`SearchBackend::commit`], which applies them in one
+//! transaction: a failed step's writes ([`SearchBackend::rollback`]) never reach the
+//! database, and what a commit publishes is whole.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use postgres::{Client, NoTls, Transaction};
+use tantivy::fieldnorm::FieldNormReader;
+use tantivy::tokenizer::TextAnalyzer;
+
+use crate::{Chunk, Hit, SearchBackend, SearchConfig, SearchError, WeightedTerm, check_memory_id};
+
+/// The schema, one migration per version.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE search_chunks (
+         id bigserial PRIMARY KEY,
+         namespace text NOT NULL,
+         memory_id text NOT NULL,
+         document_id text NOT NULL,
+         ordinal integer NOT NULL,
+         title text NOT NULL,
+         heading text NOT NULL,
+         text text NOT NULL,
+         heading_len integer NOT NULL,
+         text_len integer NOT NULL
+     );
+     CREATE INDEX search_chunks_document ON search_chunks (namespace, memory_id, document_id);
+     CREATE TABLE search_postings (
+         namespace text NOT NULL,
+         field smallint NOT NULL,
+         term text NOT NULL,
+         chunk_id bigint NOT NULL,
+         memory_id text NOT NULL,
+         tf real NOT NULL,
+         len real NOT NULL
+     );
+     CREATE INDEX search_postings_term ON search_postings (namespace, field, term, chunk_id)
+         INCLUDE (memory_id, tf, len);
+     CREATE INDEX search_postings_chunk ON search_postings (chunk_id);
+     CREATE TABLE search_terms (
+         namespace text NOT NULL,
+         field smallint NOT NULL,
+         term text NOT NULL,
+         df bigint NOT NULL,
+         PRIMARY KEY (namespace, field, term)
+     );
+     CREATE TABLE search_totals (
+         namespace text PRIMARY KEY,
+         chunks bigint NOT NULL,
+         heading_tokens bigint NOT NULL,
+         text_tokens bigint NOT NULL
+     );",
+)];
+
+/// The advisory lock the search migrations hold ("srchmigr").
+const MIGRATION_LOCK: i64 = 0x7372_6368_6d69_6772;
+
+/// BM25's term-frequency saturation, as tantivy's.
+const K1: f32 = 1.2;
+/// BM25's length normalisation, as tantivy's.
+const B: f32 = 0.75;
+
+const HEADING: i16 = 1;
+const TEXT: i16 = 2;
+
+/// A write waiting for the next commit.
+enum Pending {
+    Replace { memory_id: String, document_id: String, chunks: Vec<Chunk> },
+    Remove { memory_id: String, document_ids: Vec<String> },
+    RemoveMemory { memory_id: String },
+}
+
+/// One connector instance's search index in a PostgreSQL database.
+pub struct PgSearch {
+    namespace: String,
+    client: Mutex<Client>,
+    pending: Mutex<Vec<Pending>>,
+    analyzer: TextAnalyzer,
+    config: SearchConfig,
+}
+
+impl std::fmt::Debug for PgSearch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSearch").field("namespace", &self.namespace).finish_non_exhaustive()
+    }
+}
+
+fn database(error: postgres::Error) -> SearchError {
+    SearchError::Database(error.to_string())
+}
+
+fn migrate(client: &mut Client) -> Result<(), SearchError> {
+    let mut tx = client.transaction().map_err(database)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(database)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS search_schema (
+             version integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .map_err(database)?;
+    let applied: i32 =
+        tx.query_one("SELECT coalesce(max(version), 0) FROM search_schema", &[]).map_err(database)?.get(0);
+    let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    if applied > known {
+        return Err(SearchError::Database(format!(
+            "the database's search schema is version {applied}, newer than this host's {known}: upgrade the host"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > applied) {
+        tx.batch_execute(sql).map_err(database)?;
+        tx.execute("INSERT INTO search_schema (version) VALUES ($1)", &[version]).map_err(database)?;
+    }
+    tx.commit().map_err(database)
+}
+
+/// A field's analysed terms with their frequencies, and its length as tantivy stores it
+/// (quantised to one byte).
+struct Analysed {
+    terms: BTreeMap<String, u32>,
+    tokens: u32,
+    len: f32,
+}
+
+impl PgSearch {
+    /// The search index of connector instance `namespace` in the database at `url`, with
+    /// the default [`SearchConfig`]; brings the schema up to date.
+    pub fn connect(url: &str, namespace: &str) -> Result<PgSearch, SearchError> {
+        PgSearch::connect_with(url, namespace, SearchConfig::default())
+    }
+
+    /// Likewise, with `config`.
+    pub fn connect_with(url: &str, namespace: &str, config: SearchConfig) -> Result<PgSearch, SearchError> {
+        let mut client = Client::connect(url, NoTls)
+            .map_err(|error| SearchError::Database(format!("cannot connect to the search database: {error}")))?;
+        migrate(&mut client)?;
+        let analyzer = config.analyzer.build()?;
+        Ok(PgSearch {
+            namespace: namespace.to_string(),
+            client: Mutex::new(client),
+            pending: Mutex::new(Vec::new()),
+            analyzer,
+            config,
+        })
+    }
+
+    fn client(&self) -> MutexGuard<'_, Client> {
+        self.client.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Vec<Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn analyse(&self, values: &[&str]) -> Analysed {
+        let mut analyzer = self.analyzer.clone();
+        let mut terms = BTreeMap::new();
+        let mut tokens = 0u32;
+        for value in values {
+            let mut stream = analyzer.token_stream(value);
+            while let Some(token) = stream.next() {
+                *terms.entry(token.text.clone()).or_insert(0) += 1;
+                tokens += 1;
+            }
+        }
+        let len = FieldNormReader::id_to_fieldnorm(FieldNormReader::fieldnorm_to_id(tokens)) as f32;
+        Analysed { terms, tokens, len }
+    }
+
+    /// The distinct analysed terms of a question, each with its weight, as
+    /// [`TantivySearch`](crate::TantivySearch) takes them.
+    fn query_terms(&self, text: &str) -> Vec<WeightedTerm> {
+        let mut analyzer = self.analyzer.clone();
+        let mut stream = analyzer.token_stream(text);
+        let mut position: HashMap<String, usize> = HashMap::new();
+        let mut terms: Vec<WeightedTerm> = Vec::new();
+        while let Some(token) = stream.next() {
+            match position.get(&token.text) {
+                Some(&at) if self.config.query_term_counts => terms[at].1 += 1.0,
+                Some(_) => {}
+                None if terms.len() < self.config.max_query_terms => {
+                    position.insert(token.text.clone(), terms.len());
+                    terms.push((token.text.clone(), 1.0));
+                }
+                None => {}
+            }
+        }
+        terms
+    }
+
+    /// Removes the chunks `ids` with their postings, and takes them out of the totals.
+    fn remove_chunks(&self, tx: &mut Transaction<'_>, ids: &[i64]) -> Result<(), SearchError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ns = &self.namespace;
+        tx.execute(
+            "WITH gone AS (DELETE FROM search_postings WHERE chunk_id = ANY($2) RETURNING field, term),
+                  counted AS (SELECT field, term, count(*) AS n FROM gone GROUP BY field, term ORDER BY field, term)
+             UPDATE search_terms t SET df = t.df - counted.n FROM counted
+             WHERE t.namespace = $1 AND t.field = counted.field AND t.term = counted.term",
+            &[ns, &ids],
+        )
+        .map_err(database)?;
+        tx.execute(
+            "WITH gone AS (DELETE FROM search_chunks WHERE id = ANY($2) RETURNING heading_len, text_len)
+             UPDATE search_totals SET chunks = chunks - (SELECT count(*) FROM gone),
+                 heading_tokens = heading_tokens - (SELECT coalesce(sum(heading_len), 0) FROM gone),
+                 text_tokens = text_tokens - (SELECT coalesce(sum(text_len), 0) FROM gone)
+             WHERE namespace = $1",
+            &[ns, &ids],
+        )
+        .map_err(database)?;
+        Ok(())
+    }
+
+    fn chunk_ids(
+        &self,
+        tx: &mut Transaction<'_>,
+        memory_id: &str,
+        document_ids: Option<&[String]>,
+    ) -> Result<Vec<i64>, SearchError> {
+        let rows = match document_ids {
+            Some(ids) => tx.query(
+                "SELECT id FROM search_chunks WHERE namespace = $1 AND memory_id = $2 AND document_id = ANY($3)",
+                &[&self.namespace, &memory_id, &ids],
+            ),
+            None => tx.query(
+                "SELECT id FROM search_chunks WHERE namespace = $1 AND memory_id = $2",
+                &[&self.namespace, &memory_id],
+            ),
+        }
+        .map_err(database)?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    fn insert_chunks(
+        &self,
+        tx: &mut Transaction<'_>,
+        memory_id: &str,
+        document_id: &str,
+        chunks: &[Chunk],
+        df: &mut BTreeMap<(i16, String), i64>,
+        totals: &mut [i64; 3],
+    ) -> Result<(), SearchError> {
+        let ns = &self.namespace;
+        let (mut fields, mut terms, mut chunk_ids, mut tfs, mut lens) = (vec![], vec![], vec![], vec![], vec![]);
+        for chunk in chunks {
+            let heading = self.analyse(&[&chunk.heading]);
+            // The title is indexed with the text, as tantivy's backend does.
+            let text = self.analyse(&[&chunk.text, &chunk.title]);
+            let id: i64 = tx
+                .query_one(
+                    "INSERT INTO search_chunks
+                         (namespace, memory_id, document_id, ordinal, title, heading, text, heading_len, text_len)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                    &[
+                        ns,
+                        &memory_id,
+                        &document_id,
+                        &i32::try_from(chunk.ordinal).unwrap_or(i32::MAX),
+                        &chunk.title,
+                        &chunk.heading,
+                        &chunk.text,
+                        &(heading.tokens as i32),
+                        &(text.tokens as i32),
+                    ],
+                )
+                .map_err(database)?
+                .get(0);
+            totals[0] += 1;
+            totals[1] += i64::from(heading.tokens);
+            totals[2] += i64::from(text.tokens);
+            for (field, analysed) in [(HEADING, &heading), (TEXT, &text)] {
+                for (term, tf) in &analysed.terms {
+                    fields.push(field);
+                    terms.push(term.clone());
+                    chunk_ids.push(id);
+                    tfs.push(*tf as f32);
+                    lens.push(analysed.len);
+                    *df.entry((field, term.clone())).or_insert(0) += 1;
+                }
+            }
+        }
+        tx.execute(
+            "INSERT INTO search_postings (namespace, field, term, chunk_id, memory_id, tf, len)
+             SELECT $1, f, t, c, $2, tf, l FROM unnest($3::smallint[], $4::text[], $5::bigint[], $6::real[], $7::real[])
+                 AS p(f, t, c, tf, l)",
+            &[ns, &memory_id, &fields, &terms, &chunk_ids, &tfs, &lens],
+        )
+        .map_err(database)?;
+        Ok(())
+    }
+}
+
+impl SearchBackend for PgSearch {
+    fn replace_document(&self, memory_id: &str, document_id: &str, chunks: &[Chunk]) -> Result<(), SearchError> {
+        check_memory_id(memory_id)?;
+        self.pending().push(Pending::Replace {
+            memory_id: memory_id.to_string(),
+            document_id: document_id.to_string(),
+            chunks: chunks.to_vec(),
+        });
+        Ok(())
+    }
+
+    fn remove_documents(&self, memory_id: &str, document_ids: &[String]) -> Result<(), SearchError> {
+        check_memory_id(memory_id)?;
+        self.pending().push(Pending::Remove { memory_id: memory_id.to_string(), document_ids: document_ids.to_vec() });
+        Ok(())
+    }
+
+    fn remove_memory(&self, memory_id: &str) -> Result<(), SearchError> {
+        check_memory_id(memory_id)?;
+        self.pending().push(Pending::RemoveMemory { memory_id: memory_id.to_string() });
+        Ok(())
+    }
+
+    fn commit(&self) -> Result<(), SearchError> {
+        let mut pending = self.pending();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.client();
+        let mut tx = client.transaction().map_err(database)?;
+        let mut df: BTreeMap<(i16, String), i64> = BTreeMap::new();
+        let mut totals = [0i64; 3];
+        for write in pending.iter() {
+            let gone = match write {
+                Pending::Replace { memory_id, document_id, .. } => {
+                    self.chunk_ids(&mut tx, memory_id, Some(std::slice::from_ref(document_id)))?
+                }
+                Pending::Remove { memory_id, document_ids } => {
+                    self.chunk_ids(&mut tx, memory_id, Some(document_ids))?
+                }
+                Pending::RemoveMemory { memory_id } => self.chunk_ids(&mut tx, memory_id, None)?,
+            };
+            self.remove_chunks(&mut tx, &gone)?;
+            if let Pending::Replace { memory_id, document_id, chunks } = write {
+                self.insert_chunks(&mut tx, memory_id, document_id, chunks, &mut df, &mut totals)?;
+            }
+        }
+        // In key order, so that hosts committing at once take the rows' locks in one order.
+        let (fields, terms, counts): (Vec<i16>, Vec<String>, Vec<i64>) = df
+            .into_iter()
+            .map(|((field, term), n)| (field, term, n))
+            .fold((vec![], vec![], vec![]), |mut acc, (f, t, n)| {
+                acc.0.push(f);
+                acc.1.push(t);
+                acc.2.push(n);
+                acc
+            });
+        tx.execute(
+            "INSERT INTO search_terms (namespace, field, term, df)
+             SELECT $1, f, t, n FROM unnest($2::smallint[], $3::text[], $4::bigint[]) AS d(f, t, n)
+             ON CONFLICT (namespace, field, term) DO UPDATE SET df = search_terms.df + EXCLUDED.df",
+            &[&self.namespace, &fields, &terms, &counts],
+        )
+        .map_err(database)?;
+        tx.execute(
+            "INSERT INTO search_totals (namespace, chunks, heading_tokens, text_tokens) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (namespace) DO UPDATE SET chunks = search_totals.chunks + EXCLUDED.chunks,
+                 heading_tokens = search_totals.heading_tokens + EXCLUDED.heading_tokens,
+                 text_tokens = search_totals.text_tokens + EXCLUDED.text_tokens",
+            &[&self.namespace, &totals[0], &totals[1], &totals[2]],
+        )
+        .map_err(database)?;
+        tx.commit().map_err(database)?;
+        pending.clear();
+        Ok(())
+    }
+
+    fn rollback(&self) -> Result<(), SearchError> {
+        self.pending().clear();
+        Ok(())
+    }
+
+    fn query(&self, text: &str, memory_ids: &[String], limit: usize) -> Result<Vec<Hit>, SearchError> {
+        let limit = limit.min(self.config.max_limit);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let terms = self.query_terms(text);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.client();
+        let ns = &self.namespace;
+        let Some(totals) = client
+            .query_opt("SELECT chunks, heading_tokens, text_tokens FROM search_totals WHERE namespace = $1", &[ns])
+            .map_err(database)?
+        else {
+            return Ok(Vec::new());
+        };
+        let (chunks, heading_tokens, text_tokens): (i64, i64, i64) = (totals.get(0), totals.get(1), totals.get(2));
+        if chunks <= 0 {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = terms.iter().map(|(t, _)| t.as_str()).collect();
+        let df: HashMap<(i16, String), i64> = client
+            .query(
+                "SELECT field, term, df FROM search_terms WHERE namespace = $1 AND term = ANY($2) AND df > 0",
+                &[ns, &names],
+            )
+            .map_err(database)?
+            .into_iter()
+            .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+            .collect();
+        // The common-words rule, on the text field's document frequencies, as tantivy's.
+        let most = (chunks as f64 * self.config.common_term_cutoff) as i64;
+        let (mut rarer, mut common): (Vec<WeightedTerm>, Vec<WeightedTerm>) = (Vec::new(), Vec::new());
+        for term in terms {
+            match df.get(&(TEXT, term.0.clone())).copied().unwrap_or(0) {
+                0 => {}
+                found if found > most => common.push(term),
+                _ => rarer.push(term),
+            }
+        }
+        if rarer.is_empty() {
+            rarer = std::mem::take(&mut common);
+        } else if let Some(weight) = self.config.common_term_weight {
+            common = common.into_iter().map(|(term, _)| (term, weight)).filter(|(_, w)| *w > 0.0).collect();
+        }
+        let idf = |df: i64| (1.0 + (chunks as f32 - df as f32 + 0.5) / (df as f32 + 0.5)).ln();
+        let averages = [heading_tokens as f32 / chunks as f32, text_tokens as f32 / chunks as f32];
+        let (mut q_fields, mut q_terms, mut q_weights, mut q_rare) = (vec![], vec![], vec![], vec![]);
+        for (set, rare) in [(&rarer, true), (&common, false)] {
+            for (term, weight) in set {
+                for (field, boost) in [(HEADING, self.config.heading_boost), (TEXT, self.config.text_boost)] {
+                    let Some(&n) = df.get(&(field, term.clone())) else { continue };
+                    if boost <= 0.0 {
+                        continue;
+                    }
+                    q_fields.push(field);
+                    q_terms.push(term.clone());
+                    q_weights.push(boost * weight * idf(n) * (1.0 + K1));
+                    q_rare.push(rare);
+                }
+            }
+        }
+        let memories: Option<Vec<String>> = (!memory_ids.is_empty()).then(|| memory_ids.to_vec());
+        let rows = client
+            .query(
+                "WITH q AS (
+                     SELECT * FROM unnest($2::smallint[], $3::text[], $4::real[], $5::bool[]) AS q(field, term, weight, rare)
+                 ),
+                 found AS (
+                     SELECT p.chunk_id, sum(q.weight * p.tf / (p.tf + $6::real * (1 - $7::real + $7::real * p.len /
+                         CASE WHEN p.field = 1 THEN $8::real ELSE $9::real END))) AS score
+                     FROM q JOIN search_postings p ON p.namespace = $1 AND p.field = q.field AND p.term = q.term
+                     WHERE q.rare AND ($10::text[] IS NULL OR p.memory_id = ANY($10))
+                     GROUP BY p.chunk_id
+                 ),
+                 ranked AS (
+                     SELECT f.chunk_id, f.score + coalesce((
+                         SELECT sum(q.weight * p.tf / (p.tf + $6::real * (1 - $7::real + $7::real * p.len /
+                             CASE WHEN p.field = 1 THEN $8::real ELSE $9::real END)))
+                         FROM q JOIN search_postings p ON p.namespace = $1 AND p.field = q.field AND p.term = q.term
+                             AND p.chunk_id = f.chunk_id
+                         WHERE NOT q.rare), 0) AS score
+                     FROM found f
+                 )
+                 SELECT c.memory_id, c.document_id, c.ordinal, c.title, c.heading, c.text, r.score::real
+                 FROM ranked r JOIN search_chunks c ON c.id = r.chunk_id
+                 ORDER BY r.score DESC, c.id
+                 LIMIT $11",
+                &[
+                    ns,
+                    &q_fields,
+                    &q_terms,
+                    &q_weights,
+                    &q_rare,
+                    &K1,
+                    &B,
+                    &averages[0],
+                    &averages[1],
+                    &memories,
+                    &(limit as i64),
+                ],
+            )
+            .map_err(database)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Hit {
+                memory_id: row.get(0),
+                document_id: row.get(1),
+                ordinal: u32::try_from(row.get::<_, i32>(2)).unwrap_or_default(),
+                title: row.get(3),
+                heading: row.get(4),
+                text: row.get(5),
+                score: row.get::<_, f32>(6),
+            })
+            .collect())
+    }
+
+    fn count(&self, memory_id: &str) -> Result<u64, SearchError> {
+        let row = self
+            .client()
+            .query_one(
+                "SELECT count(*) FROM search_chunks WHERE namespace = $1 AND memory_id = $2",
+                &[&self.namespace, &memory_id],
+            )
+            .map_err(database)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    fn export(&self) -> Result<Vec<Hit>, SearchError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT memory_id, document_id, ordinal, title, heading, text FROM search_chunks
+                 WHERE namespace = $1 ORDER BY memory_id COLLATE \"C\", document_id COLLATE \"C\", ordinal",
+                &[&self.namespace],
+            )
+            .map_err(database)?;
+        Ok(rows.into_iter().map(hit).collect())
+    }
+
+    fn document(&self, memory_id: &str, document_id: &str) -> Result<Vec<Hit>, SearchError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT memory_id, document_id, ordinal, title, heading, text FROM search_chunks
+                 WHERE namespace = $1 AND memory_id = $2 AND document_id = $3 ORDER BY ordinal",
+                &[&self.namespace, &memory_id, &document_id],
+            )
+            .map_err(database)?;
+        Ok(rows.into_iter().map(hit).collect())
+    }
+}
+
+fn hit(row: postgres::Row) -> Hit {
+    Hit {
+        memory_id: row.get(0),
+        document_id: row.get(1),
+        ordinal: u32::try_from(row.get::<_, i32>(2)).unwrap_or_default(),
+        title: row.get(3),
+        heading: row.get(4),
+        text: row.get(5),
+        score: 0.0,
+    }
+}

@@ -1,0 +1,275 @@
+//! The shared backend: one PostgreSQL database that several hosts use at once. Rows live in
+//! one table (`connector_rows`: table, key as bytes, value), created by versioned migrations
+//! that run when the store is opened, under an advisory lock so that hosts starting
+//! together apply them once.
+
+use std::sync::Mutex;
+
+use postgres::{Client, NoTls, Transaction};
+
+use super::{Backend, Rewrite, Table, Write};
+use crate::StoreError;
+
+/// The schema, one migration per version, applied in order.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE connector_rows (
+         tbl smallint NOT NULL,
+         key bytea NOT NULL,
+         value bytea NOT NULL,
+         PRIMARY KEY (tbl, key)
+     )",
+)];
+
+/// The advisory lock migrations hold (any fixed number the database does not use
+/// otherwise; this one spells "connmigr").
+const MIGRATION_LOCK: i64 = 0x636f_6e6e_6d69_6772;
+
+/// Connections kept open for reuse.
+const IDLE_CONNECTIONS: usize = 8;
+
+fn code(table: Table) -> i16 {
+    match table {
+        Table::Kv => 1,
+        Table::Meta => 2,
+        Table::Secrets => 3,
+    }
+}
+
+/// A PostgreSQL database, reached with a connection string
+/// (`postgres://user:password@host:port/database`).
+pub struct PostgresBackend {
+    url: String,
+    idle: Mutex<Vec<Client>>,
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(error: postgres::Error) -> Self {
+        StoreError::Postgres(error.to_string())
+    }
+}
+
+/// `url` with its password hidden, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl PostgresBackend {
+    /// Connects to the database at `url` and brings its schema up to date. Fails, naming the
+    /// database (never its password), when it cannot be reached or its schema is newer than
+    /// this host knows.
+    pub fn connect(url: &str) -> Result<PostgresBackend, StoreError> {
+        let backend = PostgresBackend { url: url.to_string(), idle: Mutex::new(Vec::new()) };
+        let mut client = backend.client()?;
+        migrate(&mut client)?;
+        backend.release(client);
+        Ok(backend)
+    }
+
+    fn client(&self) -> Result<Client, StoreError> {
+        if let Some(client) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+            && !client.is_closed()
+        {
+            return Ok(client);
+        }
+        Client::connect(&self.url, NoTls)
+            .map_err(|error| StoreError::Postgres(format!("cannot connect to {}: {error}", redact(&self.url))))
+    }
+
+    fn release(&self, client: Client) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < IDLE_CONNECTIONS && !client.is_closed() {
+            idle.push(client);
+        }
+    }
+
+    /// Runs `work` on a pooled connection (a broken connection is not reused).
+    fn with_client<T>(&self, work: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut client = self.client()?;
+        let result = work(&mut client);
+        self.release(client);
+        result
+    }
+}
+
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS connector_schema (
+             version integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )?;
+    let applied: i32 = tx.query_one("SELECT coalesce(max(version), 0) FROM connector_schema", &[])?.get(0);
+    let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    if applied > known {
+        return Err(StoreError::Postgres(format!(
+            "the database's schema is version {applied}, newer than this host's {known}: upgrade the host"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > applied) {
+        tx.batch_execute(sql)?;
+        tx.execute("INSERT INTO connector_schema (version) VALUES ($1)", &[version])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The rows of `writes` of one kind in a row, applied with one statement each.
+fn apply_in(tx: &mut Transaction<'_>, table: i16, writes: &[Write]) -> Result<(), StoreError> {
+    let mut rest = writes;
+    while let Some(first) = rest.first() {
+        let run = rest.iter().take_while(|w| std::mem::discriminant(*w) == std::mem::discriminant(first)).count();
+        let (group, after) = rest.split_at(run);
+        rest = after;
+        match first {
+            Write::Put(..) => {
+                // One statement cannot set a key twice: the last value of each key wins.
+                let mut last: std::collections::BTreeMap<&[u8], &[u8]> = std::collections::BTreeMap::new();
+                for write in group {
+                    if let Write::Put(key, value) = write {
+                        last.insert(key.as_bytes(), value.as_slice());
+                    }
+                }
+                let keys: Vec<&[u8]> = last.keys().copied().collect();
+                let values: Vec<&[u8]> = last.values().copied().collect();
+                tx.execute(
+                    "INSERT INTO connector_rows (tbl, key, value)
+                     SELECT $1, k, v FROM unnest($2::bytea[], $3::bytea[]) AS t(k, v)
+                     ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value",
+                    &[&table, &keys, &values],
+                )?;
+            }
+            Write::Delete(..) => {
+                let keys: Vec<&[u8]> = group
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Delete(key) => Some(key.as_bytes()),
+                        Write::Put(..) => None,
+                    })
+                    .collect();
+                tx.execute("DELETE FROM connector_rows WHERE tbl = $1 AND key = ANY($2)", &[&table, &keys])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The smallest key after every key that starts with `prefix` (`None`: there is none, the
+/// prefix is empty). UTF-8 never has a 0xFF byte, so the last byte can always be raised.
+fn past_prefix(prefix: &str) -> Option<Vec<u8>> {
+    let mut bytes = prefix.as_bytes().to_vec();
+    while let Some(last) = bytes.pop() {
+        if last < 0xFF {
+            bytes.push(last + 1);
+            return Some(bytes);
+        }
+    }
+    None
+}
+
+fn text(bytes: Vec<u8>) -> Result<String, StoreError> {
+    String::from_utf8(bytes).map_err(|_| StoreError::Postgres("a stored key is not UTF-8".into()))
+}
+
+impl Backend for PostgresBackend {
+    fn get_many(&self, table: Table, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        let rows = self.with_client(|client| {
+            Ok(client.query(
+                "SELECT key, value FROM connector_rows WHERE tbl = $1 AND key = ANY($2)",
+                &[&code(table), &wanted],
+            )?)
+        })?;
+        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+            rows.into_iter().map(|row| (row.get::<_, Vec<u8>>(0), row.get::<_, Vec<u8>>(1))).collect();
+        Ok(keys.iter().map(|k| found.get(k.as_bytes()).cloned()).collect())
+    }
+
+    fn apply(&self, table: Table, writes: &[Write]) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.with_client(|client| {
+            let mut tx = client.transaction()?;
+            apply_in(&mut tx, code(table), writes)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (start, strict): (&[u8], bool) = match after {
+            Some(after) if after >= prefix => (after.as_bytes(), true),
+            _ => (prefix.as_bytes(), false),
+        };
+        let end = past_prefix(prefix);
+        let rows = self.with_client(|client| {
+            let sql = match strict {
+                true => {
+                    "SELECT key, value FROM connector_rows WHERE tbl = $1 AND key > $2
+                     AND ($3::bytea IS NULL OR key < $3) ORDER BY key LIMIT $4"
+                }
+                false => {
+                    "SELECT key, value FROM connector_rows WHERE tbl = $1 AND key >= $2
+                     AND ($3::bytea IS NULL OR key < $3) ORDER BY key LIMIT $4"
+                }
+            };
+            Ok(client.query(sql, &[&code(table), &start, &end, &limit])?)
+        })?;
+        rows.into_iter().map(|row| Ok((text(row.get(0))?, row.get(1)))).collect()
+    }
+
+    fn rewrite_all(&self, table: Table, change: &mut Rewrite<'_>) -> Result<usize, StoreError> {
+        self.with_client(|client| {
+            let mut tx = client.transaction()?;
+            let rows = tx.query(
+                "SELECT key, value FROM connector_rows WHERE tbl = $1 ORDER BY key FOR UPDATE",
+                &[&code(table)],
+            )?;
+            let mut writes = Vec::with_capacity(rows.len());
+            for row in rows {
+                let key = text(row.get(0))?;
+                let value: Vec<u8> = row.get(1);
+                let changed = change(&key, &value)?;
+                writes.push(Write::Put(key, changed));
+            }
+            apply_in(&mut tx, code(table), &writes)?;
+            tx.commit()?;
+            Ok(writes.len())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden_and_prefixes_bounded() {
+        assert_eq!(redact("postgres://app:hunter2@db:5432/kb"), "postgres://app:***@db:5432/kb");
+        assert_eq!(redact("postgres://app@db/kb"), "postgres://app@db/kb");
+        assert_eq!(past_prefix("ns\0b\0"), Some(b"ns\0b\x01".to_vec()));
+        assert_eq!(past_prefix(""), None);
+    }
+}

@@ -1,0 +1,76 @@
+//! What only the PostgreSQL backend has: many hosts on one database (migrations applied once
+//! when they start together, one truth for all of them), and what it says when it cannot
+//! serve. Runs on a real server started by the test.
+
+use connector_store::{OperatorKey, Store, StoreError};
+use pg_server::PgServer;
+
+fn server() -> PgServer {
+    PgServer::start().unwrap_or_else(|e| panic!("the PostgreSQL test server did not start: {e}"))
+}
+
+#[test]
+fn hosts_starting_together_migrate_once_and_share_one_truth() {
+    let server = server();
+    let url = server.database().unwrap();
+    let stores: Vec<Store> = std::thread::scope(|s| {
+        let starts: Vec<_> = (0..8).map(|_| s.spawn(|| Store::connect(&url))).collect();
+        starts.into_iter().map(|start| start.join().unwrap().unwrap_or_else(|e| panic!("{e}"))).collect()
+    });
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let versions: Vec<i32> = client
+        .query("SELECT version FROM connector_schema ORDER BY version", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1], "each migration applied once");
+
+    // What one host writes, every other reads.
+    let key = OperatorKey::generate();
+    stores[0].bucket("tenant-a", "default").unwrap().set("mem/1", b"memory").unwrap();
+    stores[1].secrets("tenant-a", key.clone()).unwrap().put("token/conn-1", "t0k3n").unwrap();
+    stores[2].meta().set("lease/mem-1", b"host-2").unwrap();
+    for store in &stores {
+        assert_eq!(store.bucket("tenant-a", "default").unwrap().get("mem/1").unwrap().as_deref(), Some(&b"memory"[..]));
+        assert_eq!(
+            store.secrets("tenant-a", key.clone()).unwrap().get("token/conn-1").unwrap().as_deref(),
+            Some("t0k3n")
+        );
+        assert_eq!(store.meta().get("lease/mem-1").unwrap().as_deref(), Some(&b"host-2"[..]));
+    }
+}
+
+#[test]
+fn secrets_are_never_plaintext_in_the_database() {
+    let server = server();
+    let url = server.database().unwrap();
+    let store = Store::connect(&url).unwrap();
+    let plaintext = "PLAINTEXT-never-in-the-database-8d1e";
+    store.secrets("ns", OperatorKey::generate()).unwrap().put("token", plaintext).unwrap();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let rows = client.query("SELECT key, value FROM connector_rows", &[]).unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let value: Vec<u8> = row.get(1);
+        assert!(!value.windows(plaintext.len()).any(|w| w == plaintext.as_bytes()), "plaintext in the database");
+    }
+}
+
+#[test]
+fn a_newer_schema_or_an_unreachable_database_is_refused_with_a_clear_error() {
+    let server = server();
+    let url = server.database().unwrap();
+    drop(Store::connect(&url).unwrap());
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client.execute("INSERT INTO connector_schema (version) VALUES (999)", &[]).unwrap();
+    let error = Store::connect(&url).expect_err("a newer schema is refused").to_string();
+    assert!(error.contains("999") && error.contains("upgrade the host"), "{error}");
+
+    let unreachable = format!("postgres://app:hunter2@127.0.0.1:{}/none", server.port() + 1);
+    let error = Store::connect(&unreachable).expect_err("nothing listens there");
+    assert!(matches!(error, StoreError::Postgres(_)));
+    let message = error.to_string();
+    assert!(message.contains("cannot connect to postgres://app:***@127.0.0.1"), "{message}");
+    assert!(!message.contains("hunter2"), "the password never shows: {message}");
+}

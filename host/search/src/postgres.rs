@@ -17,7 +17,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use postgres::{Client, NoTls, Transaction};
+use connector_store::backend::postgres::PgWorker;
+use postgres::{Client, Transaction};
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::tokenizer::TextAnalyzer;
 
@@ -84,10 +85,20 @@ enum Pending {
     RemoveMemory { memory_id: String },
 }
 
+/// Connections per instance's index.
+const CONNECTIONS: usize = 2;
+
+/// A chunk ready to be written: its text and its analysed fields.
+struct Prepared {
+    chunk: Chunk,
+    heading: Analysed,
+    text: Analysed,
+}
+
 /// One connector instance's search index in a PostgreSQL database.
 pub struct PgSearch {
     namespace: String,
-    client: Mutex<Client>,
+    worker: PgWorker,
     pending: Mutex<Vec<Pending>>,
     analyzer: TextAnalyzer,
     config: SearchConfig,
@@ -145,21 +156,18 @@ impl PgSearch {
 
     /// Likewise, with `config`.
     pub fn connect_with(url: &str, namespace: &str, config: SearchConfig) -> Result<PgSearch, SearchError> {
-        let mut client = Client::connect(url, NoTls)
-            .map_err(|error| SearchError::Database(format!("cannot connect to the search database: {error}")))?;
-        migrate(&mut client)?;
+        let worker = PgWorker::start(url, CONNECTIONS).map_err(SearchError::Database)?;
+        worker.run(migrate, SearchError::Database)?;
         let analyzer = config.analyzer.build()?;
-        Ok(PgSearch {
-            namespace: namespace.to_string(),
-            client: Mutex::new(client),
-            pending: Mutex::new(Vec::new()),
-            analyzer,
-            config,
-        })
+        Ok(PgSearch { namespace: namespace.to_string(), worker, pending: Mutex::new(Vec::new()), analyzer, config })
     }
 
-    fn client(&self) -> MutexGuard<'_, Client> {
-        self.client.lock().unwrap_or_else(|e| e.into_inner())
+    /// Runs `work` on a connection of this index (see [`PgWorker`]).
+    fn with_client<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Client) -> Result<T, SearchError> + Send + 'static,
+    ) -> Result<T, SearchError> {
+        self.worker.run(work, SearchError::Database)
     }
 
     fn pending(&self) -> MutexGuard<'_, Vec<Pending>> {
@@ -201,110 +209,150 @@ impl PgSearch {
         }
         terms
     }
+}
 
-    /// Removes the chunks `ids` with their postings, and takes them out of the totals.
-    fn remove_chunks(&self, tx: &mut Transaction<'_>, ids: &[i64]) -> Result<(), SearchError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let ns = &self.namespace;
-        tx.execute(
-            "WITH gone AS (DELETE FROM search_postings WHERE chunk_id = ANY($2) RETURNING field, term),
+/// Removes the chunks `ids` with their postings, and takes them out of the totals.
+fn remove_chunks(tx: &mut Transaction<'_>, ns: &str, ids: &[i64]) -> Result<(), SearchError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "WITH gone AS (DELETE FROM search_postings WHERE chunk_id = ANY($2) RETURNING field, term),
                   counted AS (SELECT field, term, count(*) AS n FROM gone GROUP BY field, term ORDER BY field, term)
              UPDATE search_terms t SET df = t.df - counted.n FROM counted
              WHERE t.namespace = $1 AND t.field = counted.field AND t.term = counted.term",
-            &[ns, &ids],
-        )
-        .map_err(database)?;
-        tx.execute(
-            "WITH gone AS (DELETE FROM search_chunks WHERE id = ANY($2) RETURNING heading_len, text_len)
+        &[&ns, &ids],
+    )
+    .map_err(database)?;
+    tx.execute(
+        "WITH gone AS (DELETE FROM search_chunks WHERE id = ANY($2) RETURNING heading_len, text_len)
              UPDATE search_totals SET chunks = chunks - (SELECT count(*) FROM gone),
                  heading_tokens = heading_tokens - (SELECT coalesce(sum(heading_len), 0) FROM gone),
                  text_tokens = text_tokens - (SELECT coalesce(sum(text_len), 0) FROM gone)
              WHERE namespace = $1",
-            &[ns, &ids],
-        )
-        .map_err(database)?;
-        Ok(())
-    }
+        &[&ns, &ids],
+    )
+    .map_err(database)?;
+    Ok(())
+}
 
-    fn chunk_ids(
-        &self,
-        tx: &mut Transaction<'_>,
-        memory_id: &str,
-        document_ids: Option<&[String]>,
-    ) -> Result<Vec<i64>, SearchError> {
-        let rows = match document_ids {
-            Some(ids) => tx.query(
-                "SELECT id FROM search_chunks WHERE namespace = $1 AND memory_id = $2 AND document_id = ANY($3)",
-                &[&self.namespace, &memory_id, &ids],
-            ),
-            None => tx.query(
-                "SELECT id FROM search_chunks WHERE namespace = $1 AND memory_id = $2",
-                &[&self.namespace, &memory_id],
-            ),
-        }
-        .map_err(database)?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+fn chunk_ids(
+    tx: &mut Transaction<'_>,
+    ns: &str,
+    memory_id: &str,
+    document_ids: Option<&[String]>,
+) -> Result<Vec<i64>, SearchError> {
+    let rows = match document_ids {
+        Some(ids) => tx.query(
+            "SELECT id FROM search_chunks WHERE namespace = $1 AND memory_id = $2 AND document_id = ANY($3)",
+            &[&ns, &memory_id, &ids],
+        ),
+        None => tx.query("SELECT id FROM search_chunks WHERE namespace = $1 AND memory_id = $2", &[&ns, &memory_id]),
     }
+    .map_err(database)?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
 
-    fn insert_chunks(
-        &self,
-        tx: &mut Transaction<'_>,
-        memory_id: &str,
-        document_id: &str,
-        chunks: &[Chunk],
-        df: &mut BTreeMap<(i16, String), i64>,
-        totals: &mut [i64; 3],
-    ) -> Result<(), SearchError> {
-        let ns = &self.namespace;
-        let (mut fields, mut terms, mut chunk_ids, mut tfs, mut lens) = (vec![], vec![], vec![], vec![], vec![]);
-        for chunk in chunks {
-            let heading = self.analyse(&[&chunk.heading]);
-            // The title is indexed with the text, as tantivy's backend does.
-            let text = self.analyse(&[&chunk.text, &chunk.title]);
-            let id: i64 = tx
-                .query_one(
-                    "INSERT INTO search_chunks
+fn insert_chunks(
+    tx: &mut Transaction<'_>,
+    ns: &str,
+    memory_id: &str,
+    document_id: &str,
+    chunks: &[Prepared],
+    df: &mut BTreeMap<(i16, String), i64>,
+    totals: &mut [i64; 3],
+) -> Result<(), SearchError> {
+    let (mut fields, mut terms, mut chunk_ids, mut tfs, mut lens) = (vec![], vec![], vec![], vec![], vec![]);
+    for Prepared { chunk, heading, text } in chunks {
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO search_chunks
                          (namespace, memory_id, document_id, ordinal, title, heading, text, heading_len, text_len)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-                    &[
-                        ns,
-                        &memory_id,
-                        &document_id,
-                        &i32::try_from(chunk.ordinal).unwrap_or(i32::MAX),
-                        &chunk.title,
-                        &chunk.heading,
-                        &chunk.text,
-                        &(heading.tokens as i32),
-                        &(text.tokens as i32),
-                    ],
-                )
-                .map_err(database)?
-                .get(0);
-            totals[0] += 1;
-            totals[1] += i64::from(heading.tokens);
-            totals[2] += i64::from(text.tokens);
-            for (field, analysed) in [(HEADING, &heading), (TEXT, &text)] {
-                for (term, tf) in &analysed.terms {
-                    fields.push(field);
-                    terms.push(term.clone());
-                    chunk_ids.push(id);
-                    tfs.push(*tf as f32);
-                    lens.push(analysed.len);
-                    *df.entry((field, term.clone())).or_insert(0) += 1;
-                }
+                &[
+                    &ns,
+                    &memory_id,
+                    &document_id,
+                    &i32::try_from(chunk.ordinal).unwrap_or(i32::MAX),
+                    &chunk.title,
+                    &chunk.heading,
+                    &chunk.text,
+                    &(heading.tokens as i32),
+                    &(text.tokens as i32),
+                ],
+            )
+            .map_err(database)?
+            .get(0);
+        totals[0] += 1;
+        totals[1] += i64::from(heading.tokens);
+        totals[2] += i64::from(text.tokens);
+        for (field, analysed) in [(HEADING, heading), (TEXT, text)] {
+            for (term, tf) in &analysed.terms {
+                fields.push(field);
+                terms.push(term.clone());
+                chunk_ids.push(id);
+                tfs.push(*tf as f32);
+                lens.push(analysed.len);
+                *df.entry((field, term.clone())).or_insert(0) += 1;
             }
         }
-        tx.execute(
-            "INSERT INTO search_postings (namespace, field, term, chunk_id, memory_id, tf, len)
+    }
+    tx.execute(
+        "INSERT INTO search_postings (namespace, field, term, chunk_id, memory_id, tf, len)
              SELECT $1, f, t, c, $2, tf, l FROM unnest($3::smallint[], $4::text[], $5::bigint[], $6::real[], $7::real[])
                  AS p(f, t, c, tf, l)",
-            &[ns, &memory_id, &fields, &terms, &chunk_ids, &tfs, &lens],
-        )
-        .map_err(database)?;
-        Ok(())
+        &[&ns, &memory_id, &fields, &terms, &chunk_ids, &tfs, &lens],
+    )
+    .map_err(database)?;
+    Ok(())
+}
+
+/// Applies a commit's writes in one transaction, keeping document frequencies and totals.
+fn write_changes(
+    client: &mut Client,
+    ns: &str,
+    changes: &[Pending],
+    prepared: &[Vec<Prepared>],
+) -> Result<(), SearchError> {
+    let mut tx = client.transaction().map_err(database)?;
+    let mut df: BTreeMap<(i16, String), i64> = BTreeMap::new();
+    let mut totals = [0i64; 3];
+    for (write, prepared) in changes.iter().zip(prepared) {
+        let gone = match write {
+            Pending::Replace { memory_id, document_id, .. } => {
+                chunk_ids(&mut tx, ns, memory_id, Some(std::slice::from_ref(document_id)))?
+            }
+            Pending::Remove { memory_id, document_ids } => chunk_ids(&mut tx, ns, memory_id, Some(document_ids))?,
+            Pending::RemoveMemory { memory_id } => chunk_ids(&mut tx, ns, memory_id, None)?,
+        };
+        remove_chunks(&mut tx, ns, &gone)?;
+        if let Pending::Replace { memory_id, document_id, .. } = write {
+            insert_chunks(&mut tx, ns, memory_id, document_id, prepared, &mut df, &mut totals)?;
+        }
     }
+    // In key order, so that hosts committing at once take the rows' locks in one order.
+    let (mut fields, mut terms, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+    for ((field, term), n) in df {
+        fields.push(field);
+        terms.push(term);
+        counts.push(n);
+    }
+    tx.execute(
+        "INSERT INTO search_terms (namespace, field, term, df)
+         SELECT $1, f, t, n FROM unnest($2::smallint[], $3::text[], $4::bigint[]) AS d(f, t, n)
+         ON CONFLICT (namespace, field, term) DO UPDATE SET df = search_terms.df + EXCLUDED.df",
+        &[&ns, &fields, &terms, &counts],
+    )
+    .map_err(database)?;
+    tx.execute(
+        "INSERT INTO search_totals (namespace, chunks, heading_tokens, text_tokens) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (namespace) DO UPDATE SET chunks = search_totals.chunks + EXCLUDED.chunks,
+             heading_tokens = search_totals.heading_tokens + EXCLUDED.heading_tokens,
+             text_tokens = search_totals.text_tokens + EXCLUDED.text_tokens",
+        &[&ns, &totals[0], &totals[1], &totals[2]],
+    )
+    .map_err(database)?;
+    tx.commit().map_err(database)
 }
 
 impl SearchBackend for PgSearch {
@@ -335,51 +383,38 @@ impl SearchBackend for PgSearch {
         if pending.is_empty() {
             return Ok(());
         }
-        let mut client = self.client();
-        let mut tx = client.transaction().map_err(database)?;
-        let mut df: BTreeMap<(i16, String), i64> = BTreeMap::new();
-        let mut totals = [0i64; 3];
-        for write in pending.iter() {
-            let gone = match write {
-                Pending::Replace { memory_id, document_id, .. } => {
-                    self.chunk_ids(&mut tx, memory_id, Some(std::slice::from_ref(document_id)))?
-                }
+        // Analysed here; written by the connection's thread in one transaction.
+        let changes: Vec<Pending> = pending
+            .iter()
+            .map(|write| match write {
+                Pending::Replace { memory_id, document_id, chunks } => Pending::Replace {
+                    memory_id: memory_id.clone(),
+                    document_id: document_id.clone(),
+                    chunks: chunks.clone(),
+                },
                 Pending::Remove { memory_id, document_ids } => {
-                    self.chunk_ids(&mut tx, memory_id, Some(document_ids))?
+                    Pending::Remove { memory_id: memory_id.clone(), document_ids: document_ids.clone() }
                 }
-                Pending::RemoveMemory { memory_id } => self.chunk_ids(&mut tx, memory_id, None)?,
-            };
-            self.remove_chunks(&mut tx, &gone)?;
-            if let Pending::Replace { memory_id, document_id, chunks } = write {
-                self.insert_chunks(&mut tx, memory_id, document_id, chunks, &mut df, &mut totals)?;
-            }
-        }
-        // In key order, so that hosts committing at once take the rows' locks in one order.
-        let (fields, terms, counts): (Vec<i16>, Vec<String>, Vec<i64>) = df
-            .into_iter()
-            .map(|((field, term), n)| (field, term, n))
-            .fold((vec![], vec![], vec![]), |mut acc, (f, t, n)| {
-                acc.0.push(f);
-                acc.1.push(t);
-                acc.2.push(n);
-                acc
-            });
-        tx.execute(
-            "INSERT INTO search_terms (namespace, field, term, df)
-             SELECT $1, f, t, n FROM unnest($2::smallint[], $3::text[], $4::bigint[]) AS d(f, t, n)
-             ON CONFLICT (namespace, field, term) DO UPDATE SET df = search_terms.df + EXCLUDED.df",
-            &[&self.namespace, &fields, &terms, &counts],
-        )
-        .map_err(database)?;
-        tx.execute(
-            "INSERT INTO search_totals (namespace, chunks, heading_tokens, text_tokens) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (namespace) DO UPDATE SET chunks = search_totals.chunks + EXCLUDED.chunks,
-                 heading_tokens = search_totals.heading_tokens + EXCLUDED.heading_tokens,
-                 text_tokens = search_totals.text_tokens + EXCLUDED.text_tokens",
-            &[&self.namespace, &totals[0], &totals[1], &totals[2]],
-        )
-        .map_err(database)?;
-        tx.commit().map_err(database)?;
+                Pending::RemoveMemory { memory_id } => Pending::RemoveMemory { memory_id: memory_id.clone() },
+            })
+            .collect();
+        let prepared: Vec<Vec<Prepared>> = changes
+            .iter()
+            .map(|write| match write {
+                Pending::Replace { chunks, .. } => chunks
+                    .iter()
+                    .map(|chunk| Prepared {
+                        heading: self.analyse(&[&chunk.heading]),
+                        // The title is indexed with the text, as tantivy's backend does.
+                        text: self.analyse(&[&chunk.text, &chunk.title]),
+                        chunk: chunk.clone(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let ns = self.namespace.clone();
+        self.with_client(move |client| write_changes(client, &ns, &changes, &prepared))?;
         pending.clear();
         Ok(())
     }
@@ -398,28 +433,31 @@ impl SearchBackend for PgSearch {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        let mut client = self.client();
-        let ns = &self.namespace;
-        let Some(totals) = client
-            .query_opt("SELECT chunks, heading_tokens, text_tokens FROM search_totals WHERE namespace = $1", &[ns])
-            .map_err(database)?
-        else {
+        let ns = self.namespace.clone();
+        let names: Vec<String> = terms.iter().map(|(t, _)| t.clone()).collect();
+        // The index's statistics: its totals, and the document frequencies of the terms.
+        let statistics = self.with_client(move |client| {
+            let totals = client
+                .query_opt("SELECT chunks, heading_tokens, text_tokens FROM search_totals WHERE namespace = $1", &[&ns])
+                .map_err(database)?
+                .map(|row| (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)));
+            let df: HashMap<(i16, String), i64> = client
+                .query(
+                    "SELECT field, term, df FROM search_terms WHERE namespace = $1 AND term = ANY($2) AND df > 0",
+                    &[&ns, &names],
+                )
+                .map_err(database)?
+                .into_iter()
+                .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+                .collect();
+            Ok((totals, df))
+        })?;
+        let (Some((chunks, heading_tokens, text_tokens)), df) = statistics else {
             return Ok(Vec::new());
         };
-        let (chunks, heading_tokens, text_tokens): (i64, i64, i64) = (totals.get(0), totals.get(1), totals.get(2));
         if chunks <= 0 {
             return Ok(Vec::new());
         }
-        let names: Vec<&str> = terms.iter().map(|(t, _)| t.as_str()).collect();
-        let df: HashMap<(i16, String), i64> = client
-            .query(
-                "SELECT field, term, df FROM search_terms WHERE namespace = $1 AND term = ANY($2) AND df > 0",
-                &[ns, &names],
-            )
-            .map_err(database)?
-            .into_iter()
-            .map(|row| ((row.get(0), row.get(1)), row.get(2)))
-            .collect();
         // The common-words rule, on the text field's document frequencies, as tantivy's.
         let most = (chunks as f64 * self.config.common_term_cutoff) as i64;
         let (mut rarer, mut common): (Vec<WeightedTerm>, Vec<WeightedTerm>) = (Vec::new(), Vec::new());
@@ -453,7 +491,9 @@ impl SearchBackend for PgSearch {
             }
         }
         let memories: Option<Vec<String>> = (!memory_ids.is_empty()).then(|| memory_ids.to_vec());
-        let rows = client
+        let ns = self.namespace.clone();
+        let rows = self.with_client(move |client| {
+            client
             .query(
                 "WITH q AS (
                      SELECT * FROM unnest($2::smallint[], $3::text[], $4::real[], $5::bool[]) AS q(field, term, weight, rare)
@@ -479,7 +519,7 @@ impl SearchBackend for PgSearch {
                  ORDER BY r.score DESC, c.id
                  LIMIT $11",
                 &[
-                    ns,
+                    &ns,
                     &q_fields,
                     &q_terms,
                     &q_weights,
@@ -492,7 +532,8 @@ impl SearchBackend for PgSearch {
                     &(limit as i64),
                 ],
             )
-            .map_err(database)?;
+            .map_err(database)
+        })?;
         Ok(rows
             .into_iter()
             .map(|row| Hit {
@@ -508,37 +549,43 @@ impl SearchBackend for PgSearch {
     }
 
     fn count(&self, memory_id: &str) -> Result<u64, SearchError> {
-        let row = self
-            .client()
-            .query_one(
-                "SELECT count(*) FROM search_chunks WHERE namespace = $1 AND memory_id = $2",
-                &[&self.namespace, &memory_id],
-            )
-            .map_err(database)?;
+        let (ns, memory_id) = (self.namespace.clone(), memory_id.to_string());
+        let row = self.with_client(move |client| {
+            client
+                .query_one(
+                    "SELECT count(*) FROM search_chunks WHERE namespace = $1 AND memory_id = $2",
+                    &[&ns, &memory_id],
+                )
+                .map_err(database)
+        })?;
         Ok(row.get::<_, i64>(0) as u64)
     }
 
     fn export(&self) -> Result<Vec<Hit>, SearchError> {
-        let rows = self
-            .client()
-            .query(
-                "SELECT memory_id, document_id, ordinal, title, heading, text FROM search_chunks
-                 WHERE namespace = $1 ORDER BY memory_id COLLATE \"C\", document_id COLLATE \"C\", ordinal",
-                &[&self.namespace],
-            )
-            .map_err(database)?;
+        let ns = self.namespace.clone();
+        let rows = self.with_client(move |client| {
+            client
+                .query(
+                    "SELECT memory_id, document_id, ordinal, title, heading, text FROM search_chunks
+                     WHERE namespace = $1 ORDER BY memory_id COLLATE \"C\", document_id COLLATE \"C\", ordinal",
+                    &[&ns],
+                )
+                .map_err(database)
+        })?;
         Ok(rows.into_iter().map(hit).collect())
     }
 
     fn document(&self, memory_id: &str, document_id: &str) -> Result<Vec<Hit>, SearchError> {
-        let rows = self
-            .client()
-            .query(
-                "SELECT memory_id, document_id, ordinal, title, heading, text FROM search_chunks
-                 WHERE namespace = $1 AND memory_id = $2 AND document_id = $3 ORDER BY ordinal",
-                &[&self.namespace, &memory_id, &document_id],
-            )
-            .map_err(database)?;
+        let (ns, memory_id, document_id) = (self.namespace.clone(), memory_id.to_string(), document_id.to_string());
+        let rows = self.with_client(move |client| {
+            client
+                .query(
+                    "SELECT memory_id, document_id, ordinal, title, heading, text FROM search_chunks
+                     WHERE namespace = $1 AND memory_id = $2 AND document_id = $3 ORDER BY ordinal",
+                    &[&ns, &memory_id, &document_id],
+                )
+                .map_err(database)
+        })?;
         Ok(rows.into_iter().map(hit).collect())
     }
 }

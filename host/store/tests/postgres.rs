@@ -74,3 +74,22 @@ fn a_newer_schema_or_an_unreachable_database_is_refused_with_a_clear_error() {
     assert!(message.contains("cannot connect to postgres://app:***@127.0.0.1"), "{message}");
     assert!(!message.contains("hunter2"), "the password never shows: {message}");
 }
+
+#[test]
+fn the_store_serves_callers_on_an_async_runtime() {
+    // The host's capabilities call the store from tokio's threads, where a blocking
+    // PostgreSQL client of its own could not run.
+    let server = server();
+    let store = Store::connect(&server.database().unwrap()).unwrap();
+    for flavor in ["current_thread", "multi_thread"] {
+        let runtime = match flavor {
+            "current_thread" => tokio::runtime::Builder::new_current_thread().build().unwrap(),
+            _ => tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap(),
+        };
+        let bucket = store.bucket("tenant", flavor).unwrap();
+        runtime.block_on(async {
+            bucket.set("k", b"v").unwrap();
+            assert_eq!(bucket.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+        });
+    }
+}

@@ -3,7 +3,7 @@
 //! that run when the store is opened, under an advisory lock so that hosts starting
 //! together apply them once.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use postgres::{Client, NoTls, Transaction};
 
@@ -25,8 +25,8 @@ const MIGRATIONS: &[(i32, &str)] = &[(
 /// otherwise; this one spells "connmigr").
 const MIGRATION_LOCK: i64 = 0x636f_6e6e_6d69_6772;
 
-/// Connections kept open for reuse.
-const IDLE_CONNECTIONS: usize = 8;
+/// Connections per store: the host's instances call in parallel.
+const CONNECTIONS: usize = 8;
 
 fn code(table: Table) -> i16 {
     match table {
@@ -39,8 +39,7 @@ fn code(table: Table) -> i16 {
 /// A PostgreSQL database, reached with a connection string
 /// (`postgres://user:password@host:port/database`).
 pub struct PostgresBackend {
-    url: String,
-    idle: Mutex<Vec<Client>>,
+    worker: PgWorker,
 }
 
 impl From<postgres::Error> for StoreError {
@@ -63,41 +62,108 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// A job for a connection of a [`PgWorker`].
+type Job = Box<dyn FnOnce(Option<&mut Client>) + Send>;
+
+/// Threads that each own a connection to one database and run the jobs sent to them.
+///
+/// The `postgres` client blocks on a runtime of its own, which cannot run inside another
+/// (a host's capability calls run on tokio's threads): its connections live on these
+/// threads instead, and a caller blocks on the answer as it would on a disk. A connection
+/// that breaks is made again for the next job.
+pub struct PgWorker {
+    jobs: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    url: String,
+}
+
+impl PgWorker {
+    /// Starts `connections` threads for the database at `url`, connecting one now to fail
+    /// early, naming the database (never its password), when it cannot be reached.
+    pub fn start(url: &str, connections: usize) -> Result<PgWorker, String> {
+        let first =
+            Client::connect(url, NoTls).map_err(|error| format!("cannot connect to {}: {error}", redact(url)))?;
+        let (sender, receiver) = std::sync::mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        let mut threads = Vec::new();
+        let mut first = Some(first);
+        for n in 0..connections.max(1) {
+            let receiver = receiver.clone();
+            let url = url.to_string();
+            let mut client = first.take();
+            let thread = std::thread::Builder::new()
+                .name(format!("postgres-{n}"))
+                .spawn(move || {
+                    loop {
+                        let job = match receiver.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+                            Ok(job) => job,
+                            Err(_) => return,
+                        };
+                        if client.as_ref().is_none_or(Client::is_closed) {
+                            client = Client::connect(&url, NoTls).ok();
+                        }
+                        job(client.as_mut());
+                    }
+                })
+                .map_err(|error| format!("cannot start a database thread: {error}"))?;
+            threads.push(thread);
+        }
+        Ok(PgWorker { jobs: Mutex::new(Some(sender)), threads: Mutex::new(threads), url: url.to_string() })
+    }
+
+    /// Runs `work` on one of the connections and waits for its answer; `lost` says what
+    /// went wrong when no connection could run it.
+    pub fn run<T: Send + 'static, E: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Client) -> Result<T, E> + Send + 'static,
+        lost: fn(String) -> E,
+    ) -> Result<T, E> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let url = redact(&self.url);
+        let job: Job = Box::new(move |client| {
+            let outcome = match client {
+                Some(client) => work(client),
+                None => Err(lost(format!("cannot connect to {url}"))),
+            };
+            let _ = reply.send(outcome);
+        });
+        let sent = match self.jobs.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(jobs) => jobs.send(job).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(lost(format!("the connections to {} are closed", redact(&self.url))));
+        }
+        answer.recv().unwrap_or_else(|_| Err(lost(format!("a connection to {} stopped", redact(&self.url)))))
+    }
+}
+
+impl Drop for PgWorker {
+    fn drop(&mut self) {
+        // Closing the queue ends the threads once their jobs are done.
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        for thread in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl PostgresBackend {
     /// Connects to the database at `url` and brings its schema up to date. Fails, naming the
     /// database (never its password), when it cannot be reached or its schema is newer than
     /// this host knows.
     pub fn connect(url: &str) -> Result<PostgresBackend, StoreError> {
-        let backend = PostgresBackend { url: url.to_string(), idle: Mutex::new(Vec::new()) };
-        let mut client = backend.client()?;
-        migrate(&mut client)?;
-        backend.release(client);
-        Ok(backend)
+        let worker = PgWorker::start(url, CONNECTIONS).map_err(StoreError::Postgres)?;
+        worker.run(migrate, StoreError::Postgres)?;
+        Ok(PostgresBackend { worker })
     }
 
-    fn client(&self) -> Result<Client, StoreError> {
-        if let Some(client) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
-            && !client.is_closed()
-        {
-            return Ok(client);
-        }
-        Client::connect(&self.url, NoTls)
-            .map_err(|error| StoreError::Postgres(format!("cannot connect to {}: {error}", redact(&self.url))))
-    }
-
-    fn release(&self, client: Client) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < IDLE_CONNECTIONS && !client.is_closed() {
-            idle.push(client);
-        }
-    }
-
-    /// Runs `work` on a pooled connection (a broken connection is not reused).
-    fn with_client<T>(&self, work: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut client = self.client()?;
-        let result = work(&mut client);
-        self.release(client);
-        result
+    /// Runs `work` on a connection, its errors as the store's.
+    fn with_client<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.worker.run(work, StoreError::Postgres)
     }
 }
 
@@ -187,8 +253,8 @@ impl Backend for PostgresBackend {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let wanted: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-        let rows = self.with_client(|client| {
+        let wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+        let rows = self.with_client(move |client| {
             Ok(client.query(
                 "SELECT key, value FROM connector_rows WHERE tbl = $1 AND key = ANY($2)",
                 &[&code(table), &wanted],
@@ -203,9 +269,10 @@ impl Backend for PostgresBackend {
         if writes.is_empty() {
             return Ok(());
         }
-        self.with_client(|client| {
+        let writes = writes.to_vec();
+        self.with_client(move |client| {
             let mut tx = client.transaction()?;
-            apply_in(&mut tx, code(table), writes)?;
+            apply_in(&mut tx, code(table), &writes)?;
             tx.commit()?;
             Ok(())
         })
@@ -219,12 +286,12 @@ impl Backend for PostgresBackend {
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (start, strict): (&[u8], bool) = match after {
-            Some(after) if after >= prefix => (after.as_bytes(), true),
-            _ => (prefix.as_bytes(), false),
+        let (start, strict): (Vec<u8>, bool) = match after {
+            Some(after) if after >= prefix => (after.as_bytes().to_vec(), true),
+            _ => (prefix.as_bytes().to_vec(), false),
         };
         let end = past_prefix(prefix);
-        let rows = self.with_client(|client| {
+        let rows = self.with_client(move |client| {
             let sql = match strict {
                 true => {
                     "SELECT key, value FROM connector_rows WHERE tbl = $1 AND key > $2
@@ -241,22 +308,34 @@ impl Backend for PostgresBackend {
     }
 
     fn rewrite_all(&self, table: Table, change: &mut Rewrite<'_>) -> Result<usize, StoreError> {
-        self.with_client(|client| {
+        // `change` runs here, between a read and a transaction that writes only if no row
+        // changed in between (the connection's thread cannot borrow it).
+        let read = self.with_client(move |client| {
+            let rows = client.query("SELECT key, value FROM connector_rows WHERE tbl = $1", &[&code(table)])?;
+            Ok(rows.into_iter().map(|row| (row.get::<_, Vec<u8>>(0), row.get::<_, Vec<u8>>(1))).collect::<Vec<_>>())
+        })?;
+        let mut writes = Vec::with_capacity(read.len());
+        for (key, value) in &read {
+            let key = text(key.clone())?;
+            let changed = change(&key, value)?;
+            writes.push(Write::Put(key, changed));
+        }
+        let count = writes.len();
+        self.with_client(move |client| {
             let mut tx = client.transaction()?;
-            let rows = tx.query(
-                "SELECT key, value FROM connector_rows WHERE tbl = $1 ORDER BY key FOR UPDATE",
-                &[&code(table)],
-            )?;
-            let mut writes = Vec::with_capacity(rows.len());
-            for row in rows {
-                let key = text(row.get(0))?;
-                let value: Vec<u8> = row.get(1);
-                let changed = change(&key, &value)?;
-                writes.push(Write::Put(key, changed));
+            let now: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = tx
+                .query("SELECT key, value FROM connector_rows WHERE tbl = $1 FOR UPDATE", &[&code(table)])?
+                .into_iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect();
+            if now != read.into_iter().collect() {
+                return Err(StoreError::Postgres(
+                    "the rows changed while they were rewritten: nothing was changed, try again".into(),
+                ));
             }
             apply_in(&mut tx, code(table), &writes)?;
             tx.commit()?;
-            Ok(writes.len())
+            Ok(count)
         })
     }
 }

@@ -34,6 +34,11 @@ struct Cli {
     /// `semantic on` is set for them.
     #[arg(long, global = true, env = "CONNECTOR_HOST_EMBEDDING_MODEL")]
     embedding_model: Option<PathBuf>,
+    /// PostgreSQL database for everything the data directory would hold but the compile
+    /// cache (`postgres://user:password@host:port/db`); the operator key then comes from
+    /// CONNECTOR_HOST_KEY. Without it: the embedded store and index in the data directory.
+    #[arg(long, global = true, env = "CONNECTOR_HOST_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -216,6 +221,7 @@ impl Cli {
         config.component = self.component.clone();
         config.cache_dir = self.cache_dir.clone();
         config.embedding_model = self.embedding_model.clone();
+        config.database_url = self.database_url.clone();
         config
     }
 
@@ -257,7 +263,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => return cli::serve::run(&cli, args).await,
         Command::OperatorKey(OperatorKeyCommand::Rotate { new_key_env }) => {
             init_logging("warn", false);
-            return cli::keys::rotate_operator_key(&cli.data_dir(), new_key_env.as_deref()).await;
+            return cli::keys::rotate_operator_key(
+                &cli.data_dir(),
+                cli.database_url.as_deref(),
+                new_key_env.as_deref(),
+            )
+            .await;
         }
         _ => init_logging("warn", false),
     }

@@ -65,6 +65,11 @@ pub struct HostConfig {
     /// The sentence-embedding model directory for semantic retrieval (`None`: lexical
     /// only). Instances use it once semantic retrieval is turned on for them.
     pub embedding_model: Option<PathBuf>,
+    /// A PostgreSQL database for connections, memories, secrets, host metadata and the
+    /// search indexes (`None`: the embedded store and tantivy in the data directory). The
+    /// operator key then comes from `CONNECTOR_HOST_KEY`, and one host process at a time
+    /// may use the database.
+    pub database_url: Option<String>,
 }
 
 impl HostConfig {
@@ -81,6 +86,7 @@ impl HostConfig {
             allowed_sites: Vec::new(),
             background_priority: false,
             embedding_model: None,
+            database_url: None,
             max_response_bytes: crate::capabilities::send::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
@@ -100,9 +106,43 @@ pub struct ConnectorHost {
     embedding: EmbeddingModelState,
     limiter: SiteLimiter,
     profile: CallProfile,
+    /// This process's claim on a shared database (held as long as any clone lives).
+    _claim: Arc<Option<connector_store::backend::Claim>>,
 }
 
 pub use crate::operator_key::OPERATOR_KEY_VAR;
+
+/// Host metadata key prefix naming the instances of a shared database.
+const INSTANCE_PREFIX: &str = "instance/";
+
+/// Opens a shared PostgreSQL database: its store (migrated), the operator key from
+/// `CONNECTOR_HOST_KEY` (required: no key file sits beside a database other hosts read),
+/// checked against the stored secrets, and this process's claim on it.
+fn open_database(
+    url: &str,
+) -> Result<(connector_store::Store, connector_store::OperatorKey, Option<connector_store::backend::Claim>)> {
+    let store = connector_store::Store::connect(url).map_err(|e| anyhow!("{e}"))?;
+    let Some(claim) = store.claim().map_err(|e| anyhow!("{e}"))? else {
+        return Err(anyhow!(
+            "another connector-host process is using this PostgreSQL database; one host process at a time may use \
+             a database in this version (several need leases on a memory's steps, not built yet)"
+        ));
+    };
+    let text = std::env::var(OPERATOR_KEY_VAR).ok().filter(|value| !value.trim().is_empty()).ok_or_else(|| {
+        anyhow!(
+            "with a PostgreSQL database the operator key comes from {OPERATOR_KEY_VAR} (64 hex digits or base64 of 32 \
+             bytes, e.g. from `openssl rand -hex 32`); set it, the same on every host"
+        )
+    })?;
+    let key = connector_store::OperatorKey::parse(&text, &format!("environment variable {OPERATOR_KEY_VAR}"))
+        .map_err(|e| anyhow!("{e}"))?;
+    if !store.opens_secrets(&key).map_err(|e| anyhow!("{e}"))? {
+        return Err(anyhow!(
+            "{OPERATOR_KEY_VAR} does not open the secrets stored in this database: set the key they were stored with"
+        ));
+    }
+    Ok((store, key, Some(claim)))
+}
 
 impl ConnectorHost {
     /// Opens the data directory and loads the component (from the compile cache when
@@ -123,14 +163,20 @@ impl ConnectorHost {
         let component = load_component(&engine, &bytes, &cache_dir)?;
         let pre = Pre::new(linker(&engine)?.instantiate_pre(&component).map_err(|e| anyhow!("{e}"))?)?;
 
-        let db_path = config.data_dir.join("store.redb");
-        let store = connector_store::Store::open(&db_path).map_err(|e| {
-            anyhow!(
-                "cannot open {}: {e} (is another connector-host process using this data directory?)",
-                db_path.display()
-            )
-        })?;
-        let key = crate::operator_key::load(&config.data_dir, &store)?;
+        let (store, key, claim) = match &config.database_url {
+            Some(url) => open_database(url)?,
+            None => {
+                let db_path = config.data_dir.join("store.redb");
+                let store = connector_store::Store::open(&db_path).map_err(|e| {
+                    anyhow!(
+                        "cannot open {}: {e} (is another connector-host process using this data directory?)",
+                        db_path.display()
+                    )
+                })?;
+                let key = crate::operator_key::load(&config.data_dir, &store)?;
+                (store, key, None)
+            }
+        };
         let embedding = EmbeddingModelState::load(config.embedding_model.as_deref());
         Ok(ConnectorHost {
             embedding,
@@ -142,6 +188,7 @@ impl ConnectorHost {
             indexes: Arc::new(Mutex::new(HashMap::new())),
             limiter: SiteLimiter::default(),
             profile: CallProfile::default(),
+            _claim: Arc::new(claim),
         })
     }
 
@@ -179,9 +226,17 @@ impl ConnectorHost {
         Ok(Instance { host: self.clone(), grants, store, exports })
     }
 
-    /// Every instance (tenant) this data directory holds: each has a search index
-    /// directory from the first time it was opened.
+    /// Every instance (tenant) this host holds: each has a search index from the first
+    /// time it was opened (a directory in the data directory, or a name recorded in the
+    /// shared database).
     pub fn instances(&self) -> Result<Vec<String>> {
+        if self.config.database_url.is_some() {
+            let recorded = self.store.meta().scan_prefix(INSTANCE_PREFIX, None, connector_store::MAX_PAGE)?;
+            return Ok(recorded
+                .into_iter()
+                .filter_map(|(key, _)| key.strip_prefix(INSTANCE_PREFIX).map(str::to_string))
+                .collect());
+        }
         let dir = self.config.data_dir.join("search");
         let mut names = Vec::new();
         let entries = match std::fs::read_dir(&dir) {
@@ -209,13 +264,27 @@ impl ConnectorHost {
         if let Some(index) = indexes.get(namespace) {
             return Ok(index.clone());
         }
-        let dir = self.config.data_dir.join("search").join(namespace);
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let open = || connector_search::TantivySearch::open(&dir);
-        let opened = if self.config.background_priority { crate::priority::on_background_thread(open) } else { open() };
-        let lexical = Arc::new(opened.map_err(|e| anyhow!("cannot open the search index {}: {e}", dir.display()))?);
+        let lexical: Arc<dyn connector_search::SearchBackend> = match &self.config.database_url {
+            Some(url) => {
+                let index = connector_search::PgSearch::connect(url, namespace)
+                    .map_err(|e| anyhow!("cannot open the search index of {namespace} in the database: {e}"))?;
+                self.store.meta().set(&format!("{INSTANCE_PREFIX}{namespace}"), b"")?;
+                Arc::new(index)
+            }
+            None => {
+                let dir = self.config.data_dir.join("search").join(namespace);
+                std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                let open = || connector_search::TantivySearch::open(&dir);
+                let opened =
+                    if self.config.background_priority { crate::priority::on_background_thread(open) } else { open() };
+                Arc::new(opened.map_err(|e| anyhow!("cannot open the search index {}: {e}", dir.display()))?)
+            }
+        };
         let semantic_dir = self.config.data_dir.join("semantic");
-        std::fs::create_dir_all(&semantic_dir).with_context(|| format!("cannot create {}", semantic_dir.display()))?;
+        if self.config.database_url.is_none() {
+            std::fs::create_dir_all(&semantic_dir)
+                .with_context(|| format!("cannot create {}", semantic_dir.display()))?;
+        }
         let index = Arc::new(InstanceSearch::new(lexical, semantic_dir.join(format!("{namespace}.redb"))));
         if self.semantic_enabled(namespace)? {
             match self.embedding.model() {
@@ -242,6 +311,12 @@ impl ConnectorHost {
     /// Turns semantic retrieval on or off for an instance. On needs the embedding model
     /// and queues every page of the instance for embedding; off deletes the page vectors.
     pub fn set_semantic(&self, namespace: &str, on: bool) -> Result<()> {
+        if on && self.config.database_url.is_some() {
+            // Its vectors would live on this machine alone, beside a database many share.
+            return Err(anyhow!(
+                "semantic retrieval is not available on a PostgreSQL database in this version: answers stay lexical"
+            ));
+        }
         let index = self.index(namespace)?;
         if on {
             index.enable(self.embedding.model()?)?;

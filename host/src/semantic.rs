@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use anyhow::{Result, anyhow};
 use connector_embed::EmbeddingModel;
 use connector_search::semantic::{Coverage, EmbedRound, Embedder, SemanticConfig, SemanticSearch};
-use connector_search::{Chunk, Hit, SearchBackend, SearchError, TantivySearch};
+use connector_search::{Chunk, Hit, SearchBackend, SearchError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -105,7 +105,7 @@ pub struct MemoryCoverage {
 /// One instance's search backend: the lexical index, with a semantic index beside it
 /// while semantic retrieval is on. The switch can flip while the instance is in use.
 pub struct InstanceSearch {
-    lexical: Arc<TantivySearch>,
+    lexical: Arc<dyn SearchBackend>,
     semantic: RwLock<Option<Arc<SemanticSearch>>>,
     store_path: PathBuf,
     /// Lexical writes not yet committed (they bypassed the semantic index if it was off).
@@ -129,7 +129,7 @@ impl std::fmt::Debug for InstanceSearch {
 
 impl InstanceSearch {
     /// The lexical index of an instance; its semantic state would live in `store_path`.
-    pub fn new(lexical: Arc<TantivySearch>, store_path: PathBuf) -> InstanceSearch {
+    pub fn new(lexical: Arc<dyn SearchBackend>, store_path: PathBuf) -> InstanceSearch {
         InstanceSearch {
             lexical,
             semantic: RwLock::new(None),

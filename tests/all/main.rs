@@ -19,6 +19,7 @@ mod ingest;
 mod labels;
 mod mcp;
 mod operator_key;
+mod postgres;
 mod resume;
 mod retrieve;
 mod sandbox;

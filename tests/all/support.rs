@@ -14,6 +14,8 @@ pub const SCOPED_TOKEN: &str = "ATATT-scoped-token-1a2b3c4d5e6f";
 pub struct World {
     pub site: std::sync::Arc<FakeConfluence>,
     pub data: tempfile::TempDir,
+    /// Environment every `connector-host` run gets (e.g. a database URL and its key).
+    pub env: Vec<(String, String)>,
 }
 
 /// The compile cache shared by all tests, so the component compiles once.
@@ -30,12 +32,12 @@ impl World {
             SCOPED_TOKEN,
             TokenKind::Scoped { scopes: fake_confluence::ALL_SCOPES.iter().map(|s| s.to_string()).collect() },
         );
-        World { site: std::sync::Arc::new(site), data: tempfile::tempdir().expect("temp dir") }
+        World { site: std::sync::Arc::new(site), data: tempfile::tempdir().expect("temp dir"), env: Vec::new() }
     }
 
     /// A second data directory talking to the same site.
     pub fn sharing(other: &World) -> World {
-        World { site: other.site.clone(), data: tempfile::tempdir().expect("temp dir") }
+        World { site: other.site.clone(), data: tempfile::tempdir().expect("temp dir"), env: other.env.clone() }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -51,6 +53,8 @@ impl World {
             .env("CONNECTOR_HOST_CACHE_DIR", cache_dir())
             .env("CONFLUENCE_TOKEN", token)
             .env_remove("CONNECTOR_HOST_KEY")
+            .env_remove("CONNECTOR_HOST_DATABASE_URL")
+            .envs(self.env.iter().map(|(name, value)| (name.as_str(), value.as_str())))
             .stdin(Stdio::null())
             .output()
             .expect("run connector-host")

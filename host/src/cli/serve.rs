@@ -102,6 +102,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         }),
         quotas: None,
         embedding_model: cli.embedding_model.clone(),
+        database_url: cli.database_url.clone(),
     };
     let config = flags.resolve(file)?;
     crate::init_logging("info", config.log_format == LogFormat::Json);
@@ -118,6 +119,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     host_config.background_priority = true;
     host_config.max_response_bytes = config.max_response_bytes;
     host_config.embedding_model = config.embedding_model.clone();
+    host_config.database_url = config.database_url.clone();
     let host = connector_host::runtime::ConnectorHost::open(host_config)?;
     connector_host::service::run(host, config, run_for).await?;
     Ok(ExitCode::SUCCESS)

@@ -62,6 +62,9 @@ pub struct ServeSettings {
     /// Sentence-embedding model directory for semantic retrieval (the global
     /// `--embedding-model` flag wins over it).
     pub embedding_model: Option<std::path::PathBuf>,
+    /// PostgreSQL database URL (the global `--database-url` flag and
+    /// `CONNECTOR_HOST_DATABASE_URL` win over it).
+    pub database_url: Option<String>,
 }
 
 /// Limits of every call into a connector.
@@ -109,6 +112,8 @@ pub struct ServeConfig {
     pub quotas: crate::service::quotas::Quotas,
     /// Sentence-embedding model directory (`None`: semantic retrieval unavailable).
     pub embedding_model: Option<std::path::PathBuf>,
+    /// PostgreSQL database (`None`: the embedded store in the data directory).
+    pub database_url: Option<String>,
 }
 
 impl ServeSettings {
@@ -148,6 +153,7 @@ impl ServeSettings {
             max_response_bytes: limits.response_mib.or(file_limits.response_mib).unwrap_or(64) << 20,
             quotas: self.quotas.or(file.quotas).unwrap_or_default(),
             embedding_model: self.embedding_model.or(file.embedding_model),
+            database_url: self.database_url.or(file.database_url),
         };
         if config.concurrency == 0 || config.max_concurrent_calls == 0 {
             bail!("concurrency and max_concurrent_calls must be at least 1");

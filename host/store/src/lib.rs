@@ -157,6 +157,12 @@ impl Store {
         Ok(Store::with_backend(Box::new(backend::postgres::PostgresBackend::connect(url)?), config))
     }
 
+    /// Makes this process the only host on the store's database while the claim lives
+    /// (`None`: another process holds it). An embedded file is always this process's alone.
+    pub fn claim(&self) -> Result<Option<backend::Claim>, StoreError> {
+        self.inner.backend.claim()
+    }
+
     /// A store over `backend`.
     pub fn with_backend(backend: Box<dyn Backend>, config: StoreConfig) -> Store {
         Store { inner: Arc::new(Inner { backend, config, cursors: Mutex::new(Cursors::new()) }) }

@@ -80,7 +80,8 @@ fn the_store_serves_callers_on_an_async_runtime() {
     // The host's capabilities call the store from tokio's threads, where a blocking
     // PostgreSQL client of its own could not run.
     let server = server();
-    let store = Store::connect(&server.database().unwrap()).unwrap();
+    let url = server.database().unwrap();
+    let store = Store::connect(&url).unwrap();
     for flavor in ["current_thread", "multi_thread"] {
         let runtime = match flavor {
             "current_thread" => tokio::runtime::Builder::new_current_thread().build().unwrap(),
@@ -90,6 +91,9 @@ fn the_store_serves_callers_on_an_async_runtime() {
         runtime.block_on(async {
             bucket.set("k", b"v").unwrap();
             assert_eq!(bucket.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+            // Connecting (and migrating) from inside the runtime works too.
+            let again = Store::connect(&url).unwrap();
+            assert_eq!(again.bucket("tenant", flavor).unwrap().get("k").unwrap().as_deref(), Some(&b"v"[..]));
         });
     }
 }

@@ -60,6 +60,20 @@ pub trait Backend: Send + Sync {
     /// Replaces every row's value of `table` by what `change` makes of it, in one
     /// transaction: if `change` fails for one row, nothing changes. Returns the rows changed.
     fn rewrite_all(&self, table: Table, change: &mut Rewrite<'_>) -> Result<usize, StoreError>;
+
+    /// Makes this process the only host on the database for as long as the returned guard
+    /// lives (`None`: another process is); it ends with the process, however that ends.
+    fn claim(&self) -> Result<Option<Claim>, StoreError>;
+}
+
+/// Held while a process is the only host on a database (see [`Backend::claim`]).
+pub struct Claim(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl Claim {
+    /// A claim held by `holder` (dropping it releases the claim).
+    pub fn new(holder: impl Send + Sync + 'static) -> Claim {
+        Claim(Box::new(holder))
+    }
 }
 
 /// What [`Backend::rewrite_all`] makes of a row: its new value from its key and value.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use postgres::{Client, NoTls, Transaction};
 
-use super::{Backend, Rewrite, Table, Write};
+use super::{Backend, Claim, Rewrite, Table, Write};
 use crate::StoreError;
 
 /// The schema, one migration per version, applied in order.
@@ -63,7 +63,7 @@ pub fn redact(url: &str) -> String {
 }
 
 /// A job for a connection of a [`PgWorker`].
-type Job = Box<dyn FnOnce(Option<&mut Client>) + Send>;
+type Job = Box<dyn FnOnce(Result<&mut Client, String>) + Send>;
 
 /// Threads that each own a connection to one database and run the jobs sent to them.
 ///
@@ -81,34 +81,42 @@ impl PgWorker {
     /// Starts `connections` threads for the database at `url`, connecting one now to fail
     /// early, naming the database (never its password), when it cannot be reached.
     pub fn start(url: &str, connections: usize) -> Result<PgWorker, String> {
-        let first =
-            Client::connect(url, NoTls).map_err(|error| format!("cannot connect to {}: {error}", redact(url)))?;
         let (sender, receiver) = std::sync::mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
         let mut threads = Vec::new();
-        let mut first = Some(first);
         for n in 0..connections.max(1) {
             let receiver = receiver.clone();
             let url = url.to_string();
-            let mut client = first.take();
             let thread = std::thread::Builder::new()
                 .name(format!("postgres-{n}"))
                 .spawn(move || {
+                    let mut client: Option<Client> = None;
                     loop {
                         let job = match receiver.lock().unwrap_or_else(|e| e.into_inner()).recv() {
                             Ok(job) => job,
                             Err(_) => return,
                         };
                         if client.as_ref().is_none_or(Client::is_closed) {
-                            client = Client::connect(&url, NoTls).ok();
+                            client = None;
+                            match Client::connect(&url, NoTls) {
+                                Ok(connected) => client = Some(connected),
+                                Err(error) => {
+                                    job(Err(format!("cannot connect to {}: {error}", redact(&url))));
+                                    continue;
+                                }
+                            }
                         }
-                        job(client.as_mut());
+                        if let Some(client) = client.as_mut() {
+                            job(Ok(client));
+                        }
                     }
                 })
                 .map_err(|error| format!("cannot start a database thread: {error}"))?;
             threads.push(thread);
         }
-        Ok(PgWorker { jobs: Mutex::new(Some(sender)), threads: Mutex::new(threads), url: url.to_string() })
+        let worker = PgWorker { jobs: Mutex::new(Some(sender)), threads: Mutex::new(threads), url: url.to_string() };
+        worker.run(|client| client.batch_execute("SELECT 1").map_err(|e| e.to_string()), |message| message)?;
+        Ok(worker)
     }
 
     /// Runs `work` on one of the connections and waits for its answer; `lost` says what
@@ -119,11 +127,10 @@ impl PgWorker {
         lost: fn(String) -> E,
     ) -> Result<T, E> {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        let url = redact(&self.url);
         let job: Job = Box::new(move |client| {
             let outcome = match client {
-                Some(client) => work(client),
-                None => Err(lost(format!("cannot connect to {url}"))),
+                Ok(client) => work(client),
+                Err(message) => Err(lost(message)),
             };
             let _ = reply.send(outcome);
         });
@@ -248,7 +255,21 @@ fn text(bytes: Vec<u8>) -> Result<String, StoreError> {
     String::from_utf8(bytes).map_err(|_| StoreError::Postgres("a stored key is not UTF-8".into()))
 }
 
+/// The session lock of the host that uses a database ("connhost").
+const HOST_LOCK: i64 = 0x636f_6e6e_686f_7374;
+
 impl Backend for PostgresBackend {
+    fn claim(&self) -> Result<Option<Claim>, StoreError> {
+        // A session lock on a connection of its own: it goes when the connection does,
+        // and the connection goes with the process.
+        let holder = PgWorker::start(&self.worker.url, 1).map_err(StoreError::Postgres)?;
+        let held = holder.run(
+            |client| Ok(client.query_one("SELECT pg_try_advisory_lock($1)", &[&HOST_LOCK])?.get::<_, bool>(0)),
+            StoreError::Postgres,
+        )?;
+        Ok(held.then(|| Claim::new(holder)))
+    }
+
     fn get_many(&self, table: Table, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());

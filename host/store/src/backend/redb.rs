@@ -6,7 +6,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Backend, Rewrite, Table, Write};
+use super::{Backend, Claim, Rewrite, Table, Write};
 use crate::StoreError;
 
 /// Guest-visible key-value data, keyed by `namespace \0 bucket \0 key`.
@@ -44,6 +44,11 @@ impl RedbBackend {
 }
 
 impl Backend for RedbBackend {
+    fn claim(&self) -> Result<Option<Claim>, StoreError> {
+        // The file is open in one process at a time already.
+        Ok(Some(Claim::new(())))
+    }
+
     fn get_many(&self, table: Table, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let table = self.db.begin_read()?.open_table(definition(table))?;
         keys.iter().map(|k| Ok(table.get(k.as_str())?.map(|v| v.value().to_vec()))).collect()

@@ -14,7 +14,7 @@ use connector_host::runtime::{ConnectorHost, HostConfig};
 #[command(
     name = "connector-host",
     version,
-    about = "Run the Confluence knowledge connector (a WebAssembly component) on embedded storage and search"
+    about = "Run the Confluence knowledge connector (a WebAssembly component) on embedded storage and search, or on PostgreSQL"
 )]
 struct Cli {
     /// Where connections, memories, the search index and the operator key live.

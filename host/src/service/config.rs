@@ -155,6 +155,14 @@ impl ServeSettings {
             embedding_model: self.embedding_model.or(file.embedding_model),
             database_url: self.database_url.or(file.database_url),
         };
+        if config.database_url.is_some()
+            && (config.quotas.index_mib.is_some() || config.quotas.instances.values().any(|l| l.index_mib.is_some()))
+        {
+            bail!(
+                "quotas.index_mib measures a search index directory, and with a PostgreSQL database the index is in \
+                 the database: use quotas.documents there"
+            );
+        }
         if config.concurrency == 0 || config.max_concurrent_calls == 0 {
             bail!("concurrency and max_concurrent_calls must be at least 1");
         }
@@ -203,5 +211,10 @@ mod tests {
         assert!(toml::from_str::<ServeSettings>("listn = \"x\"").is_err());
         let zero = ServeSettings { concurrency: Some(0), ..Default::default() };
         assert!(zero.resolve(ServeSettings::default()).is_err());
+        // An index-size quota measures a directory: not there with a database.
+        let file: ServeSettings =
+            toml::from_str("database_url = \"postgres://h/db\"\n[quotas.instances.acme]\nindex_mib = 10").unwrap();
+        let refused = ServeSettings::default().resolve(file).unwrap_err().to_string();
+        assert!(refused.contains("quotas.documents"), "{refused}");
     }
 }

@@ -224,6 +224,7 @@ pub async fn run_all(
     for (i, dataset) in datasets_in(root)?.into_iter().enumerate() {
         let name = dataset.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
         let data_dir = work.join(format!("beir-{i}"));
+        crate::prepare_data_dir(&data_dir)?;
         let mut value = run(&dataset, &data_dir, cache, embedding_model).await?;
         value["bm25s"] = match python {
             Some(python) => bm25s(python, &dataset)?,

@@ -90,6 +90,10 @@ struct Cli {
     /// Scratch directory for data directories (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Run the hosts on PostgreSQL: a server started for the run (as the tests start one),
+    /// a fresh database per data directory.
+    #[arg(long)]
+    postgres: bool,
     #[command(subcommand)]
     child: Option<ChildCommand>,
 }
@@ -216,6 +220,14 @@ fn main() -> Result<()> {
     run(cli)
 }
 
+/// A byte from the system's randomness (for the run's operator key).
+fn rand_byte() -> u8 {
+    use std::io::Read;
+    let mut byte = [0u8; 1];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut byte)).expect("/dev/urandom");
+    byte[0]
+}
+
 /// A multi-thread tokio runtime.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
@@ -251,7 +263,24 @@ pub fn open_host_with(data_dir: &Path, cache_dir: &Path, embedding_model: Option
     let mut config = HostConfig::new(data_dir);
     config.cache_dir = Some(cache_dir.to_path_buf());
     config.embedding_model = embedding_model.map(Path::to_path_buf);
+    config.database_url = std::fs::read_to_string(data_dir.join(DATABASE_FILE)).ok();
     ConnectorHost::open(config)
+}
+
+/// A data directory's PostgreSQL database, when the run uses one (`--postgres`).
+const DATABASE_FILE: &str = "database-url";
+
+/// The run's PostgreSQL server (`--postgres`), stopped at the end of the run.
+static POSTGRES: std::sync::Mutex<Option<pg_server::PgServer>> = std::sync::Mutex::new(None);
+
+/// Prepares a data directory: with `--postgres`, a fresh database that its hosts use.
+pub fn prepare_data_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if let Some(server) = POSTGRES.lock().expect("postgres lock").as_ref() {
+        let url = server.database().map_err(|e| anyhow!("{e}"))?;
+        std::fs::write(dir.join(DATABASE_FILE), url)?;
+    }
+    Ok(())
 }
 
 /// Connects `instance` to the fake at `origin` with the benchmark user; returns the connection id.
@@ -483,7 +512,7 @@ impl Bench {
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
-        std::fs::create_dir_all(&dir)?;
+        prepare_data_dir(&dir)?;
         Ok(dir)
     }
 
@@ -618,6 +647,15 @@ fn run(cli: Cli) -> Result<()> {
     };
     let cache = work.join("compile-cache");
     std::fs::create_dir_all(&cache)?;
+    if cli.postgres {
+        let server = pg_server::PgServer::start().map_err(|e| anyhow!("--postgres: {e}"))?;
+        eprintln!("[postgres] server on port {}", server.port());
+        *POSTGRES.lock().expect("postgres lock") = Some(server);
+        // The key every host of the run (children too) reads. SAFETY: no other thread
+        // exists yet: the runtime starts below.
+        let key: String = (0..32).map(|_| format!("{:02x}", rand_byte())).collect();
+        unsafe { std::env::set_var(connector_host::runtime::OPERATOR_KEY_VAR, key) };
+    }
     let mut bench = Bench { cli, sizes, work, cache, results: serde_json::Map::new(), largest: None, _temp: temp };
     bench.results.insert(
         "machine".into(),
@@ -646,6 +684,14 @@ fn run(cli: Cli) -> Result<()> {
             Some(dir) => dir.clone(),
             None => bench.fresh_dir("retrieve")?,
         };
+        if let Ok(url) = std::fs::read_to_string(dir.join(DATABASE_FILE)) {
+            // What autovacuum does within a minute of an ingest on a live database: the
+            // visibility map that lets index-only scans skip the table.
+            let started = Instant::now();
+            let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+            client.batch_execute("VACUUM (ANALYZE)")?;
+            eprintln!("[retrieve] vacuumed the database in {:.1?}", started.elapsed());
+        }
         let value = rt.block_on(metrics::retrieve_latency(
             &dir,
             &bench.cache,
@@ -696,6 +742,10 @@ fn run(cli: Cli) -> Result<()> {
         bench.results.insert("peers".into(), value);
     }
 
+    if bench.cli.postgres {
+        bench.results.insert("postgres".into(), json!(true));
+    }
+    POSTGRES.lock().expect("postgres lock").take();
     if let Some(parent) = bench.cli.out.parent()
         && !parent.as_os_str().is_empty()
     {

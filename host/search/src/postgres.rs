@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
+use connector_store::backend::postgres::Connection;
 use connector_store::backend::postgres::PgWorker;
 use postgres::{Client, Transaction};
 use tantivy::fieldnorm::FieldNormReader;
@@ -156,8 +157,11 @@ impl PgSearch {
 
     /// Likewise, with `config`.
     pub fn connect_with(url: &str, namespace: &str, config: SearchConfig) -> Result<PgSearch, SearchError> {
-        let worker = PgWorker::start(url, CONNECTIONS).map_err(SearchError::Database)?;
-        worker.run(migrate, SearchError::Database)?;
+        // Each ranking is planned for its own terms: a plan made for none of them (a generic
+        // plan of the prepared statement) reads the postings badly.
+        let worker = PgWorker::start_with(url, CONNECTIONS, "SET plan_cache_mode = force_custom_plan")
+            .map_err(SearchError::Database)?;
+        worker.run(|connection| migrate(connection), SearchError::Database)?;
         let analyzer = config.analyzer.build()?;
         Ok(PgSearch { namespace: namespace.to_string(), worker, pending: Mutex::new(Vec::new()), analyzer, config })
     }
@@ -165,7 +169,7 @@ impl PgSearch {
     /// Runs `work` on a connection of this index (see [`PgWorker`]).
     fn with_client<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Client) -> Result<T, SearchError> + Send + 'static,
+        work: impl FnOnce(&mut Connection) -> Result<T, SearchError> + Send + 'static,
     ) -> Result<T, SearchError> {
         self.worker.run(work, SearchError::Database)
     }
@@ -236,99 +240,139 @@ fn remove_chunks(tx: &mut Transaction<'_>, ns: &str, ids: &[i64]) -> Result<(), 
     Ok(())
 }
 
-fn chunk_ids(
-    tx: &mut Transaction<'_>,
-    ns: &str,
-    memory_id: &str,
-    document_ids: Option<&[String]>,
-) -> Result<Vec<i64>, SearchError> {
-    let rows = match document_ids {
-        Some(ids) => tx.query(
-            "SELECT id FROM search_chunks WHERE namespace = $1 AND memory_id = $2 AND document_id = ANY($3)",
-            &[&ns, &memory_id, &ids],
-        ),
-        None => tx.query("SELECT id FROM search_chunks WHERE namespace = $1 AND memory_id = $2", &[&ns, &memory_id]),
-    }
-    .map_err(database)?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+/// What a commit leaves of one document: new chunks, or none.
+enum Outcome<'a> {
+    Replace(&'a [Prepared]),
+    Remove,
 }
 
-fn insert_chunks(
-    tx: &mut Transaction<'_>,
-    ns: &str,
-    memory_id: &str,
-    document_id: &str,
-    chunks: &[Prepared],
-    df: &mut BTreeMap<(i16, String), i64>,
-    totals: &mut [i64; 3],
-) -> Result<(), SearchError> {
-    let (mut fields, mut terms, mut chunk_ids, mut tfs, mut lens) = (vec![], vec![], vec![], vec![], vec![]);
-    for Prepared { chunk, heading, text } in chunks {
-        let id: i64 = tx
-            .query_one(
-                "INSERT INTO search_chunks
-                         (namespace, memory_id, document_id, ordinal, title, heading, text, heading_len, text_len)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-                &[
-                    &ns,
-                    &memory_id,
-                    &document_id,
-                    &i32::try_from(chunk.ordinal).unwrap_or(i32::MAX),
-                    &chunk.title,
-                    &chunk.heading,
-                    &chunk.text,
-                    &(heading.tokens as i32),
-                    &(text.tokens as i32),
-                ],
-            )
-            .map_err(database)?
-            .get(0);
-        totals[0] += 1;
-        totals[1] += i64::from(heading.tokens);
-        totals[2] += i64::from(text.tokens);
-        for (field, analysed) in [(HEADING, heading), (TEXT, text)] {
-            for (term, tf) in &analysed.terms {
-                fields.push(field);
-                terms.push(term.clone());
-                chunk_ids.push(id);
-                tfs.push(*tf as f32);
-                lens.push(analysed.len);
-                *df.entry((field, term.clone())).or_insert(0) += 1;
-            }
-        }
-    }
-    tx.execute(
-        "INSERT INTO search_postings (namespace, field, term, chunk_id, memory_id, tf, len)
-             SELECT $1, f, t, c, $2, tf, l FROM unnest($3::smallint[], $4::text[], $5::bigint[], $6::real[], $7::real[])
-                 AS p(f, t, c, tf, l)",
-        &[&ns, &memory_id, &fields, &terms, &chunk_ids, &tfs, &lens],
-    )
-    .map_err(database)?;
-    Ok(())
-}
-
-/// Applies a commit's writes in one transaction, keeping document frequencies and totals.
+/// Applies a commit's writes in one transaction, in a few statements whatever its size:
+/// the last write to each document wins, the old chunks of every touched document (and of
+/// removed memories) go in one delete, the new ones come in one insert of chunks and one
+/// of postings; document frequencies and totals follow.
 fn write_changes(
     client: &mut Client,
     ns: &str,
     changes: &[Pending],
     prepared: &[Vec<Prepared>],
 ) -> Result<(), SearchError> {
+    let mut removed_memories: Vec<String> = Vec::new();
+    let mut order: Vec<(String, String)> = Vec::new();
+    let mut outcomes: HashMap<(String, String), Outcome<'_>> = HashMap::new();
+    for (write, prepared) in changes.iter().zip(prepared) {
+        match write {
+            Pending::RemoveMemory { memory_id } => {
+                removed_memories.push(memory_id.clone());
+                outcomes.retain(|(memory, _), _| memory != memory_id);
+                order.retain(|(memory, _)| memory != memory_id);
+            }
+            Pending::Remove { memory_id, document_ids } => {
+                for document_id in document_ids {
+                    let key = (memory_id.clone(), document_id.clone());
+                    if outcomes.insert(key.clone(), Outcome::Remove).is_none() {
+                        order.push(key);
+                    }
+                }
+            }
+            Pending::Replace { memory_id, document_id, .. } => {
+                let key = (memory_id.clone(), document_id.clone());
+                if outcomes.insert(key.clone(), Outcome::Replace(prepared)).is_none() {
+                    order.push(key);
+                }
+            }
+        }
+    }
     let mut tx = client.transaction().map_err(database)?;
+    // The chunks that go: those of removed memories and of every touched document.
+    let (memories, documents): (Vec<&str>, Vec<&str>) = order.iter().map(|(m, d)| (m.as_str(), d.as_str())).unzip();
+    let gone: Vec<i64> = tx
+        .query(
+            "SELECT id FROM search_chunks WHERE namespace = $1 AND (memory_id = ANY($2)
+                 OR (memory_id, document_id) IN (SELECT * FROM unnest($3::text[], $4::text[])))",
+            &[&ns, &removed_memories, &memories, &documents],
+        )
+        .map_err(database)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    remove_chunks(&mut tx, ns, &gone)?;
+    // The chunks that come, with ids drawn from the sequence in one go.
+    let new: Vec<(&str, &str, &Prepared)> = order
+        .iter()
+        .filter_map(|key| match outcomes.get(key) {
+            Some(Outcome::Replace(chunks)) => Some((key, *chunks)),
+            _ => None,
+        })
+        .flat_map(|((memory, document), chunks)| chunks.iter().map(move |c| (memory.as_str(), document.as_str(), c)))
+        .collect();
     let mut df: BTreeMap<(i16, String), i64> = BTreeMap::new();
     let mut totals = [0i64; 3];
-    for (write, prepared) in changes.iter().zip(prepared) {
-        let gone = match write {
-            Pending::Replace { memory_id, document_id, .. } => {
-                chunk_ids(&mut tx, ns, memory_id, Some(std::slice::from_ref(document_id)))?
+    if !new.is_empty() {
+        let ids: Vec<i64> = tx
+            .query(
+                "SELECT nextval('search_chunks_id_seq') FROM generate_series(1::bigint, $1::bigint)",
+                &[&(new.len() as i64)],
+            )
+            .map_err(database)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut chunk_rows: (Vec<&str>, Vec<&str>, Vec<i32>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<i32>, Vec<i32>) =
+            Default::default();
+        let (mut fields, mut terms, mut chunk_ids, mut memory_ids, mut tfs, mut lens) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for (&id, (memory, document, Prepared { chunk, heading, text })) in ids.iter().zip(&new) {
+            chunk_rows.0.push(memory);
+            chunk_rows.1.push(document);
+            chunk_rows.2.push(i32::try_from(chunk.ordinal).unwrap_or(i32::MAX));
+            chunk_rows.3.push(&chunk.title);
+            chunk_rows.4.push(&chunk.heading);
+            chunk_rows.5.push(&chunk.text);
+            chunk_rows.6.push(heading.tokens as i32);
+            chunk_rows.7.push(text.tokens as i32);
+            totals[0] += 1;
+            totals[1] += i64::from(heading.tokens);
+            totals[2] += i64::from(text.tokens);
+            for (field, analysed) in [(HEADING, heading), (TEXT, text)] {
+                for (term, tf) in &analysed.terms {
+                    fields.push(field);
+                    terms.push(term.as_str());
+                    chunk_ids.push(id);
+                    memory_ids.push(*memory);
+                    tfs.push(*tf as f32);
+                    lens.push(analysed.len);
+                    *df.entry((field, term.clone())).or_insert(0) += 1;
+                }
             }
-            Pending::Remove { memory_id, document_ids } => chunk_ids(&mut tx, ns, memory_id, Some(document_ids))?,
-            Pending::RemoveMemory { memory_id } => chunk_ids(&mut tx, ns, memory_id, None)?,
-        };
-        remove_chunks(&mut tx, ns, &gone)?;
-        if let Pending::Replace { memory_id, document_id, .. } = write {
-            insert_chunks(&mut tx, ns, memory_id, document_id, prepared, &mut df, &mut totals)?;
         }
+        tx.execute(
+            "INSERT INTO search_chunks
+                 (id, namespace, memory_id, document_id, ordinal, title, heading, text, heading_len, text_len)
+             SELECT id, $1, m, d, o, ti, h, te, hl, tl
+             FROM unnest($2::bigint[], $3::text[], $4::text[], $5::integer[], $6::text[], $7::text[], $8::text[],
+                         $9::integer[], $10::integer[]) AS c(id, m, d, o, ti, h, te, hl, tl)",
+            &[
+                &ns,
+                &ids,
+                &chunk_rows.0,
+                &chunk_rows.1,
+                &chunk_rows.2,
+                &chunk_rows.3,
+                &chunk_rows.4,
+                &chunk_rows.5,
+                &chunk_rows.6,
+                &chunk_rows.7,
+            ],
+        )
+        .map_err(database)?;
+        tx.execute(
+            "INSERT INTO search_postings (namespace, field, term, chunk_id, memory_id, tf, len)
+             SELECT $1, f, t, c, m, tf, l
+             FROM unnest($2::smallint[], $3::text[], $4::bigint[], $5::text[], $6::real[], $7::real[])
+                 AS p(f, t, c, m, tf, l)",
+            &[&ns, &fields, &terms, &chunk_ids, &memory_ids, &tfs, &lens],
+        )
+        .map_err(database)?;
     }
     // In key order, so that hosts committing at once take the rows' locks in one order.
     let (mut fields, mut terms, mut counts) = (Vec::new(), Vec::new(), Vec::new());
@@ -354,6 +398,25 @@ fn write_changes(
     .map_err(database)?;
     tx.commit().map_err(database)
 }
+
+/// The ranking query: BM25 over the postings of the question's terms (weights, idf and
+/// averages computed by the caller), chunks found by a rarer term only, best first.
+const RANKING: &str = "WITH q AS (
+                     SELECT * FROM unnest($2::smallint[], $3::text[], $4::real[], $5::bool[]) AS q(field, term, weight, rare)
+                 ),
+                 top AS (
+                     SELECT p.chunk_id, sum(q.weight * p.tf / (p.tf + $6::real * (1 - $7::real + $7::real * p.len /
+                         CASE WHEN p.field = 1 THEN $8::real ELSE $9::real END))) AS score
+                     FROM q JOIN search_postings p ON p.namespace = $1 AND p.field = q.field AND p.term = q.term
+                     WHERE $10::text[] IS NULL OR p.memory_id = ANY($10)
+                     GROUP BY p.chunk_id
+                     HAVING bool_or(q.rare)
+                     ORDER BY score DESC, p.chunk_id
+                     LIMIT $11
+                 )
+                 SELECT c.memory_id, c.document_id, c.ordinal, c.title, c.heading, c.text, t.score::real
+                 FROM top t JOIN search_chunks c ON c.id = t.chunk_id
+                 ORDER BY t.score DESC, c.id";
 
 impl SearchBackend for PgSearch {
     fn replace_document(&self, memory_id: &str, document_id: &str, chunks: &[Chunk]) -> Result<(), SearchError> {
@@ -437,15 +500,18 @@ impl SearchBackend for PgSearch {
         let names: Vec<String> = terms.iter().map(|(t, _)| t.clone()).collect();
         // The index's statistics: its totals, and the document frequencies of the terms.
         let statistics = self.with_client(move |client| {
+            let statement = client
+                .prepared("SELECT chunks, heading_tokens, text_tokens FROM search_totals WHERE namespace = $1")
+                .map_err(database)?;
             let totals = client
-                .query_opt("SELECT chunks, heading_tokens, text_tokens FROM search_totals WHERE namespace = $1", &[&ns])
+                .query_opt(&statement, &[&ns])
                 .map_err(database)?
                 .map(|row| (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)));
+            let statement = client
+                .prepared("SELECT field, term, df FROM search_terms WHERE namespace = $1 AND term = ANY($2) AND df > 0")
+                .map_err(database)?;
             let df: HashMap<(i16, String), i64> = client
-                .query(
-                    "SELECT field, term, df FROM search_terms WHERE namespace = $1 AND term = ANY($2) AND df > 0",
-                    &[&ns, &names],
-                )
+                .query(&statement, &[&ns, &names])
                 .map_err(database)?
                 .into_iter()
                 .map(|row| ((row.get(0), row.get(1)), row.get(2)))
@@ -493,46 +559,25 @@ impl SearchBackend for PgSearch {
         let memories: Option<Vec<String>> = (!memory_ids.is_empty()).then(|| memory_ids.to_vec());
         let ns = self.namespace.clone();
         let rows = self.with_client(move |client| {
+            let statement = client.prepared(RANKING).map_err(database)?;
             client
-            .query(
-                "WITH q AS (
-                     SELECT * FROM unnest($2::smallint[], $3::text[], $4::real[], $5::bool[]) AS q(field, term, weight, rare)
-                 ),
-                 found AS (
-                     SELECT p.chunk_id, sum(q.weight * p.tf / (p.tf + $6::real * (1 - $7::real + $7::real * p.len /
-                         CASE WHEN p.field = 1 THEN $8::real ELSE $9::real END))) AS score
-                     FROM q JOIN search_postings p ON p.namespace = $1 AND p.field = q.field AND p.term = q.term
-                     WHERE q.rare AND ($10::text[] IS NULL OR p.memory_id = ANY($10))
-                     GROUP BY p.chunk_id
-                 ),
-                 ranked AS (
-                     SELECT f.chunk_id, f.score + coalesce((
-                         SELECT sum(q.weight * p.tf / (p.tf + $6::real * (1 - $7::real + $7::real * p.len /
-                             CASE WHEN p.field = 1 THEN $8::real ELSE $9::real END)))
-                         FROM q JOIN search_postings p ON p.namespace = $1 AND p.field = q.field AND p.term = q.term
-                             AND p.chunk_id = f.chunk_id
-                         WHERE NOT q.rare), 0) AS score
-                     FROM found f
-                 )
-                 SELECT c.memory_id, c.document_id, c.ordinal, c.title, c.heading, c.text, r.score::real
-                 FROM ranked r JOIN search_chunks c ON c.id = r.chunk_id
-                 ORDER BY r.score DESC, c.id
-                 LIMIT $11",
-                &[
-                    &ns,
-                    &q_fields,
-                    &q_terms,
-                    &q_weights,
-                    &q_rare,
-                    &K1,
-                    &B,
-                    &averages[0],
-                    &averages[1],
-                    &memories,
-                    &(limit as i64),
-                ],
-            )
-            .map_err(database)
+                .query(
+                    &statement,
+                    &[
+                        &ns,
+                        &q_fields,
+                        &q_terms,
+                        &q_weights,
+                        &q_rare,
+                        &K1,
+                        &B,
+                        &averages[0],
+                        &averages[1],
+                        &memories,
+                        &(limit as i64),
+                    ],
+                )
+                .map_err(database)
         })?;
         Ok(rows
             .into_iter()

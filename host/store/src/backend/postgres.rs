@@ -63,7 +63,40 @@ pub fn redact(url: &str) -> String {
 }
 
 /// A job for a connection of a [`PgWorker`].
-type Job = Box<dyn FnOnce(Result<&mut Client, String>) + Send>;
+type Job = Box<dyn FnOnce(Result<&mut Connection, String>) + Send>;
+
+/// A connection of a [`PgWorker`] (a [`Client`]), with the statements it has prepared:
+/// a statement prepared once runs in one round trip instead of two.
+pub struct Connection {
+    client: Client,
+    statements: std::collections::HashMap<&'static str, postgres::Statement>,
+}
+
+impl Connection {
+    /// `sql` prepared on this connection (once; then from its cache).
+    pub fn prepared(&mut self, sql: &'static str) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+impl std::ops::Deref for Connection {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
 
 /// Threads that each own a connection to one database and run the jobs sent to them.
 ///
@@ -81,6 +114,12 @@ impl PgWorker {
     /// Starts `connections` threads for the database at `url`, connecting one now to fail
     /// early, naming the database (never its password), when it cannot be reached.
     pub fn start(url: &str, connections: usize) -> Result<PgWorker, String> {
+        PgWorker::start_with(url, connections, "")
+    }
+
+    /// [`PgWorker::start`], running `setup` (SQL, e.g. session settings) on every new
+    /// connection.
+    pub fn start_with(url: &str, connections: usize, setup: &'static str) -> Result<PgWorker, String> {
         let (sender, receiver) = std::sync::mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
         let mut threads = Vec::new();
@@ -90,16 +129,24 @@ impl PgWorker {
             let thread = std::thread::Builder::new()
                 .name(format!("postgres-{n}"))
                 .spawn(move || {
-                    let mut client: Option<Client> = None;
+                    let mut client: Option<Connection> = None;
                     loop {
                         let job = match receiver.lock().unwrap_or_else(|e| e.into_inner()).recv() {
                             Ok(job) => job,
                             Err(_) => return,
                         };
-                        if client.as_ref().is_none_or(Client::is_closed) {
+                        if client.as_ref().is_none_or(|c| c.is_closed()) {
                             client = None;
-                            match Client::connect(&url, NoTls) {
-                                Ok(connected) => client = Some(connected),
+                            let connected = Client::connect(&url, NoTls).and_then(|mut connected| {
+                                if !setup.is_empty() {
+                                    connected.batch_execute(setup)?;
+                                }
+                                Ok(connected)
+                            });
+                            match connected {
+                                Ok(connected) => {
+                                    client = Some(Connection { client: connected, statements: Default::default() })
+                                }
                                 Err(error) => {
                                     job(Err(format!("cannot connect to {}: {error}", redact(&url))));
                                     continue;
@@ -123,7 +170,7 @@ impl PgWorker {
     /// went wrong when no connection could run it.
     pub fn run<T: Send + 'static, E: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Client) -> Result<T, E> + Send + 'static,
+        work: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
         lost: fn(String) -> E,
     ) -> Result<T, E> {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
@@ -161,14 +208,14 @@ impl PostgresBackend {
     /// this host knows.
     pub fn connect(url: &str) -> Result<PostgresBackend, StoreError> {
         let worker = PgWorker::start(url, CONNECTIONS).map_err(StoreError::Postgres)?;
-        worker.run(migrate, StoreError::Postgres)?;
+        worker.run(|connection| migrate(connection), StoreError::Postgres)?;
         Ok(PostgresBackend { worker })
     }
 
     /// Runs `work` on a connection, its errors as the store's.
     fn with_client<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.worker.run(work, StoreError::Postgres)
     }
@@ -276,10 +323,9 @@ impl Backend for PostgresBackend {
         }
         let wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
         let rows = self.with_client(move |client| {
-            Ok(client.query(
-                "SELECT key, value FROM connector_rows WHERE tbl = $1 AND key = ANY($2)",
-                &[&code(table), &wanted],
-            )?)
+            let statement =
+                client.prepared("SELECT key, value FROM connector_rows WHERE tbl = $1 AND key = ANY($2)")?;
+            Ok(client.query(&statement, &[&code(table), &wanted])?)
         })?;
         let found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
             rows.into_iter().map(|row| (row.get::<_, Vec<u8>>(0), row.get::<_, Vec<u8>>(1))).collect();
@@ -323,7 +369,8 @@ impl Backend for PostgresBackend {
                      AND ($3::bytea IS NULL OR key < $3) ORDER BY key LIMIT $4"
                 }
             };
-            Ok(client.query(sql, &[&code(table), &start, &end, &limit])?)
+            let statement = client.prepared(sql)?;
+            Ok(client.query(&statement, &[&code(table), &start, &end, &limit])?)
         })?;
         rows.into_iter().map(|row| Ok((text(row.get(0))?, row.get(1)))).collect()
     }

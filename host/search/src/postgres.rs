@@ -240,6 +240,19 @@ fn remove_chunks(tx: &mut Transaction<'_>, ns: &str, ids: &[i64]) -> Result<(), 
     Ok(())
 }
 
+/// The columns of the chunks a commit inserts, one vector per column.
+#[derive(Default)]
+struct ChunkColumns<'a> {
+    memory: Vec<&'a str>,
+    document: Vec<&'a str>,
+    ordinal: Vec<i32>,
+    title: Vec<&'a str>,
+    heading: Vec<&'a str>,
+    text: Vec<&'a str>,
+    heading_len: Vec<i32>,
+    text_len: Vec<i32>,
+}
+
 /// What a commit leaves of one document: new chunks, or none.
 enum Outcome<'a> {
     Replace(&'a [Prepared]),
@@ -317,19 +330,18 @@ fn write_changes(
             .iter()
             .map(|row| row.get(0))
             .collect();
-        let mut chunk_rows: (Vec<&str>, Vec<&str>, Vec<i32>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<i32>, Vec<i32>) =
-            Default::default();
+        let mut rows = ChunkColumns::default();
         let (mut fields, mut terms, mut chunk_ids, mut memory_ids, mut tfs, mut lens) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
         for (&id, (memory, document, Prepared { chunk, heading, text })) in ids.iter().zip(&new) {
-            chunk_rows.0.push(memory);
-            chunk_rows.1.push(document);
-            chunk_rows.2.push(i32::try_from(chunk.ordinal).unwrap_or(i32::MAX));
-            chunk_rows.3.push(&chunk.title);
-            chunk_rows.4.push(&chunk.heading);
-            chunk_rows.5.push(&chunk.text);
-            chunk_rows.6.push(heading.tokens as i32);
-            chunk_rows.7.push(text.tokens as i32);
+            rows.memory.push(memory);
+            rows.document.push(document);
+            rows.ordinal.push(i32::try_from(chunk.ordinal).unwrap_or(i32::MAX));
+            rows.title.push(&chunk.title);
+            rows.heading.push(&chunk.heading);
+            rows.text.push(&chunk.text);
+            rows.heading_len.push(heading.tokens as i32);
+            rows.text_len.push(text.tokens as i32);
             totals[0] += 1;
             totals[1] += i64::from(heading.tokens);
             totals[2] += i64::from(text.tokens);
@@ -354,14 +366,14 @@ fn write_changes(
             &[
                 &ns,
                 &ids,
-                &chunk_rows.0,
-                &chunk_rows.1,
-                &chunk_rows.2,
-                &chunk_rows.3,
-                &chunk_rows.4,
-                &chunk_rows.5,
-                &chunk_rows.6,
-                &chunk_rows.7,
+                &rows.memory,
+                &rows.document,
+                &rows.ordinal,
+                &rows.title,
+                &rows.heading,
+                &rows.text,
+                &rows.heading_len,
+                &rows.text_len,
             ],
         )
         .map_err(database)?;

@@ -123,7 +123,7 @@ impl PgServer {
                 return Err(format!("postgres exited ({status}) before accepting connections:\n{log}"));
             }
             if TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && postgres::Client::connect(&server.url_of("postgres"), postgres::NoTls).is_ok()
+                && on_own_thread(&server.url_of("postgres"), |_| Ok(())).is_ok()
             {
                 return Ok(server);
             }
@@ -149,9 +149,9 @@ impl PgServer {
     pub fn database(&self) -> Result<String, String> {
         let n = self.databases.fetch_add(1, Ordering::SeqCst);
         let name = format!("test_{n}");
-        let mut client = postgres::Client::connect(&self.url_of("postgres"), postgres::NoTls)
-            .map_err(|e| format!("cannot connect to the test server: {e}"))?;
-        client.batch_execute(&format!("CREATE DATABASE {name}")).map_err(|e| format!("cannot create {name}: {e}"))?;
+        let create = format!("CREATE DATABASE {name}");
+        on_own_thread(&self.url_of("postgres"), move |client| client.batch_execute(&create))
+            .map_err(|e| format!("cannot create {name}: {e}"))?;
         Ok(self.url_of(&name))
     }
 
@@ -159,6 +159,22 @@ impl PgServer {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
+}
+
+/// Connects to `url` and runs `work` on a thread of its own: the blocking client runs a
+/// runtime of its own, which cannot start on a thread that drives async tasks (a test or
+/// benchmark may call from one).
+fn on_own_thread(
+    url: &str,
+    work: impl FnOnce(&mut postgres::Client) -> Result<(), postgres::Error> + Send + 'static,
+) -> Result<(), String> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).map_err(|e| e.to_string())?;
+        work(&mut client).map_err(|e| e.to_string())
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the connecting thread panicked".to_string()))
 }
 
 impl Drop for PgServer {

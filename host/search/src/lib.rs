@@ -430,27 +430,6 @@ impl TantivySearch {
         Term::from_field_text(self.fields.doc_key, &format!("{memory_id}{KEY_SEP}{document_id}"))
     }
 
-    /// The distinct analyzed terms of a question, in order, at most `max_query_terms`,
-    /// each with its weight (1, or how often the question repeats it).
-    fn query_terms(&self, text: &str) -> Vec<WeightedTerm> {
-        let mut analyzer = self.analyzer.clone();
-        let mut stream = analyzer.token_stream(text);
-        let mut position: HashMap<String, usize> = HashMap::new();
-        let mut terms: Vec<WeightedTerm> = Vec::new();
-        while let Some(token) = stream.next() {
-            match position.get(&token.text) {
-                Some(&at) if self.config.query_term_counts => terms[at].1 += 1.0,
-                Some(_) => {}
-                None if terms.len() < self.config.max_query_terms => {
-                    position.insert(token.text.clone(), terms.len());
-                    terms.push((token.text.clone(), 1.0));
-                }
-                None => {}
-            }
-        }
-        terms
-    }
-
     /// Splits the query terms found in the index into those in at most
     /// [`SearchConfig::common_term_cutoff`] of the chunks and the more common rest.
     fn split_common_terms(
@@ -488,6 +467,27 @@ impl TantivySearch {
         }
         Box::new(BooleanQuery::new(should))
     }
+}
+
+/// The distinct analyzed terms of a question, in order, at most `max_query_terms`, each
+/// with its weight (1, or how often the question repeats it): what every backend ranks by.
+fn query_terms(analyzer: &TextAnalyzer, config: &SearchConfig, text: &str) -> Vec<WeightedTerm> {
+    let mut analyzer = analyzer.clone();
+    let mut stream = analyzer.token_stream(text);
+    let mut position: HashMap<String, usize> = HashMap::new();
+    let mut terms: Vec<WeightedTerm> = Vec::new();
+    while let Some(token) = stream.next() {
+        match position.get(&token.text) {
+            Some(&at) if config.query_term_counts => terms[at].1 += 1.0,
+            Some(_) => {}
+            None if terms.len() < config.max_query_terms => {
+                position.insert(token.text.clone(), terms.len());
+                terms.push((token.text.clone(), 1.0));
+            }
+            None => {}
+        }
+    }
+    terms
 }
 
 fn check_memory_id(memory_id: &str) -> Result<(), SearchError> {
@@ -573,7 +573,7 @@ impl SearchBackend for TantivySearch {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let terms = self.query_terms(text);
+        let terms = query_terms(&self.analyzer, &self.config, text);
         if terms.is_empty() {
             return Ok(Vec::new());
         }

@@ -17,13 +17,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use connector_store::backend::postgres::Connection;
 use connector_store::backend::postgres::PgWorker;
+use connector_store::backend::postgres::{Connection, migrate};
 use postgres::{Client, Transaction};
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::tokenizer::TextAnalyzer;
 
-use crate::{Chunk, Hit, SearchBackend, SearchConfig, SearchError, WeightedTerm, check_memory_id};
+use crate::{Chunk, Hit, SearchBackend, SearchConfig, SearchError, WeightedTerm, check_memory_id, query_terms};
 
 /// The schema, one migration per version.
 const MIGRATIONS: &[(i32, &str)] = &[(
@@ -115,31 +115,6 @@ fn database(error: postgres::Error) -> SearchError {
     SearchError::Database(error.to_string())
 }
 
-fn migrate(client: &mut Client) -> Result<(), SearchError> {
-    let mut tx = client.transaction().map_err(database)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(database)?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS search_schema (
-             version integer PRIMARY KEY,
-             applied_at timestamptz NOT NULL DEFAULT now()
-         )",
-    )
-    .map_err(database)?;
-    let applied: i32 =
-        tx.query_one("SELECT coalesce(max(version), 0) FROM search_schema", &[]).map_err(database)?.get(0);
-    let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
-    if applied > known {
-        return Err(SearchError::Database(format!(
-            "the database's search schema is version {applied}, newer than this host's {known}: upgrade the host"
-        )));
-    }
-    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > applied) {
-        tx.batch_execute(sql).map_err(database)?;
-        tx.execute("INSERT INTO search_schema (version) VALUES ($1)", &[version]).map_err(database)?;
-    }
-    tx.commit().map_err(database)
-}
-
 /// A field's analysed terms with their frequencies, and its length as tantivy stores it
 /// (quantised to one byte).
 struct Analysed {
@@ -158,10 +133,20 @@ impl PgSearch {
     /// Likewise, with `config`.
     pub fn connect_with(url: &str, namespace: &str, config: SearchConfig) -> Result<PgSearch, SearchError> {
         // Each ranking is planned for its own terms: a plan made for none of them (a generic
-        // plan of the prepared statement) reads the postings badly.
-        let worker = PgWorker::start_with(url, CONNECTIONS, "SET plan_cache_mode = force_custom_plan")
-            .map_err(SearchError::Database)?;
-        worker.run(|connection| migrate(connection), SearchError::Database)?;
+        // plan of the prepared statement) reads the postings badly. No statement may hold a
+        // host's call longer than a minute.
+        let worker = PgWorker::start_with(
+            url,
+            CONNECTIONS,
+            "SET plan_cache_mode = force_custom_plan; SET statement_timeout = '60s'",
+        )
+        .map_err(SearchError::Database)?;
+        worker.run(
+            |connection| {
+                migrate(connection, "search_schema", MIGRATION_LOCK, MIGRATIONS).map_err(SearchError::Database)
+            },
+            SearchError::Database,
+        )?;
         let analyzer = config.analyzer.build()?;
         Ok(PgSearch { namespace: namespace.to_string(), worker, pending: Mutex::new(Vec::new()), analyzer, config })
     }
@@ -191,27 +176,6 @@ impl PgSearch {
         }
         let len = FieldNormReader::id_to_fieldnorm(FieldNormReader::fieldnorm_to_id(tokens)) as f32;
         Analysed { terms, tokens, len }
-    }
-
-    /// The distinct analysed terms of a question, each with its weight, as
-    /// [`TantivySearch`](crate::TantivySearch) takes them.
-    fn query_terms(&self, text: &str) -> Vec<WeightedTerm> {
-        let mut analyzer = self.analyzer.clone();
-        let mut stream = analyzer.token_stream(text);
-        let mut position: HashMap<String, usize> = HashMap::new();
-        let mut terms: Vec<WeightedTerm> = Vec::new();
-        while let Some(token) = stream.next() {
-            match position.get(&token.text) {
-                Some(&at) if self.config.query_term_counts => terms[at].1 += 1.0,
-                Some(_) => {}
-                None if terms.len() < self.config.max_query_terms => {
-                    position.insert(token.text.clone(), terms.len());
-                    terms.push((token.text.clone(), 1.0));
-                }
-                None => {}
-            }
-        }
-        terms
     }
 }
 
@@ -504,7 +468,7 @@ impl SearchBackend for PgSearch {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let terms = self.query_terms(text);
+        let terms = query_terms(&self.analyzer, &self.config, text);
         if terms.is_empty() {
             return Ok(Vec::new());
         }

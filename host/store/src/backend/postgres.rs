@@ -207,8 +207,15 @@ impl PostgresBackend {
     /// database (never its password), when it cannot be reached or its schema is newer than
     /// this host knows.
     pub fn connect(url: &str) -> Result<PostgresBackend, StoreError> {
-        let worker = PgWorker::start(url, CONNECTIONS).map_err(StoreError::Postgres)?;
-        worker.run(|connection| migrate(connection), StoreError::Postgres)?;
+        // No statement may hold a host's call longer than a minute.
+        let worker =
+            PgWorker::start_with(url, CONNECTIONS, "SET statement_timeout = '60s'").map_err(StoreError::Postgres)?;
+        worker.run(
+            |connection| {
+                migrate(connection, "connector_schema", MIGRATION_LOCK, MIGRATIONS).map_err(StoreError::Postgres)
+            },
+            StoreError::Postgres,
+        )?;
         Ok(PostgresBackend { worker })
     }
 
@@ -221,28 +228,35 @@ impl PostgresBackend {
     }
 }
 
-fn migrate(client: &mut Client) -> Result<(), StoreError> {
-    let mut tx = client.transaction()?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS connector_schema (
-             version integer PRIMARY KEY,
-             applied_at timestamptz NOT NULL DEFAULT now()
-         )",
-    )?;
-    let applied: i32 = tx.query_one("SELECT coalesce(max(version), 0) FROM connector_schema", &[])?.get(0);
-    let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
-    if applied > known {
-        return Err(StoreError::Postgres(format!(
-            "the database's schema is version {applied}, newer than this host's {known}: upgrade the host"
-        )));
-    }
-    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > applied) {
-        tx.batch_execute(sql)?;
-        tx.execute("INSERT INTO connector_schema (version) VALUES ($1)", &[version])?;
-    }
-    tx.commit()?;
-    Ok(())
+/// Brings a schema up to date: applies the `migrations` (version, SQL) newer than what
+/// `schema_table` records, in one transaction under the advisory lock `lock`, so that
+/// hosts starting together apply each once; refuses a schema newer than it knows.
+pub fn migrate(client: &mut Client, schema_table: &str, lock: i64, migrations: &[(i32, &str)]) -> Result<(), String> {
+    let run = |client: &mut Client| -> Result<Result<(), String>, postgres::Error> {
+        let mut tx = client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])?;
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {schema_table} (
+                 version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )"
+        ))?;
+        let applied: i32 = tx.query_one(&format!("SELECT coalesce(max(version), 0) FROM {schema_table}"), &[])?.get(0);
+        let known = migrations.last().map_or(0, |(version, _)| *version);
+        if applied > known {
+            return Ok(Err(format!(
+                "the database's schema ({schema_table}) is version {applied}, newer than this host's {known}: \
+                 upgrade the host"
+            )));
+        }
+        for (version, sql) in migrations.iter().filter(|(version, _)| *version > applied) {
+            tx.batch_execute(sql)?;
+            tx.execute(&format!("INSERT INTO {schema_table} (version) VALUES ($1)"), &[version])?;
+        }
+        tx.commit()?;
+        Ok(Ok(()))
+    };
+    run(client).map_err(|error| error.to_string())?
 }
 
 /// The rows of `writes` of one kind in a row, applied with one statement each.

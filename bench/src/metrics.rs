@@ -260,6 +260,7 @@ pub async fn retrieve_latency(data_dir: &Path, cache: &Path, target_chunks: u32,
             return Err(anyhow!("could not reach {target_chunks} chunks"));
         }
     }
+    crate::settle_database(data_dir)?;
     let questions = questions(queries);
     for q in questions.iter().take(20) {
         instance.retrieve(q, &[], 10).await?.map_err(|e| anyhow!("{}", connector_host::driver::describe_error(&e)))?;

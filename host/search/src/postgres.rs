@@ -375,24 +375,32 @@ fn write_changes(
     tx.commit().map_err(database)
 }
 
-/// The ranking query: BM25 over the postings of the question's terms (weights, idf and
-/// averages computed by the caller), chunks found by a rarer term only, best first.
-const RANKING: &str = "WITH q AS (
-                     SELECT * FROM unnest($2::smallint[], $3::text[], $4::real[], $5::bool[]) AS q(field, term, weight, rare)
-                 ),
-                 top AS (
-                     SELECT p.chunk_id, sum(q.weight * p.tf / (p.tf + $6::real * (1 - $7::real + $7::real * p.len /
-                         CASE WHEN p.field = 1 THEN $8::real ELSE $9::real END))) AS score
-                     FROM q JOIN search_postings p ON p.namespace = $1 AND p.field = q.field AND p.term = q.term
-                     WHERE $10::text[] IS NULL OR p.memory_id = ANY($10)
-                     GROUP BY p.chunk_id
-                     HAVING bool_or(q.rare)
-                     ORDER BY score DESC, p.chunk_id
-                     LIMIT $11
-                 )
-                 SELECT c.memory_id, c.document_id, c.ordinal, c.title, c.heading, c.text, t.score::real
-                 FROM top t JOIN search_chunks c ON c.id = t.chunk_id
-                 ORDER BY t.score DESC, c.id";
+/// The chunks a question's rarer terms find, with their BM25 score from those terms
+/// (weights, idf and averages computed by the caller), that can still make the top `$10`
+/// once the common terms add at most `$11`.
+const CANDIDATES: &str = "WITH q AS (
+         SELECT * FROM unnest($2::smallint[], $3::text[], $4::real[]) AS q(field, term, weight)
+     ),
+     found AS (
+         SELECT p.chunk_id, sum(q.weight * p.tf / (p.tf + $5::real * (1 - $6::real + $6::real * p.len /
+             CASE WHEN p.field = 1 THEN $7::real ELSE $8::real END))) AS score
+         FROM q JOIN search_postings p ON p.namespace = $1 AND p.field = q.field AND p.term = q.term
+         WHERE $9::text[] IS NULL OR p.memory_id = ANY($9)
+         GROUP BY p.chunk_id
+     ),
+     cut AS (
+         SELECT coalesce((SELECT score FROM found ORDER BY score DESC OFFSET $10::bigint - 1 LIMIT 1), 0)
+             - $11::real AS at_least
+     )
+     SELECT f.chunk_id, f.score::real FROM found f, cut WHERE f.score >= cut.at_least";
+
+/// One term's postings in one field, among the chunks `$4` (read through the term index).
+const POSTINGS_OF: &str = "SELECT chunk_id, tf, len FROM search_postings
+     WHERE namespace = $1 AND field = $2 AND term = $3 AND chunk_id = ANY($4)";
+
+/// The texts of chunks, by id.
+const TEXTS: &str = "SELECT id, memory_id, document_id, ordinal, title, heading, text FROM search_chunks
+     WHERE id = ANY($1)";
 
 impl SearchBackend for PgSearch {
     fn replace_document(&self, memory_id: &str, document_id: &str, chunks: &[Chunk]) -> Result<(), SearchError> {
@@ -534,39 +542,84 @@ impl SearchBackend for PgSearch {
         }
         let memories: Option<Vec<String>> = (!memory_ids.is_empty()).then(|| memory_ids.to_vec());
         let ns = self.namespace.clone();
+        let split = |rare: bool| -> (Vec<i16>, Vec<String>, Vec<f32>) {
+            let mut out = (Vec::new(), Vec::new(), Vec::new());
+            for (((field, term), weight), is_rare) in q_fields.iter().zip(&q_terms).zip(&q_weights).zip(&q_rare) {
+                if *is_rare == rare {
+                    out.0.push(*field);
+                    out.1.push(term.clone());
+                    out.2.push(*weight);
+                }
+            }
+            out
+        };
+        let (rare_fields, rare_terms, rare_weights) = split(true);
+        let (common_fields, common_terms, common_weights) = split(false);
+        // A chunk's common terms add less than the sum of their weights: a chunk whose rarer
+        // terms score lower than the limit-th best by more than that cannot make the answer,
+        // so the common terms' long postings are read for the others only.
+        let common_at_most: f32 = common_weights.iter().sum();
         let rows = self.with_client(move |client| {
-            let statement = client.prepared(RANKING).map_err(database)?;
-            client
+            let found = client.prepared(CANDIDATES).map_err(database)?;
+            let candidates: Vec<(i64, f32)> = client
                 .query(
-                    &statement,
+                    &found,
                     &[
                         &ns,
-                        &q_fields,
-                        &q_terms,
-                        &q_weights,
-                        &q_rare,
+                        &rare_fields,
+                        &rare_terms,
+                        &rare_weights,
                         &K1,
                         &B,
                         &averages[0],
                         &averages[1],
                         &memories,
                         &(limit as i64),
+                        &common_at_most,
                     ],
                 )
-                .map_err(database)
+                .map_err(database)?
+                .into_iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect();
+            let mut scores: HashMap<i64, f32> = candidates.iter().copied().collect();
+            let ids: Vec<i64> = candidates.iter().map(|(id, _)| *id).collect();
+            let postings = client.prepared(POSTINGS_OF).map_err(database)?;
+            for ((field, term), weight) in common_fields.iter().zip(&common_terms).zip(&common_weights) {
+                let average = if *field == HEADING { averages[0] } else { averages[1] };
+                for row in client.query(&postings, &[&ns, field, term, &ids]).map_err(database)? {
+                    let (id, tf, len): (i64, f32, f32) = (row.get(0), row.get(1), row.get(2));
+                    *scores.entry(id).or_insert(0.0) += weight * tf / (tf + K1 * (1.0 - B + B * len / average));
+                }
+            }
+            let mut ranked: Vec<(i64, f32)> = scores.into_iter().collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            ranked.truncate(limit);
+            let top: Vec<i64> = ranked.iter().map(|(id, _)| *id).collect();
+            let texts = client.prepared(TEXTS).map_err(database)?;
+            let mut chunks: HashMap<i64, postgres::Row> = client
+                .query(&texts, &[&top])
+                .map_err(database)?
+                .into_iter()
+                .map(|row| (row.get::<_, i64>(0), row))
+                .collect();
+            Ok(ranked
+                .into_iter()
+                .filter_map(|(id, score)| {
+                    let row = chunks.remove(&id)?;
+                    Some(Hit {
+                        memory_id: row.get(1),
+                        document_id: row.get(2),
+                        ordinal: u32::try_from(row.get::<_, i32>(3)).unwrap_or_default(),
+                        title: row.get(4),
+                        heading: row.get(5),
+                        text: row.get(6),
+                        score,
+                    })
+                })
+                .collect::<Vec<Hit>>())
         })?;
-        Ok(rows
-            .into_iter()
-            .map(|row| Hit {
-                memory_id: row.get(0),
-                document_id: row.get(1),
-                ordinal: u32::try_from(row.get::<_, i32>(2)).unwrap_or_default(),
-                title: row.get(3),
-                heading: row.get(4),
-                text: row.get(5),
-                score: row.get::<_, f32>(6),
-            })
-            .collect())
+        Ok(rows)
     }
 
     fn count(&self, memory_id: &str) -> Result<u64, SearchError> {

@@ -83,3 +83,30 @@ fn the_database_needs_the_operator_key_and_one_host_at_a_time() {
     drop(claim);
     assert!(world.run(&["status"]).status.success(), "free again once the first host is gone");
 }
+
+#[test]
+fn the_operator_key_of_a_database_rotates() {
+    let server = server();
+    let url = server.database().unwrap();
+    let new_key = "c3".repeat(32);
+    let mut world = World::new();
+    world.env = vec![
+        ("CONNECTOR_HOST_DATABASE_URL".into(), url.clone()),
+        ("CONNECTOR_HOST_KEY".into(), KEY.into()),
+        ("NEXT_OPERATOR_KEY".into(), new_key.clone()),
+    ];
+    world.site.add_space("OPS", "Operations");
+    world.site.add_page("OPS", None, "Failover", &body("Steps", "promote the replica"));
+    let connection = world.connect();
+    world.ingest(&connection, "OPS");
+
+    let rotated = world.ok(&["operator-key", "rotate", "--new-key-env", "NEXT_OPERATOR_KEY"]);
+    assert!(rotated.contains("re-encrypted 1 secrets"), "{rotated}");
+    // The old key no longer opens the database; the new one does, and the token with it.
+    let output = world.run(&["status"]);
+    assert!(text(&output).contains("does not open the secrets stored in this database"), "{}", text(&output));
+    world.env[1].1 = new_key;
+    let status = world.status();
+    let synced = world.json(&["sync", memory(&status, "OPS")["id"].as_str().unwrap()]);
+    assert_eq!(synced["memories"][0]["status"], "INGESTED", "the stored token still reaches Confluence: {synced}");
+}

@@ -55,7 +55,7 @@ use tantivy::schema::{
 use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, StopWordFilter, TextAnalyzer, TokenizerManager,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 pub use postgres::PgSearch;
 pub use tantivy::tokenizer::Language;
@@ -430,26 +430,6 @@ impl TantivySearch {
         Term::from_field_text(self.fields.doc_key, &format!("{memory_id}{KEY_SEP}{document_id}"))
     }
 
-    /// Splits the query terms found in the index into those in at most
-    /// [`SearchConfig::common_term_cutoff`] of the chunks and the more common rest.
-    fn split_common_terms(
-        &self,
-        searcher: &Searcher,
-        terms: Vec<WeightedTerm>,
-    ) -> Result<(Vec<WeightedTerm>, Vec<WeightedTerm>), SearchError> {
-        let chunks = searcher.num_docs();
-        let most = (chunks as f64 * self.config.common_term_cutoff) as u64;
-        let (mut rarer, mut common) = (Vec::new(), Vec::new());
-        for term in terms {
-            match searcher.doc_freq(&Term::from_field_text(self.fields.text, &term.0))? {
-                0 => {} // finds nothing wherever it goes
-                found if found > most => common.push(term),
-                _ => rarer.push(term),
-            }
-        }
-        Ok((rarer, common))
-    }
-
     /// Chunks with any of `terms` in any scored field, by BM25.
     fn any_of(&self, terms: &[WeightedTerm]) -> Box<dyn Query> {
         let f = self.fields;
@@ -488,6 +468,36 @@ fn query_terms(analyzer: &TextAnalyzer, config: &SearchConfig, text: &str) -> Ve
         }
     }
     terms
+}
+
+/// The common-words rule, the same for every backend: of the question's `terms` found in
+/// the index (`doc_freq` in the text field, of `chunks` chunks), those in at most
+/// [`SearchConfig::common_term_cutoff`] of the chunks find chunks; the more common rest only
+/// add to the score of what they find, weighted [`SearchConfig::common_term_weight`] (none
+/// left when that is 0). A question made only of common words searches with all of them.
+fn split_common_terms<E>(
+    config: &SearchConfig,
+    terms: Vec<WeightedTerm>,
+    chunks: u64,
+    mut doc_freq: impl FnMut(&str) -> Result<u64, E>,
+) -> Result<(Vec<WeightedTerm>, Vec<WeightedTerm>), E> {
+    let most = (chunks as f64 * config.common_term_cutoff) as u64;
+    let (mut rarer, mut common) = (Vec::new(), Vec::new());
+    for term in terms {
+        match doc_freq(&term.0)? {
+            0 => {} // finds nothing wherever it goes
+            found if found > most => common.push(term),
+            _ => rarer.push(term),
+        }
+    }
+    if rarer.is_empty() {
+        return Ok((common, Vec::new()));
+    }
+    if let Some(weight) = config.common_term_weight {
+        common = common.into_iter().map(|(term, _)| (term, weight)).collect();
+    }
+    common.retain(|(_, weight)| *weight > 0.0);
+    Ok((rarer, common))
 }
 
 fn check_memory_id(memory_id: &str) -> Result<(), SearchError> {
@@ -578,23 +588,16 @@ impl SearchBackend for TantivySearch {
             return Ok(Vec::new());
         }
         let searcher = self.reader.searcher();
-        let (rarer, common) = self.split_common_terms(&searcher, terms)?;
-        let text_query = if rarer.is_empty() || common.is_empty() {
-            self.any_of(&[rarer, common].concat())
+        let (finding, adding) = split_common_terms(&self.config, terms, searcher.num_docs(), |term| {
+            searcher.doc_freq(&Term::from_field_text(self.fields.text, term))
+        })?;
+        let text_query = if adding.is_empty() {
+            self.any_of(&finding)
         } else {
-            // The common words still rank the chunks the rarer ones find, but find none themselves.
-            let common: Vec<WeightedTerm> = match self.config.common_term_weight {
-                Some(weight) => common.into_iter().map(|(term, _)| (term, weight)).collect(),
-                None => common,
-            };
-            if common.iter().any(|(_, weight)| *weight > 0.0) {
-                Box::new(BooleanQuery::new(vec![
-                    (Occur::Must, self.any_of(&rarer)),
-                    (Occur::Should, self.any_of(&common)),
-                ]))
-            } else {
-                self.any_of(&rarer)
-            }
+            Box::new(BooleanQuery::new(vec![
+                (Occur::Must, self.any_of(&finding)),
+                (Occur::Should, self.any_of(&adding)),
+            ]))
         };
         let query: Box<dyn Query> = if memory_ids.is_empty() {
             text_query

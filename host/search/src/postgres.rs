@@ -23,7 +23,7 @@ use postgres::{Client, Transaction};
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::tokenizer::TextAnalyzer;
 
-use crate::{Chunk, Hit, SearchBackend, SearchConfig, SearchError, WeightedTerm, check_memory_id, query_terms};
+use crate::{Chunk, Hit, SearchBackend, SearchConfig, SearchError, check_memory_id, query_terms, split_common_terms};
 
 /// The schema, one migration per version.
 const MIGRATIONS: &[(i32, &str)] = &[(
@@ -508,21 +508,9 @@ impl SearchBackend for PgSearch {
         if chunks <= 0 {
             return Ok(Vec::new());
         }
-        // The common-words rule, on the text field's document frequencies, as tantivy's.
-        let most = (chunks as f64 * self.config.common_term_cutoff) as i64;
-        let (mut rarer, mut common): (Vec<WeightedTerm>, Vec<WeightedTerm>) = (Vec::new(), Vec::new());
-        for term in terms {
-            match df.get(&(TEXT, term.0.clone())).copied().unwrap_or(0) {
-                0 => {}
-                found if found > most => common.push(term),
-                _ => rarer.push(term),
-            }
-        }
-        if rarer.is_empty() {
-            rarer = std::mem::take(&mut common);
-        } else if let Some(weight) = self.config.common_term_weight {
-            common = common.into_iter().map(|(term, _)| (term, weight)).filter(|(_, w)| *w > 0.0).collect();
-        }
+        let (rarer, common) = split_common_terms(&self.config, terms, chunks as u64, |term| {
+            Ok::<u64, SearchError>(df.get(&(TEXT, term.to_string())).map_or(0, |&n| n.max(0) as u64))
+        })?;
         let idf = |df: i64| (1.0 + (chunks as f32 - df as f32 + 0.5) / (df as f32 + 0.5)).ln();
         let averages = [heading_tokens as f32 / chunks as f32, text_tokens as f32 / chunks as f32];
         let (mut q_fields, mut q_terms, mut q_weights, mut q_rare) = (vec![], vec![], vec![], vec![]);

@@ -89,6 +89,13 @@ pub struct Body {
     pub storage: Option<BodyValue>,
 }
 
+impl Body {
+    /// The storage-format markup of an optional body, or empty.
+    pub fn storage_of(body: &Option<Body>) -> &str {
+        body.as_ref().and_then(|b| b.storage.as_ref()).map_or("", |s| s.value.as_str())
+    }
+}
+
 /// One body representation.
 #[derive(Debug, Deserialize)]
 pub struct BodyValue {
@@ -353,14 +360,14 @@ pub struct SpaceKey {
 impl Found {
     /// The storage-format body, or empty.
     pub fn storage(&self) -> &str {
-        self.body.as_ref().and_then(|b| b.storage.as_ref()).map_or("", |s| s.value.as_str())
+        Body::storage_of(&self.body)
     }
 }
 
 impl Comment {
     /// The storage-format body, or empty.
     pub fn storage(&self) -> &str {
-        self.body.as_ref().and_then(|b| b.storage.as_ref()).map_or("", |s| s.value.as_str())
+        Body::storage_of(&self.body)
     }
 
     /// An inline comment someone marked resolved: its discussion is over.
@@ -372,7 +379,7 @@ impl Comment {
 impl Content {
     /// The storage-format body, or empty.
     pub fn storage(&self) -> &str {
-        self.body.as_ref().and_then(|b| b.storage.as_ref()).map_or("", |s| s.value.as_str())
+        Body::storage_of(&self.body)
     }
 }
 

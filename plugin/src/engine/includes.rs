@@ -10,7 +10,7 @@ use connector_sdk::step::Advance;
 use crate::model::Found;
 use crate::storage::{Converted, PageRef};
 
-use super::work::{RunFailure, search_unavailable, start_phase, v1_link};
+use super::work::{RunFailure, fetch_or_count, search_unavailable, start_phase, v1_link};
 use super::*;
 
 /// How deep inclusions nest: a page, what it includes, what that includes, and so on. A
@@ -130,22 +130,12 @@ impl Engine<'_> {
                     if blog_post { "blogpost" } else { "page" },
                     quoted.join(", ")
                 );
-                let mut link = Some(format!(
+                let first = format!(
                     "/wiki/rest/api/content/search?cql={}&expand={expand}&limit={TITLES_PER_SEARCH}",
                     url_encode(&cql)
-                ));
-                let mut visited = HashSet::new();
-                while let Some(current) = link.take() {
-                    if !visited.insert(current.clone()) {
-                        return Err(ApiError::Looping(current));
-                    }
-                    let listing: Listing<Found> =
-                        match fetch_listing(client, &current, |next| visited.contains(&v1_link(next))) {
-                            Ok(listing) => listing,
-                            Err(error) if search_unavailable(&error) => break,
-                            Err(error) => return Err(error),
-                        };
-                    for page in listing.results {
+                );
+                let listed = follow_listing(client, first, v1_link, |pages: Vec<Found>| {
+                    for page in pages {
                         // CQL matches titles loosely; an inclusion names its page exactly
                         // (Confluence itself resolves case-insensitively).
                         let Some(title) = batch
@@ -160,7 +150,12 @@ impl Engine<'_> {
                         let space = page.space.as_ref().map(|s| s.key.clone()).unwrap_or_else(|| space.to_string());
                         sources.entry(key).or_insert(Source { id: page.id, version: page.version.number, space, doc });
                     }
-                    link = listing.links.next.as_deref().map(v1_link);
+                    Ok::<(), ApiError>(())
+                });
+                match listed {
+                    Ok(()) => {}
+                    Err(error) if search_unavailable(&error) => {}
+                    Err(error) => return Err(error),
                 }
             }
         }
@@ -200,7 +195,7 @@ impl Engine<'_> {
         }
         run.include_checks.drain(..batch.len());
         if run.include_checks.is_empty() {
-            start_phase(run, if run.pending.is_empty() { Phase::Count } else { Phase::Fetch });
+            start_phase(run, fetch_or_count(run));
         }
         Ok(Advance::More)
     }

@@ -216,6 +216,37 @@ fn fetch_listing<T: serde::de::DeserializeOwned>(
     Ok(listing)
 }
 
+/// Follows a listing from `first` to its last page, handing each page's results to `take`;
+/// a page linked twice is a loop. `path` turns the `next` links the listing answers with
+/// into the client's paths (v1 links are relative to the wiki base, v2 ones to the site).
+fn follow_listing<T, E>(
+    client: &Client<'_>,
+    first: String,
+    path: fn(&str) -> String,
+    mut take: impl FnMut(Vec<T>) -> Result<(), E>,
+) -> Result<(), E>
+where
+    T: serde::de::DeserializeOwned,
+    E: From<ApiError>,
+{
+    let mut link = Some(first);
+    let mut visited = HashSet::new();
+    while let Some(current) = link.take() {
+        if !visited.insert(current.clone()) {
+            return Err(ApiError::Looping(current).into());
+        }
+        let listing: Listing<T> = fetch_listing(client, &current, |next| visited.contains(&path(next)))?;
+        link = listing.links.next.as_deref().map(path);
+        take(listing.results)?;
+    }
+    Ok(())
+}
+
+/// A v2 `next` link, already a path from the site.
+fn v2_link(link: &str) -> String {
+    link.to_string()
+}
+
 fn new_memory(id: String, connection: &Connection, key: &str) -> Memory {
     Memory {
         id,

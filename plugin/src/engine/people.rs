@@ -14,6 +14,23 @@ fn person_key(connection_id: &str, account_id: &str) -> String {
 }
 
 impl Engine<'_> {
+    /// Writes the mentions of `docs` as the people's display names, looked up together.
+    pub(super) fn name_mentions(
+        &self,
+        client: &Client<'_>,
+        connection_id: &str,
+        docs: &mut [Option<storage::Converted>],
+    ) -> Result<(), HostError> {
+        let mut mentioned: Vec<String> = docs.iter().flatten().flat_map(storage::Converted::mentions).collect();
+        mentioned.sort();
+        mentioned.dedup();
+        if !mentioned.is_empty() {
+            let names = self.display_names(client, connection_id, &mentioned)?;
+            docs.iter_mut().flatten().for_each(|doc| doc.name_mentions(&names));
+        }
+        Ok(())
+    }
+
     /// The display names of `account_ids`: remembered ones from key-value storage, the rest
     /// asked for in one request per [`IDS_PER_LOOKUP`] ids and remembered (an account
     /// Confluence does not return, deleted or hidden, is remembered as unnamed). When

@@ -222,7 +222,7 @@ impl Engine<'_> {
             .collect();
         // What they include comes in before the people are named: included text mentions
         // people too.
-        let mut includes = if converted.iter().flatten().any(|doc| !doc.inclusions.is_empty()) {
+        let includes = if converted.iter().flatten().any(|doc| !doc.inclusions.is_empty()) {
             let resolution = self.resolve_inclusions(client, &memory.space_key, &ids, &mut converted)?;
             memory.progress.includes += resolution.shown;
             for (reason, count) in [(UNRESOLVED, resolution.unresolved), (CYCLE, resolution.cycles)] {
@@ -232,19 +232,9 @@ impl Engine<'_> {
             }
             resolution.includes
         } else {
-            Vec::new()
+            vec![Vec::new(); ids.len()]
         };
-        includes.resize(ids.len(), Vec::new());
-        let mentioned: Vec<String> = {
-            let mut ids: Vec<String> = converted.iter().flatten().flat_map(storage::Converted::mentions).collect();
-            ids.sort();
-            ids.dedup();
-            ids
-        };
-        if !mentioned.is_empty() {
-            let names = self.display_names(client, &memory.connection_id, &mentioned)?;
-            converted.iter_mut().flatten().for_each(|doc| doc.name_mentions(&names));
-        }
+        self.name_mentions(client, &memory.connection_id, &mut converted)?;
         let documents = contents.into_iter().zip(existing).zip(converted).zip(changed).zip(labels).zip(includes);
         for (((((content, stored), doc), changed), labels), includes) in documents {
             let webui = content.links.webui.clone().unwrap_or_default();
@@ -302,24 +292,20 @@ impl Engine<'_> {
         let Some(searches) = run.label_searches.clone() else {
             let space_id = memory.space_id.clone().unwrap_or_default();
             let mut names = Vec::new();
-            let mut link = Some(format!("/wiki/api/v2/spaces/{space_id}/content/labels?limit={PAGE_LIMIT}"));
-            let mut visited = HashSet::new();
-            while let Some(current) = link.take() {
-                if !visited.insert(current.clone()) {
-                    return Err(RunFailure::Api(ApiError::Looping(current)));
+            let first = format!("/wiki/api/v2/spaces/{space_id}/content/labels?limit={PAGE_LIMIT}");
+            let listed = follow_listing(client, first, v2_link, |labels: Vec<Label>| {
+                names.extend(labels.into_iter().map(|label| label.name));
+                Ok::<(), ApiError>(())
+            });
+            match listed {
+                Ok(()) => {}
+                Err(error) if search_unavailable(&error) => {
+                    run.labels_unavailable = true;
+                    run.label_searches = Some(Vec::new());
+                    start_phase(run, Phase::Pages);
+                    return Ok(Advance::More);
                 }
-                let listing: Listing<Label> = match fetch_listing(client, &current, |next| visited.contains(next)) {
-                    Ok(listing) => listing,
-                    Err(error) if search_unavailable(&error) => {
-                        run.labels_unavailable = true;
-                        run.label_searches = Some(Vec::new());
-                        start_phase(run, Phase::Pages);
-                        return Ok(Advance::More);
-                    }
-                    Err(error) => return Err(error.into()),
-                };
-                names.extend(listing.results.into_iter().map(|label| label.name));
-                link = listing.links.next;
+                Err(error) => return Err(error.into()),
             }
             names.sort();
             names.dedup();
@@ -433,13 +419,7 @@ impl Engine<'_> {
         })?;
         if end != SearchEnd::More {
             run.titles_unavailable = end == SearchEnd::Unavailable;
-            let next = if !run.include_checks.is_empty() {
-                Phase::Includes
-            } else if run.pending.is_empty() {
-                Phase::Count
-            } else {
-                Phase::Fetch
-            };
+            let next = if run.include_checks.is_empty() { fetch_or_count(run) } else { Phase::Includes };
             start_phase(run, next);
         }
         self.record(memory, uncommitted)?;
@@ -831,16 +811,7 @@ impl Engine<'_> {
                 (with_bodies && changed).then(|| storage::convert(comment.storage()))
             })
             .collect();
-        let mentioned: Vec<String> = {
-            let mut ids: Vec<String> = converted.iter().flatten().flat_map(storage::Converted::mentions).collect();
-            ids.sort();
-            ids.dedup();
-            ids
-        };
-        if !mentioned.is_empty() {
-            let names = self.display_names(client, &memory.connection_id, &mentioned)?;
-            converted.iter_mut().flatten().for_each(|doc| doc.name_mentions(&names));
-        }
+        self.name_mentions(client, &memory.connection_id, &mut converted)?;
         for ((comment, stored), doc) in comments.into_iter().zip(existing).zip(converted) {
             let container = comment.container.as_ref().map(|k| k.id.clone());
             let page_title = container
@@ -903,23 +874,17 @@ impl Engine<'_> {
             .map(|p| p[2..].to_string())
             .collect();
         let cql = format!("id in ({})", batch.join(","));
-        let mut link = Some(format!(
+        let first = format!(
             "/wiki/rest/api/content/search?cql={}&expand={}&limit={COMMENTS_PER_REQUEST}",
             url_encode(&cql),
             comment_expansions(true)
-        ));
-        let mut visited = HashSet::new();
+        );
         let mut uncommitted = StepWrites::default();
-        while let Some(current) = link.take() {
-            if !visited.insert(current.clone()) {
-                return Err(RunFailure::Api(ApiError::Looping(current)));
-            }
-            let listing: Listing<Comment> = fetch_listing(client, &current, |next| visited.contains(&v1_link(next)))?;
-            memory.progress.fetched += listing.results.len() as u32;
-            let wanted: Vec<Comment> = listing.results.into_iter().filter(|c| batch.contains(&c.id)).collect();
-            self.absorb_comments(client, memory, run, wanted, true, &mut uncommitted)?;
-            link = listing.links.next.as_deref().map(v1_link);
-        }
+        follow_listing(client, first, v1_link, |comments: Vec<Comment>| {
+            memory.progress.fetched += comments.len() as u32;
+            let wanted: Vec<Comment> = comments.into_iter().filter(|c| batch.contains(&c.id)).collect();
+            self.absorb_comments(client, memory, run, wanted, true, &mut uncommitted)
+        })?;
         self.record(memory, uncommitted)?;
         Ok(dequeue(run, 'c', batch))
     }
@@ -945,20 +910,13 @@ impl Engine<'_> {
             .map(|p| p[2..].to_string())
             .collect();
         let collection = if kind == 'b' { "blogposts" } else { "pages" };
-        let mut link =
-            Some(format!("/wiki/api/v2/{collection}?id={}&body-format=storage&limit={PAGE_LIMIT}", batch.join(",")));
-        let mut visited = HashSet::new();
+        let first = format!("/wiki/api/v2/{collection}?id={}&body-format=storage&limit={PAGE_LIMIT}", batch.join(","));
         let mut uncommitted = StepWrites::default();
-        while let Some(current) = link.take() {
-            if !visited.insert(current.clone()) {
-                return Err(RunFailure::Api(ApiError::Looping(current)));
-            }
-            let listing: Listing<Content> = fetch_listing(client, &current, |next| visited.contains(next))?;
-            memory.progress.fetched += listing.results.len() as u32;
-            let wanted: Vec<Content> = listing.results.into_iter().filter(|c| batch.contains(&c.id)).collect();
-            self.absorb(client, memory, run, kind, wanted, true, &mut uncommitted)?;
-            link = listing.links.next;
-        }
+        follow_listing(client, first, v2_link, |contents: Vec<Content>| {
+            memory.progress.fetched += contents.len() as u32;
+            let wanted: Vec<Content> = contents.into_iter().filter(|c| batch.contains(&c.id)).collect();
+            self.absorb(client, memory, run, kind, wanted, true, &mut uncommitted)
+        })?;
         self.record(memory, uncommitted)?;
         Ok(dequeue(run, kind, batch))
     }
@@ -1088,6 +1046,11 @@ fn dequeue(run: &mut Run, kind: char, batch: Vec<String>) -> Advance {
     Advance::More
 }
 
+/// After the listings: fetching what they queued, or counting what is gone.
+pub(super) fn fetch_or_count(run: &Run) -> Phase {
+    if run.pending.is_empty() { Phase::Count } else { Phase::Fetch }
+}
+
 /// Moves a run to the first listing page of `phase`.
 pub(super) fn start_phase(run: &mut Run, phase: Phase) {
     run.cursor = None;
@@ -1180,7 +1143,8 @@ const LABELS_PER_SEARCH: usize = 50;
 fn labelled_start(space_key: &str, labels: &[String]) -> String {
     let quoted: Vec<String> = labels.iter().map(|l| cql_string(l)).collect();
     let cql = format!(
-        "space = \"{space_key}\" AND type in (page, blogpost, attachment) AND label in ({})",
+        "space = {} AND type in (page, blogpost, attachment) AND label in ({})",
+        cql_string(space_key),
         quoted.join(", ")
     );
     format!(

@@ -115,12 +115,22 @@ pub use crate::operator_key::OPERATOR_KEY_VAR;
 /// Host metadata key prefix naming the instances of a shared database.
 const INSTANCE_PREFIX: &str = "instance/";
 
-/// Opens a shared PostgreSQL database: its store (migrated), the operator key from
-/// `CONNECTOR_HOST_KEY` (required: no key file sits beside a database other hosts read),
-/// checked against the stored secrets, and this process's claim on it.
-fn open_database(
-    url: &str,
-) -> Result<(connector_store::Store, connector_store::OperatorKey, Option<connector_store::backend::Claim>)> {
+/// Opens the host's store: the embedded file of `data_dir`, or the PostgreSQL database at
+/// `database_url` (migrated) with this process's claim on it.
+pub fn open_store(
+    data_dir: &Path,
+    database_url: Option<&str>,
+) -> Result<(connector_store::Store, Option<connector_store::backend::Claim>)> {
+    let Some(url) = database_url else {
+        let db_path = data_dir.join("store.redb");
+        let store = connector_store::Store::open(&db_path).map_err(|e| {
+            anyhow!(
+                "cannot open {}: {e} (is another connector-host process using this data directory?)",
+                db_path.display()
+            )
+        })?;
+        return Ok((store, None));
+    };
     let store = connector_store::Store::connect(url).map_err(|e| anyhow!("{e}"))?;
     let Some(claim) = store.claim().map_err(|e| anyhow!("{e}"))? else {
         return Err(anyhow!(
@@ -128,6 +138,12 @@ fn open_database(
              a database in this version (several need leases on a memory's steps, not built yet)"
         ));
     };
+    Ok((store, Some(claim)))
+}
+
+/// The operator key of a shared database: from `CONNECTOR_HOST_KEY` (required: no key file
+/// sits beside a database other hosts read), checked against the stored secrets.
+fn database_key(store: &connector_store::Store) -> Result<connector_store::OperatorKey> {
     let text = std::env::var(OPERATOR_KEY_VAR).ok().filter(|value| !value.trim().is_empty()).ok_or_else(|| {
         anyhow!(
             "with a PostgreSQL database the operator key comes from {OPERATOR_KEY_VAR} (64 hex digits or base64 of 32 \
@@ -141,7 +157,7 @@ fn open_database(
             "{OPERATOR_KEY_VAR} does not open the secrets stored in this database: set the key they were stored with"
         ));
     }
-    Ok((store, key, Some(claim)))
+    Ok(key)
 }
 
 impl ConnectorHost {
@@ -163,19 +179,10 @@ impl ConnectorHost {
         let component = load_component(&engine, &bytes, &cache_dir)?;
         let pre = Pre::new(linker(&engine)?.instantiate_pre(&component).map_err(|e| anyhow!("{e}"))?)?;
 
-        let (store, key, claim) = match &config.database_url {
-            Some(url) => open_database(url)?,
-            None => {
-                let db_path = config.data_dir.join("store.redb");
-                let store = connector_store::Store::open(&db_path).map_err(|e| {
-                    anyhow!(
-                        "cannot open {}: {e} (is another connector-host process using this data directory?)",
-                        db_path.display()
-                    )
-                })?;
-                let key = crate::operator_key::load(&config.data_dir, &store)?;
-                (store, key, None)
-            }
+        let (store, claim) = open_store(&config.data_dir, config.database_url.as_deref())?;
+        let key = match config.database_url {
+            Some(_) => database_key(&store)?,
+            None => crate::operator_key::load(&config.data_dir, &store)?,
         };
         let embedding = EmbeddingModelState::load(config.embedding_model.as_deref());
         Ok(ConnectorHost {

@@ -23,7 +23,10 @@ use postgres::{Client, Transaction};
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::tokenizer::TextAnalyzer;
 
-use crate::{Chunk, Hit, SearchBackend, SearchConfig, SearchError, check_memory_id, query_terms, split_common_terms};
+use crate::{
+    Chunk, Hit, SearchBackend, SearchConfig, SearchError, WeightedTerm, check_memory_id, query_terms,
+    split_common_terms,
+};
 
 /// The schema, one migration per version.
 const MIGRATIONS: &[(i32, &str)] = &[(
@@ -79,9 +82,9 @@ const B: f32 = 0.75;
 const HEADING: i16 = 1;
 const TEXT: i16 = 2;
 
-/// A write waiting for the next commit.
-enum Pending {
-    Replace { memory_id: String, document_id: String, chunks: Vec<Chunk> },
+/// A write waiting for the next commit (its chunks as given, then analysed at the commit).
+enum Pending<C = Chunk> {
+    Replace { memory_id: String, document_id: String, chunks: Vec<C> },
     Remove { memory_id: String, document_ids: Vec<String> },
     RemoveMemory { memory_id: String },
 }
@@ -227,16 +230,11 @@ enum Outcome<'a> {
 /// the last write to each document wins, the old chunks of every touched document (and of
 /// removed memories) go in one delete, the new ones come in one insert of chunks and one
 /// of postings; document frequencies and totals follow.
-fn write_changes(
-    client: &mut Client,
-    ns: &str,
-    changes: &[Pending],
-    prepared: &[Vec<Prepared>],
-) -> Result<(), SearchError> {
+fn write_changes(client: &mut Client, ns: &str, changes: &[Pending<Prepared>]) -> Result<(), SearchError> {
     let mut removed_memories: Vec<String> = Vec::new();
     let mut order: Vec<(String, String)> = Vec::new();
     let mut outcomes: HashMap<(String, String), Outcome<'_>> = HashMap::new();
-    for (write, prepared) in changes.iter().zip(prepared) {
+    for write in changes {
         match write {
             Pending::RemoveMemory { memory_id } => {
                 removed_memories.push(memory_id.clone());
@@ -251,9 +249,9 @@ fn write_changes(
                     }
                 }
             }
-            Pending::Replace { memory_id, document_id, .. } => {
+            Pending::Replace { memory_id, document_id, chunks } => {
                 let key = (memory_id.clone(), document_id.clone());
-                if outcomes.insert(key.clone(), Outcome::Replace(prepared)).is_none() {
+                if outcomes.insert(key.clone(), Outcome::Replace(chunks)).is_none() {
                     order.push(key);
                 }
             }
@@ -431,13 +429,21 @@ impl SearchBackend for PgSearch {
             return Ok(());
         }
         // Analysed here; written by the connection's thread in one transaction.
-        let changes: Vec<Pending> = pending
+        let changes: Vec<Pending<Prepared>> = pending
             .iter()
             .map(|write| match write {
                 Pending::Replace { memory_id, document_id, chunks } => Pending::Replace {
                     memory_id: memory_id.clone(),
                     document_id: document_id.clone(),
-                    chunks: chunks.clone(),
+                    chunks: chunks
+                        .iter()
+                        .map(|chunk| Prepared {
+                            heading: self.analyse(&[&chunk.heading]),
+                            // The title is indexed with the text, as tantivy's backend does.
+                            text: self.analyse(&[&chunk.text, &chunk.title]),
+                            chunk: chunk.clone(),
+                        })
+                        .collect(),
                 },
                 Pending::Remove { memory_id, document_ids } => {
                     Pending::Remove { memory_id: memory_id.clone(), document_ids: document_ids.clone() }
@@ -445,23 +451,8 @@ impl SearchBackend for PgSearch {
                 Pending::RemoveMemory { memory_id } => Pending::RemoveMemory { memory_id: memory_id.clone() },
             })
             .collect();
-        let prepared: Vec<Vec<Prepared>> = changes
-            .iter()
-            .map(|write| match write {
-                Pending::Replace { chunks, .. } => chunks
-                    .iter()
-                    .map(|chunk| Prepared {
-                        heading: self.analyse(&[&chunk.heading]),
-                        // The title is indexed with the text, as tantivy's backend does.
-                        text: self.analyse(&[&chunk.text, &chunk.title]),
-                        chunk: chunk.clone(),
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            })
-            .collect();
         let ns = self.namespace.clone();
-        self.with_client(move |client| write_changes(client, &ns, &changes, &prepared))?;
+        self.with_client(move |client| write_changes(client, &ns, &changes))?;
         pending.clear();
         Ok(())
     }
@@ -513,36 +504,26 @@ impl SearchBackend for PgSearch {
         })?;
         let idf = |df: i64| (1.0 + (chunks as f32 - df as f32 + 0.5) / (df as f32 + 0.5)).ln();
         let averages = [heading_tokens as f32 / chunks as f32, text_tokens as f32 / chunks as f32];
-        let (mut q_fields, mut q_terms, mut q_weights, mut q_rare) = (vec![], vec![], vec![], vec![]);
-        for (set, rare) in [(&rarer, true), (&common, false)] {
-            for (term, weight) in set {
+        // Each term's weight in each field it is found in: BM25's idf, its boost and its
+        // weight in the question.
+        let weighted = |terms: &[WeightedTerm]| -> (Vec<i16>, Vec<String>, Vec<f32>) {
+            let mut out = (Vec::new(), Vec::new(), Vec::new());
+            for (term, weight) in terms {
                 for (field, boost) in [(HEADING, self.config.heading_boost), (TEXT, self.config.text_boost)] {
                     let Some(&n) = df.get(&(field, term.clone())) else { continue };
-                    if boost <= 0.0 {
-                        continue;
+                    if boost > 0.0 {
+                        out.0.push(field);
+                        out.1.push(term.clone());
+                        out.2.push(boost * weight * idf(n) * (1.0 + K1));
                     }
-                    q_fields.push(field);
-                    q_terms.push(term.clone());
-                    q_weights.push(boost * weight * idf(n) * (1.0 + K1));
-                    q_rare.push(rare);
-                }
-            }
-        }
-        let memories: Option<Vec<String>> = (!memory_ids.is_empty()).then(|| memory_ids.to_vec());
-        let ns = self.namespace.clone();
-        let split = |rare: bool| -> (Vec<i16>, Vec<String>, Vec<f32>) {
-            let mut out = (Vec::new(), Vec::new(), Vec::new());
-            for (((field, term), weight), is_rare) in q_fields.iter().zip(&q_terms).zip(&q_weights).zip(&q_rare) {
-                if *is_rare == rare {
-                    out.0.push(*field);
-                    out.1.push(term.clone());
-                    out.2.push(*weight);
                 }
             }
             out
         };
-        let (rare_fields, rare_terms, rare_weights) = split(true);
-        let (common_fields, common_terms, common_weights) = split(false);
+        let (rare_fields, rare_terms, rare_weights) = weighted(&rarer);
+        let (common_fields, common_terms, common_weights) = weighted(&common);
+        let memories: Option<Vec<String>> = (!memory_ids.is_empty()).then(|| memory_ids.to_vec());
+        let ns = self.namespace.clone();
         // A chunk's common terms add less than the sum of their weights: a chunk whose rarer
         // terms score lower than the limit-th best by more than that cannot make the answer,
         // so the common terms' long postings are read for the others only.

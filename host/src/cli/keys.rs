@@ -121,33 +121,15 @@ pub async fn rotate_operator_key(
     if let Some(running) = Remote::find(data_dir, "default").await {
         bail!("a service ({}) is serving {}: stop it, rotate, start it again", running.describe(), data_dir.display());
     }
-    let (store, _claim) = match database_url {
-        Some(url) => {
-            let key_var = connector_host::runtime::OPERATOR_KEY_VAR;
-            if std::env::var(key_var).map_or(true, |v| v.trim().is_empty()) || new_key_env.is_none() {
-                bail!(
-                    "a PostgreSQL database's key comes from {key_var}: set it to the current key and give the new one with --new-key-env VAR"
-                );
-            }
-            let store = connector_store::Store::connect(url).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let Some(claim) = store.claim().map_err(|e| anyhow::anyhow!("{e}"))? else {
-                bail!(
-                    "another connector-host process is using this PostgreSQL database: stop it, rotate, start it again"
-                );
-            };
-            (store, Some(claim))
+    if database_url.is_some() {
+        let key_var = connector_host::runtime::OPERATOR_KEY_VAR;
+        if std::env::var(key_var).map_or(true, |v| v.trim().is_empty()) || new_key_env.is_none() {
+            bail!(
+                "a PostgreSQL database's key comes from {key_var}: set it to the current key and give the new one with --new-key-env VAR"
+            );
         }
-        None => {
-            let path = data_dir.join("store.redb");
-            let store = connector_store::Store::open(&path).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot open {}: {e} (is another connector-host process using this data directory?)",
-                    path.display()
-                )
-            })?;
-            (store, None)
-        }
-    };
+    }
+    let (store, _claim) = connector_host::runtime::open_store(data_dir, database_url)?;
     let rotation = connector_host::operator_key::rotate(data_dir, &store, new_key_env)?;
     println!(
         "re-encrypted {} secrets under the new operator key ({}); the old key no longer opens them",

@@ -220,14 +220,6 @@ fn main() -> Result<()> {
     run(cli)
 }
 
-/// A byte from the system's randomness (for the run's operator key).
-fn rand_byte() -> u8 {
-    use std::io::Read;
-    let mut byte = [0u8; 1];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut byte)).expect("/dev/urandom");
-    byte[0]
-}
-
 /// A multi-thread tokio runtime.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
@@ -669,10 +661,13 @@ fn run(cli: Cli) -> Result<()> {
         let server = pg_server::PgServer::start().map_err(|e| anyhow!("--postgres: {e}"))?;
         eprintln!("[postgres] server on port {}", server.port());
         *POSTGRES.lock().expect("postgres lock") = Some(server);
-        // The key every host of the run (children too) reads. SAFETY: no other thread
-        // exists yet: the runtime starts below.
-        let key: String = (0..32).map(|_| format!("{:02x}", rand_byte())).collect();
-        unsafe { std::env::set_var(connector_host::runtime::OPERATOR_KEY_VAR, key) };
+        // The key every host of the run (children too) reads, made as a host makes its own.
+        let key_file = work.join("operator.key");
+        let _ = std::fs::remove_file(&key_file); // a reused work directory's, from another run
+        connector_store::OperatorKey::generate().save_new(&key_file)?;
+        let key = std::fs::read_to_string(&key_file)?;
+        // SAFETY: no other thread exists yet: the runtime starts below.
+        unsafe { std::env::set_var(connector_host::runtime::OPERATOR_KEY_VAR, key.trim()) };
     }
     let mut bench = Bench { cli, sizes, work, cache, results: serde_json::Map::new(), largest: None, _temp: temp };
     bench.results.insert(

@@ -449,6 +449,20 @@ impl TantivySearch {
     }
 }
 
+/// What a question asks every backend for: the limit it may answer (at most
+/// [`SearchConfig::max_limit`]) and the question's analyzed terms; `None` when it can answer
+/// nothing (a limit of 0, no words).
+fn question(
+    analyzer: &TextAnalyzer,
+    config: &SearchConfig,
+    text: &str,
+    limit: usize,
+) -> Option<(usize, Vec<WeightedTerm>)> {
+    let limit = limit.min(config.max_limit);
+    let terms = query_terms(analyzer, config, text);
+    (limit > 0 && !terms.is_empty()).then_some((limit, terms))
+}
+
 /// The distinct analyzed terms of a question, in order, at most `max_query_terms`, each
 /// with its weight (1, or how often the question repeats it): what every backend ranks by.
 fn query_terms(analyzer: &TextAnalyzer, config: &SearchConfig, text: &str) -> Vec<WeightedTerm> {
@@ -579,14 +593,9 @@ impl SearchBackend for TantivySearch {
     }
 
     fn query(&self, text: &str, memory_ids: &[String], limit: usize) -> Result<Vec<Hit>, SearchError> {
-        let limit = limit.min(self.config.max_limit);
-        if limit == 0 {
+        let Some((limit, terms)) = question(&self.analyzer, &self.config, text, limit) else {
             return Ok(Vec::new());
-        }
-        let terms = query_terms(&self.analyzer, &self.config, text);
-        if terms.is_empty() {
-            return Ok(Vec::new());
-        }
+        };
         let searcher = self.reader.searcher();
         let (finding, adding) = split_common_terms(&self.config, terms, searcher.num_docs(), |term| {
             searcher.doc_freq(&Term::from_field_text(self.fields.text, term))

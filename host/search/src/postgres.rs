@@ -24,8 +24,7 @@ use tantivy::fieldnorm::FieldNormReader;
 use tantivy::tokenizer::TextAnalyzer;
 
 use crate::{
-    Chunk, Hit, SearchBackend, SearchConfig, SearchError, WeightedTerm, check_memory_id, query_terms,
-    split_common_terms,
+    Chunk, Hit, SearchBackend, SearchConfig, SearchError, WeightedTerm, check_memory_id, question, split_common_terms,
 };
 
 /// The schema, one migration per version.
@@ -463,14 +462,9 @@ impl SearchBackend for PgSearch {
     }
 
     fn query(&self, text: &str, memory_ids: &[String], limit: usize) -> Result<Vec<Hit>, SearchError> {
-        let limit = limit.min(self.config.max_limit);
-        if limit == 0 {
+        let Some((limit, terms)) = question(&self.analyzer, &self.config, text, limit) else {
             return Ok(Vec::new());
-        }
-        let terms = query_terms(&self.analyzer, &self.config, text);
-        if terms.is_empty() {
-            return Ok(Vec::new());
-        }
+        };
         let ns = self.namespace.clone();
         let names: Vec<String> = terms.iter().map(|(t, _)| t.clone()).collect();
         // The index's statistics: its totals, and the document frequencies of the terms.

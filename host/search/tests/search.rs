@@ -46,22 +46,6 @@ fn uncommitted_writes_are_invisible_and_not_durable() {
 }
 
 #[test]
-fn instances_in_separate_dirs_are_isolated() {
-    let a_dir = tempfile::tempdir().unwrap();
-    let b_dir = tempfile::tempdir().unwrap();
-    let a = TantivySearch::open(a_dir.path()).unwrap();
-    let b = TantivySearch::open(b_dir.path()).unwrap();
-    a.replace_document("shared-memory-id", "d", &[chunk(0, "", "", "alpha secret")]).unwrap();
-    b.replace_document("shared-memory-id", "d", &[chunk(0, "", "", "beta public")]).unwrap();
-    a.commit().unwrap();
-    b.commit().unwrap();
-    assert!(b.query("alpha secret", &[], 10).unwrap().is_empty());
-    assert!(a.query("beta public", &[], 10).unwrap().is_empty());
-    assert_eq!(a.count("shared-memory-id").unwrap(), 1);
-    assert_eq!(b.query("beta", &["shared-memory-id".into()], 10).unwrap().len(), 1);
-}
-
-#[test]
 fn analyzer_name_mismatch_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     drop(TantivySearch::open(dir.path()).unwrap());

@@ -107,7 +107,9 @@ pub struct ConnectorHost {
     limiter: SiteLimiter,
     profile: CallProfile,
     /// This process's claim on a shared database (held as long as any clone lives).
-    _claim: Arc<Option<connector_store::backend::Claim>>,
+    _claim: Arc<Option<connector_store::Claim>>,
+    /// What this process goes by in the leases of a shared database.
+    holder: Arc<str>,
 }
 
 pub use crate::operator_key::OPERATOR_KEY_VAR;
@@ -116,11 +118,13 @@ pub use crate::operator_key::OPERATOR_KEY_VAR;
 const INSTANCE_PREFIX: &str = "instance/";
 
 /// Opens the host's store: the embedded file of `data_dir`, or the PostgreSQL database at
-/// `database_url` (migrated) with this process's claim on it.
+/// `database_url` (migrated) with this process's claim on it: `Shared` for a host (hosts
+/// serve together), `Exclusive` for a change no running host may see half of.
 pub fn open_store(
     data_dir: &Path,
     database_url: Option<&str>,
-) -> Result<(connector_store::Store, Option<connector_store::backend::Claim>)> {
+    mode: connector_store::ClaimMode,
+) -> Result<(connector_store::Store, Option<connector_store::Claim>)> {
     let Some(url) = database_url else {
         let db_path = data_dir.join("store.redb");
         let store = connector_store::Store::open(&db_path).map_err(|e| {
@@ -132,13 +136,33 @@ pub fn open_store(
         return Ok((store, None));
     };
     let store = connector_store::Store::connect(url).map_err(|e| anyhow!("{e}"))?;
-    let Some(claim) = store.claim().map_err(|e| anyhow!("{e}"))? else {
-        return Err(anyhow!(
-            "another connector-host process is using this PostgreSQL database; one host process at a time may use \
-             a database in this version (several need leases on a memory's steps, not built yet)"
-        ));
+    let Some(claim) = store.claim(mode).map_err(|e| anyhow!("{e}"))? else {
+        return Err(match mode {
+            connector_store::ClaimMode::Shared => anyhow!(
+                "the operator key of this PostgreSQL database is being rotated (operator-key rotate): start the host \
+                 when the rotation has finished"
+            ),
+            connector_store::ClaimMode::Exclusive => anyhow!(
+                "connector-host processes are using this PostgreSQL database: stop every host on it first (they hold \
+                 the current key)"
+            ),
+        });
     };
     Ok((store, Some(claim)))
+}
+
+/// A name for this process in the leases of a shared database: its machine, its process id
+/// and a random part (a restarted process is another holder).
+fn holder_name() -> String {
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let mut random = [0u8; 4];
+    // Without randomness the process id still tells this process from the others of its machine.
+    let _ = getrandom::fill(&mut random);
+    format!("{machine}-{}-{:08x}", std::process::id(), u32::from_le_bytes(random))
 }
 
 /// The operator key of a shared database: from `CONNECTOR_HOST_KEY` (required: no key file
@@ -179,12 +203,18 @@ impl ConnectorHost {
         let component = load_component(&engine, &bytes, &cache_dir)?;
         let pre = Pre::new(linker(&engine)?.instantiate_pre(&component).map_err(|e| anyhow!("{e}"))?)?;
 
-        let (store, claim) = open_store(&config.data_dir, config.database_url.as_deref())?;
+        let (store, claim) =
+            open_store(&config.data_dir, config.database_url.as_deref(), connector_store::ClaimMode::Shared)?;
         let key = match config.database_url {
             Some(_) => database_key(&store)?,
             None => crate::operator_key::load(&config.data_dir, &store)?,
         };
         let embedding = EmbeddingModelState::load(config.embedding_model.as_deref());
+        let holder: Arc<str> = holder_name().into();
+        let limiter = match config.database_url {
+            Some(_) => SiteLimiter::shared(store.clone(), &holder),
+            None => SiteLimiter::default(),
+        };
         Ok(ConnectorHost {
             embedding,
             engine,
@@ -193,10 +223,36 @@ impl ConnectorHost {
             key,
             config,
             indexes: Arc::new(Mutex::new(HashMap::new())),
-            limiter: SiteLimiter::default(),
+            limiter,
             profile: CallProfile::default(),
             _claim: Arc::new(claim),
+            holder,
         })
+    }
+
+    /// Whether the host shares its database with other hosts (PostgreSQL): then a
+    /// tenant's changes are locked across hosts and its work is leased.
+    pub fn shares_database(&self) -> bool {
+        self.config.database_url.is_some()
+    }
+
+    /// This process's leases in the store.
+    pub fn leases(&self) -> connector_store::Leases {
+        self.store.leases(&self.holder)
+    }
+
+    /// Waits until no other caller — in this process or another host on the database —
+    /// changes the instance `namespace`, and keeps them out while the guard lives. `None`
+    /// on an embedded store: this process is its only host, and its callers take the
+    /// instance in turn already.
+    pub async fn lock_instance(&self, namespace: &str) -> Result<Option<connector_store::Claim>> {
+        if !self.shares_database() {
+            return Ok(None);
+        }
+        let store = self.store.clone();
+        let name = format!("instance/{namespace}");
+        let locked = tokio::task::spawn_blocking(move || store.lock(&name)).await?;
+        Ok(Some(locked.map_err(|e| anyhow!("cannot change instance {namespace}: {e}"))?))
     }
 
     /// The host's configuration.
@@ -651,6 +707,17 @@ impl Instance {
         Err(failure)
     }
 
+    /// Keeps other callers — in this process or other hosts on a shared database — from
+    /// changing the instance while the guard lives ([`ConnectorHost::lock_instance`]), and
+    /// takes up the grants another host may have changed since this instance's last call.
+    async fn exclusive(&mut self) -> Result<Option<connector_store::Claim>> {
+        let held = self.host.lock_instance(&self.grants.namespace).await?;
+        if held.is_some() {
+            self.grants.outbound.reset(self.host.granted_origins(&self.grants.namespace)?);
+        }
+        Ok(held)
+    }
+
     /// The instance's namespace.
     pub fn namespace(&self) -> &str {
         &self.grants.namespace
@@ -669,6 +736,7 @@ impl Instance {
         mut config: Vec<(String, String)>,
         policy: ConnectPolicy,
     ) -> Result<Result<types::Connection, types::ConnectorError>> {
+        let _exclusive = self.exclusive().await?;
         if policy.allow_loopback && matches!(self.exports, Exports::V0_1(_)) {
             // 0.1.x connectors learnt the loopback policy from a field of their own.
             let info = self.describe().await?;
@@ -764,6 +832,7 @@ impl Instance {
         &mut self,
         connection_id: &str,
     ) -> Result<Result<types::Connection, types::ConnectorError>> {
+        let _exclusive = self.exclusive().await?;
         let outcome = guarded!(self, call_disconnect(connection_id));
         if let Ok(Ok(_)) = &outcome
             && matches!(self.exports, Exports::Current(_))
@@ -780,6 +849,7 @@ impl Instance {
         connection_id: &str,
         sources: &[String],
     ) -> Result<Result<Vec<types::IngestOutcome>, types::ConnectorError>> {
+        let _exclusive = self.exclusive().await?;
         guarded!(self, call_ingest(connection_id, sources))
     }
 
@@ -789,12 +859,14 @@ impl Instance {
         memory_id: &str,
         allow_mass_delete: bool,
     ) -> Result<Result<types::Memory, types::ConnectorError>> {
+        let _exclusive = self.exclusive().await?;
         let options = types::SyncOptions { allow_mass_delete };
         guarded!(self, call_sync(memory_id, options), legacy(memory_id, since_v0_1::sync_options(options)))
     }
 
     /// One step of work.
     pub async fn step(&mut self, memory_id: &str) -> Result<Result<types::StepReport, types::ConnectorError>> {
+        let _exclusive = self.exclusive().await?;
         guarded!(self, call_step(memory_id))
     }
 

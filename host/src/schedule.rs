@@ -27,6 +27,10 @@ pub struct Schedule {
     pub last_error: Option<String>,
     /// Unix time of the last successful sync.
     pub last_success: Option<u64>,
+    /// Whether a sync Auto Resync started has not finished yet (whichever host finishes it
+    /// records its outcome here).
+    #[serde(default)]
+    pub running: bool,
 }
 
 impl Schedule {
@@ -35,8 +39,15 @@ impl Schedule {
         self.failures > 0
     }
 
+    /// Records that a sync starts now: the next one is due an interval later.
+    pub fn started(&mut self, now: u64) {
+        self.running = true;
+        self.next_run = now + self.every_secs;
+    }
+
     /// Records a successful sync.
     pub fn succeeded(&mut self, now: u64) {
+        self.running = false;
         self.failures = 0;
         self.last_error = None;
         self.last_success = Some(now);
@@ -45,6 +56,7 @@ impl Schedule {
 
     /// Records a failed sync: the next attempt waits twice as long per failure in a row.
     pub fn failed(&mut self, now: u64, error: String) {
+        self.running = false;
         self.failures = self.failures.saturating_add(1);
         self.last_error = Some(error);
         let factor = 1u64 << self.failures.min(16);
@@ -155,9 +167,31 @@ impl ConnectorHost {
             failures: 0,
             last_error: None,
             last_success: None,
+            running: false,
         };
         self.save_schedule(namespace, &schedule)?;
         Ok(Ok(Some(schedule)))
+    }
+
+    /// Claims the due Auto Resync of a memory for the caller: `Some((due time, schedule))`,
+    /// the schedule marked started (its next run an interval away), when it was due, and `None` when it is not
+    /// due, or no longer (another host claimed it first). The claim is one step under the
+    /// instance's schedule lock, so a due time is claimed once across every host.
+    pub async fn claim_due_schedule(&self, namespace: &str, memory: &str) -> Result<Option<(u64, Schedule)>> {
+        let host = self.clone();
+        let (namespace, memory) = (namespace.to_string(), memory.to_string());
+        tokio::task::spawn_blocking(move || {
+            let _locked = host.store().lock(&format!("schedules/{namespace}")).map_err(|e| anyhow!("{e}"))?;
+            let Some(mut schedule) = host.schedule(&namespace, &memory)? else { return Ok(None) };
+            let due = schedule.next_run;
+            if due > now() {
+                return Ok(None);
+            }
+            schedule.started(now());
+            host.save_schedule(&namespace, &schedule)?;
+            Ok(Some((due, schedule)))
+        })
+        .await?
     }
 
     /// Every schedule of an instance.
@@ -203,6 +237,7 @@ mod tests {
             failures: 0,
             last_error: None,
             last_success: None,
+            running: false,
         };
         schedule.failed(1000, "token expired".into());
         assert_eq!((schedule.failures, schedule.next_run), (1, 1120));

@@ -17,6 +17,7 @@ mod hostile_input;
 mod includes;
 mod ingest;
 mod labels;
+mod many_hosts;
 mod mcp;
 mod operator_key;
 mod postgres;

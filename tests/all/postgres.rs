@@ -2,11 +2,12 @@
 //! into the database — connections, memories, secrets and the search index, nothing in the
 //! data directory but the compile cache — and another host process on another machine's
 //! data directory answers from the same database afterwards. The operator key comes from
-//! the environment; one host process uses a database at a time.
+//! the environment; a key rotation waits until no host uses the database. Several hosts
+//! serving one database at once: `many_hosts`.
 
 use crate::support::*;
 
-const KEY: &str = "5f0c8e1d2b3a49577a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f";
+pub(crate) const KEY: &str = "5f0c8e1d2b3a49577a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f";
 
 fn server() -> pg_server::PgServer {
     pg_server::PgServer::start().unwrap_or_else(|e| panic!("the PostgreSQL test server did not start: {e}"))
@@ -50,7 +51,7 @@ fn a_space_ingested_into_postgres_is_answered_by_another_host() {
 }
 
 #[test]
-fn the_database_needs_the_operator_key_and_one_host_at_a_time() {
+fn the_database_needs_the_operator_key_and_a_rotation_waits_for_the_hosts() {
     let server = server();
     let url = server.database().unwrap();
     let mut world = World::new();
@@ -70,18 +71,21 @@ fn the_database_needs_the_operator_key_and_one_host_at_a_time() {
     assert!(!output.status.success());
     assert!(text(&output).contains("does not open the secrets stored in this database"), "{}", text(&output));
 
-    // While one host process holds the database, another is refused.
-    let holder = connector_store::Store::connect(&url).unwrap();
-    let claim = holder.claim().unwrap().expect("nobody else holds the database");
+    // Hosts use the database together; a key rotation waits until none does.
+    let host = connector_store::Store::connect(&url).unwrap();
+    let serving = host.claim(connector_store::ClaimMode::Shared).unwrap().expect("hosts share the database");
+    assert!(world.run(&["status"]).status.success(), "another host at the same time");
+    world.env.push(("NEXT_OPERATOR_KEY".into(), "c3".repeat(32)));
+    let output = world.run(&["operator-key", "rotate", "--new-key-env", "NEXT_OPERATOR_KEY"]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("stop every host on it first"), "{}", text(&output));
+    drop(serving);
+    let rotating = host.claim(connector_store::ClaimMode::Exclusive).unwrap().expect("no host left");
     let output = world.run(&["status"]);
     assert!(!output.status.success());
-    assert!(
-        text(&output).contains("another connector-host process is using this PostgreSQL database"),
-        "{}",
-        text(&output)
-    );
-    drop(claim);
-    assert!(world.run(&["status"]).status.success(), "free again once the first host is gone");
+    assert!(text(&output).contains("is being rotated"), "{}", text(&output));
+    drop(rotating);
+    assert!(world.run(&["status"]).status.success(), "free again once the rotation is over");
 }
 
 #[test]

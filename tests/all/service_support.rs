@@ -23,6 +23,11 @@ impl Served {
 
     /// Starts `serve` on a free port with exactly these options; its logs go to `stderr`.
     pub fn spawn(data_dir: &Path, args: &[&str], stderr: Stdio) -> Served {
+        Served::spawn_with(data_dir, args, &[], stderr)
+    }
+
+    /// [`Served::spawn`] with this environment on top (e.g. a database URL and its key).
+    pub fn spawn_with(data_dir: &Path, args: &[&str], env: &[(String, String)], stderr: Stdio) -> Served {
         let _ = std::fs::remove_file(data_dir.join("serve.json"));
         let child = Command::new(env!("CARGO_BIN_EXE_connector-host"))
             .arg("--data-dir")
@@ -31,7 +36,9 @@ impl Served {
             .args(args)
             .env("CONNECTOR_HOST_CACHE_DIR", cache_dir())
             .env_remove("CONNECTOR_HOST_KEY")
+            .env_remove("CONNECTOR_HOST_DATABASE_URL")
             .env_remove("CONNECTOR_HOST_LOG")
+            .envs(env.iter().map(|(name, value)| (name.as_str(), value.as_str())))
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

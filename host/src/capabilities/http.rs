@@ -26,12 +26,39 @@ pub const MAX_IN_FLIGHT_PER_SITE: usize = 4;
 /// Longest pause a `Retry-After` can impose on a site.
 pub const MAX_PAUSE: Duration = Duration::from_secs(60);
 
+/// How long a host may keep a slot of a site shared with other hosts ([`SiteLimiter::shared`])
+/// before the others may take it: a host that dies mid-request gives its slots back then.
+pub const SHARED_SLOT_TERM: Duration = Duration::from_secs(120);
+
+/// Longest wait between two looks for a free shared slot.
+const SHARED_SLOT_POLL: Duration = Duration::from_millis(200);
+
 /// One rate limiter per site, shared by every instance of a host: it bounds requests in
 /// flight, and after a 429 or 503 with `Retry-After` no request to that site starts
-/// before the pause is over, whichever instance sends it.
-#[derive(Clone, Default, Debug)]
+/// before the pause is over, whichever instance sends it. Hosts sharing a database share
+/// both ([`SiteLimiter::shared`]).
+#[derive(Clone, Default)]
 pub struct SiteLimiter {
     sites: Arc<Mutex<HashMap<String, Arc<SiteState>>>>,
+    shared: Option<SharedSites>,
+}
+
+impl std::fmt::Debug for SiteLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SiteLimiter").field("shared", &self.shared.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// The slots and pauses of sites, kept as leases in the database the hosts share: slot
+/// `n` of a site is the lease `site/<origin>/<n>` (held per request, for at most
+/// [`SHARED_SLOT_TERM`]), and a pause the lease `site-pause/<origin>`, which lasts as long
+/// as the pause.
+#[derive(Clone)]
+struct SharedSites {
+    store: connector_store::Store,
+    /// This host's lease holder name; each request holds its slot as `<holder>/<n>`.
+    holder: Arc<str>,
+    requests: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -40,7 +67,39 @@ struct SiteState {
     paused_until: Mutex<Option<Instant>>,
 }
 
+/// A request's place among those in flight to its site; given back when dropped.
+pub struct SiteSlot {
+    _local: OwnedSemaphorePermit,
+    /// The shared slot (its holder's leases and the slot's name), when hosts share sites.
+    shared: Option<(connector_store::Leases, String)>,
+}
+
+impl Drop for SiteSlot {
+    fn drop(&mut self) {
+        let Some((leases, slot)) = self.shared.take() else { return };
+        let release = move || {
+            if let Err(error) = leases.release(&slot) {
+                tracing::warn!(%slot, "cannot give a shared request slot back (it frees itself in {SHARED_SLOT_TERM:?}): {error}");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(release)),
+            Err(_) => release(),
+        }
+    }
+}
+
 impl SiteLimiter {
+    /// A limiter whose bounds hold across every host on `store`'s database: at most
+    /// [`MAX_IN_FLIGHT_PER_SITE`] requests in flight to a site from all of them together, and
+    /// a `Retry-After` one host receives pauses them all. `holder` names this host.
+    pub fn shared(store: connector_store::Store, holder: &str) -> SiteLimiter {
+        SiteLimiter {
+            sites: Arc::default(),
+            shared: Some(SharedSites { store, holder: holder.into(), requests: Arc::default() }),
+        }
+    }
+
     fn site(&self, origin: &str) -> Arc<SiteState> {
         let mut sites = self.sites.lock().expect("limiter lock");
         sites
@@ -55,14 +114,18 @@ impl SiteLimiter {
     }
 
     /// Waits for a slot for `origin` and for any pause to end.
-    pub async fn acquire(&self, origin: &str) -> OwnedSemaphorePermit {
+    pub async fn acquire(&self, origin: &str) -> SiteSlot {
         let site = self.site(origin);
         let permit = site.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
         let until = *site.paused_until.lock().expect("pause lock");
         if let Some(until) = until {
             tokio::time::sleep_until(until).await;
         }
-        permit
+        let shared = match &self.shared {
+            Some(shared) => shared.acquire(origin).await,
+            None => None,
+        };
+        SiteSlot { _local: permit, shared }
     }
 
     /// Notes a response: 429 and 503 with `Retry-After` pause the site.
@@ -71,11 +134,70 @@ impl SiteLimiter {
             return;
         }
         let Some(seconds) = retry_after.and_then(|v| v.trim().parse::<u64>().ok()) else { return };
-        let until = Instant::now() + Duration::from_secs(seconds).min(MAX_PAUSE);
+        let pause = Duration::from_secs(seconds).min(MAX_PAUSE);
+        let until = Instant::now() + pause;
         let site = self.site(origin);
         let mut paused = site.paused_until.lock().expect("pause lock");
         if paused.is_none_or(|current| current < until) {
             *paused = Some(until);
+        }
+        if let Some(shared) = &self.shared {
+            shared.pause(origin, pause);
+        }
+    }
+}
+
+impl SharedSites {
+    /// A slot of `origin` among those all hosts share, after any pause another host noted;
+    /// `None` (this host's own bounds alone) when the database cannot be asked.
+    async fn acquire(&self, origin: &str) -> Option<(connector_store::Leases, String)> {
+        let request = self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let leases = self.store.leases(&format!("{}/{request}", self.holder));
+        let slots: Vec<String> = (0..MAX_IN_FLIGHT_PER_SITE).map(|n| format!("site/{origin}/{n}")).collect();
+        let pause = format!("site-pause/{origin}");
+        let mut wait = Duration::from_millis(5);
+        loop {
+            let asking = leases.clone();
+            let (slots_, pause_) = (slots.clone(), pause.clone());
+            let answer = tokio::task::spawn_blocking(move || -> Result<(Option<Duration>, Option<String>), String> {
+                if let Some(left) = asking.time_left(&pause_).map_err(|e| e.to_string())? {
+                    return Ok((Some(left), None));
+                }
+                Ok((None, asking.acquire_any(&slots_, SHARED_SLOT_TERM).map_err(|e| e.to_string())?))
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|answer| answer);
+            match answer {
+                Ok((Some(paused), _)) => tokio::time::sleep(paused.min(MAX_PAUSE)).await,
+                Ok((None, Some(slot))) => return Some((leases, slot)),
+                Ok((None, None)) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(SHARED_SLOT_POLL);
+                }
+                Err(error) => {
+                    tracing::warn!(%origin, "cannot share the site's request slots with the other hosts; this host's own limit alone holds: {error}");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Pauses `origin` for every host for `pause` (a pause only grows).
+    fn pause(&self, origin: &str, pause: Duration) {
+        let leases = self.store.leases("retry-after");
+        let name = format!("site-pause/{origin}");
+        let record = move || {
+            let longer = leases.time_left(&name).map(|left| left.is_none_or(|left| left < pause));
+            if let Err(error) =
+                longer.and_then(|longer| if longer { leases.acquire(&name, pause).map(drop) } else { Ok(()) })
+            {
+                tracing::warn!(site = %name, "cannot tell the other hosts about a Retry-After: {error}");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(record)),
+            Err(_) => record(),
         }
     }
 }
@@ -332,6 +454,43 @@ mod tests {
         assert!(blocked.is_err(), "a fifth request waits");
         held.pop();
         assert!(tokio::time::timeout(Duration::from_millis(50), limiter.acquire("https://a:443")).await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn hosts_sharing_a_database_share_the_bounds_of_a_site() {
+        let server =
+            pg_server::PgServer::start().unwrap_or_else(|e| panic!("the PostgreSQL test server did not start: {e}"));
+        let url = server.database().unwrap();
+        let store =
+            |url: String| std::thread::spawn(move || connector_store::Store::connect(&url).unwrap()).join().unwrap();
+        let (one, other) = (
+            SiteLimiter::shared(store(url.clone()), "host-one"),
+            SiteLimiter::shared(store(url.clone()), "host-other"),
+        );
+        let site = "https://acme.atlassian.net:443";
+        let mut held = Vec::new();
+        for n in 0..MAX_IN_FLIGHT_PER_SITE {
+            held.push([&one, &other][n % 2].acquire(site).await);
+        }
+        for limiter in [&one, &other] {
+            let blocked = tokio::time::timeout(Duration::from_millis(300), limiter.acquire(site)).await;
+            assert!(blocked.is_err(), "a fifth request waits, whichever host sends it");
+        }
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), one.acquire("https://other.example:443")).await.is_ok(),
+            "another site has slots of its own"
+        );
+        held.pop();
+        let freed = tokio::time::timeout(Duration::from_secs(2), other.acquire(site)).await;
+        assert!(freed.is_ok(), "a slot given back by one host serves the other");
+        drop((held, freed));
+
+        // A Retry-After one host receives pauses the other.
+        one.note(site, 429, Some("2"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        drop(other.acquire(site).await);
+        assert!(started.elapsed() >= Duration::from_millis(1500), "paused: {:?}", started.elapsed());
     }
 
     /// A DNS server that answers each lookup with the next address of its list.

@@ -129,7 +129,8 @@ pub async fn rotate_operator_key(
             );
         }
     }
-    let (store, _claim) = connector_host::runtime::open_store(data_dir, database_url)?;
+    let (store, _claim) =
+        connector_host::runtime::open_store(data_dir, database_url, connector_store::ClaimMode::Exclusive)?;
     let rotation = connector_host::operator_key::rotate(data_dir, &store, new_key_env)?;
     println!(
         "re-encrypted {} secrets under the new operator key ({}); the old key no longer opens them",

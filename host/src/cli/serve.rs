@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// Largest HTTP response a connector may receive, in MiB (default 64).
     #[arg(long)]
     max_response_mib: Option<u64>,
+    /// How long a work lease on a tenant lasts unless renewed (default 30s): on a shared
+    /// database, how soon another host takes over the work of a host that died.
+    #[arg(long)]
+    lease: Option<String>,
     /// Stop after this long (e.g. 30s); default: run until SIGTERM or SIGINT.
     #[arg(long)]
     run_for: Option<String>,
@@ -103,6 +107,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         quotas: None,
         embedding_model: cli.embedding_model.clone(),
         database_url: cli.database_url.clone(),
+        lease: args.lease.clone(),
     };
     let config = flags.resolve(file)?;
     crate::init_logging("info", config.log_format == LogFormat::Json);

@@ -65,6 +65,9 @@ pub struct ServeSettings {
     /// PostgreSQL database URL (the global `--database-url` flag and
     /// `CONNECTOR_HOST_DATABASE_URL` win over it).
     pub database_url: Option<String>,
+    /// How long a host's work lease on a tenant lasts unless renewed, e.g. `30s` (default):
+    /// on a shared database, how soon another host takes over the work of one that died.
+    pub lease: Option<String>,
 }
 
 /// Limits of every call into a connector.
@@ -114,6 +117,8 @@ pub struct ServeConfig {
     pub embedding_model: Option<std::path::PathBuf>,
     /// PostgreSQL database (`None`: the embedded store in the data directory).
     pub database_url: Option<String>,
+    /// How long a work lease lasts unless renewed (shared databases).
+    pub lease: Duration,
 }
 
 impl ServeSettings {
@@ -154,6 +159,10 @@ impl ServeSettings {
             quotas: self.quotas.or(file.quotas).unwrap_or_default(),
             embedding_model: self.embedding_model.or(file.embedding_model),
             database_url: self.database_url.or(file.database_url),
+            lease: match self.lease.or(file.lease) {
+                Some(text) => crate::schedule::parse_interval(&text).context("lease")?,
+                None => Duration::from_secs(30),
+            },
         };
         if config.database_url.is_some()
             && (config.quotas.index_mib.is_some() || config.quotas.instances.values().any(|l| l.index_mib.is_some()))
@@ -162,6 +171,9 @@ impl ServeSettings {
                 "quotas.index_mib measures a search index directory, and with a PostgreSQL database the index is in \
                  the database: use quotas.documents there"
             );
+        }
+        if config.lease < Duration::from_secs(3) {
+            bail!("lease must be at least 3s: hosts renew their leases every third of it");
         }
         if config.concurrency == 0 || config.max_concurrent_calls == 0 {
             bail!("concurrency and max_concurrent_calls must be at least 1");

@@ -62,6 +62,7 @@ impl Service {
             tenants: Tenants::new(
                 host.clone(),
                 config.concurrency,
+                config.lease,
                 config.quotas.clone(),
                 metrics.clone(),
                 shutdown.clone(),
@@ -104,6 +105,7 @@ pub async fn run(host: ConnectorHost, config: ServeConfig, run_for: Option<Durat
     println!("listening on http://{address}");
 
     spawn_stop_signals(shutdown.clone(), run_for);
+    spawn_coordination(service.clone());
     let embedder = embedding::spawn(host.clone(), shutdown.clone());
     let app = api::router(service.clone());
     let stopped = shutdown.clone();
@@ -118,6 +120,55 @@ pub async fn run(host: ConnectorHost, config: ServeConfig, run_for: Option<Durat
     handoff.remove();
     tracing::info!("stopped");
     served.context("the HTTP server failed")
+}
+
+/// On a database several hosts share, every third of a lease's term: renews this host's
+/// work leases, wakes the workers of tenants whose lease lapsed (a host died driving them:
+/// one of the hosts takes the work over), and loads the tenants other hosts created since
+/// (every host serves every tenant).
+fn spawn_coordination(service: Arc<Service>) {
+    if !service.host.shares_database() {
+        return;
+    }
+    tokio::spawn(async move {
+        let lease = service.config.lease;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(lease / 3) => {}
+                _ = service.shutdown.cancelled() => return,
+            }
+            let leases = service.host.leases();
+            let renewed = tokio::task::spawn_blocking(move || {
+                leases.renew(lease)?;
+                leases.lapsed(tenants::WORK_LEASES)
+            })
+            .await;
+            match renewed {
+                Ok(Ok(lapsed)) => {
+                    for name in lapsed.iter().filter_map(|name| name.strip_prefix(tenants::WORK_LEASES)) {
+                        if let Ok(tenant) = service.tenants.get(name).await {
+                            tenant.wake();
+                        }
+                    }
+                }
+                Ok(Err(error)) => tracing::warn!("cannot renew this host's work leases: {error}"),
+                Err(error) => tracing::warn!("cannot renew this host's work leases: {error}"),
+            }
+            let host = service.host.clone();
+            match tokio::task::spawn_blocking(move || host.instances()).await {
+                Ok(Ok(names)) => {
+                    let loaded = service.tenants.names();
+                    for name in names.iter().filter(|name| !loaded.contains(name)) {
+                        if let Err(error) = service.tenants.get(name).await {
+                            tracing::error!(tenant = %name, "cannot load the tenant: {error:#}");
+                        }
+                    }
+                }
+                Ok(Err(error)) => tracing::warn!("cannot list the tenants: {error:#}"),
+                Err(error) => tracing::warn!("cannot list the tenants: {error}"),
+            }
+        }
+    });
 }
 
 fn spawn_stop_signals(shutdown: CancellationToken, run_for: Option<Duration>) {

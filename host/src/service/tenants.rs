@@ -8,10 +8,18 @@
 //! next step only after every tenant that was waiting before it, however large its space.
 //! Read-only calls (status, ask) run on instances of their own ([`super::readers`]) and
 //! never wait for a step.
+//!
+//! On a database several hosts share, every host loads every tenant, and a tenant's work
+//! is leased: a worker drives its tenant only while this host holds the tenant's work lease
+//! (taken with a step permit in hand, so that hosts split the tenants between them; renewed
+//! by [`super::spawn_coordination`]; given up when the tenant has no work left or the host
+//! stops). A host that dies stops renewing; when its lease expires, another host's worker
+//! takes it and continues from the last checkpoint. Changes to a tenant (steps, API
+//! calls) are locked across hosts on top ([`crate::runtime::ConnectorHost::lock_instance`]).
 //! Workers run on a runtime of their own whose threads have background priority
 //! ([`crate::priority`]): answering stays fast while a large ingest runs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +38,9 @@ use crate::service::quotas::{Limits, Quotas, usage_refusal};
 /// Steps in a row a memory may fail before its worker sets it aside (until it is synced
 /// again or the service restarts).
 const MAX_FAILED_STEPS: u32 = 3;
+
+/// The prefix of the tenants' work leases (`work/<tenant>`).
+pub const WORK_LEASES: &str = "work/";
 
 /// How long an idle worker sleeps before it looks at its schedules again.
 const IDLE: Duration = Duration::from_millis(500);
@@ -76,16 +87,20 @@ pub struct Tenants {
     quotas: Quotas,
     metrics: Metrics,
     shutdown: CancellationToken,
+    /// How long a work lease lasts unless renewed (shared databases).
+    lease: Duration,
     map: Mutex<HashMap<String, Arc<Tenant>>>,
     creating: tokio::sync::Mutex<()>,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Tenants {
-    /// No tenants yet; `concurrency` steps may run at once across all of them.
+    /// No tenants yet; `concurrency` steps may run at once across all of them; on a shared
+    /// database a tenant's work lease lasts `lease` unless renewed.
     pub fn new(
         host: ConnectorHost,
         concurrency: usize,
+        lease: Duration,
         quotas: Quotas,
         metrics: Metrics,
         shutdown: CancellationToken,
@@ -104,6 +119,7 @@ impl Tenants {
             quotas,
             metrics,
             shutdown,
+            lease,
             map: Mutex::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
             workers: Mutex::new(Vec::new()),
@@ -145,7 +161,8 @@ impl Tenants {
             permits: self.permits.clone(),
             metrics: self.metrics.clone(),
             shutdown: self.shutdown.clone(),
-            scheduled: HashSet::new(),
+            lease: self.lease,
+            leased: false,
             counted: HashMap::new(),
             failures: HashMap::new(),
         };
@@ -188,9 +205,10 @@ struct Worker {
     permits: Arc<Semaphore>,
     metrics: Metrics,
     shutdown: CancellationToken,
-    /// Memories whose running sync this worker started for Auto Resync: their outcome
-    /// updates the schedule.
-    scheduled: HashSet<String>,
+    /// How long the work lease lasts unless renewed.
+    lease: Duration,
+    /// Whether this host held the tenant's work lease when it last looked.
+    leased: bool,
     /// Request and retry counters of each memory's run as last reported, for the metrics.
     counted: HashMap<String, (u32, u32)>,
     /// Failed steps in a row, by memory.
@@ -216,6 +234,15 @@ impl Worker {
                 }
                 continue;
             }
+            if !self.leased && !self.take_lease_in_turn().await {
+                // Another host drives the tenant (and sees its new work); look again later,
+                // in case it stops.
+                tokio::select! {
+                    _ = tokio::time::sleep(IDLE) => {}
+                    _ = self.shutdown.cancelled() => {}
+                }
+                continue;
+            }
             let pending = match self.tenant.instance().await.pending().await {
                 Ok(pending) => pending,
                 Err(error) => {
@@ -228,6 +255,7 @@ impl Worker {
             let mut pending: Vec<String> = pending.into_iter().filter(|id| !parked.contains_key(id)).collect();
             if pending.is_empty() {
                 scan = false;
+                self.release_lease().await;
                 continue;
             }
             if let Some(reason) = self.over_quota().await {
@@ -247,14 +275,81 @@ impl Worker {
                     _ = self.shutdown.cancelled() => break,
                 };
                 let Ok(_permit) = permit else { break };
+                if !self.hold_lease().await {
+                    break;
+                }
                 let outcome = self.tenant.instance().await.step(&memory).await;
-                self.settle_step(&memory, outcome);
+                self.settle_step(&memory, outcome).await;
             }
         }
+        // Another host may take the tenant's work at once rather than when the lease expires.
+        self.release_lease().await;
         tracing::debug!(tenant = %namespace, "worker stopped");
     }
 
-    fn settle_step(
+    /// The name of the tenant's work lease.
+    fn lease_name(&self) -> String {
+        format!("{WORK_LEASES}{}", self.tenant.namespace)
+    }
+
+    /// Takes the work lease with a step permit in hand, so that a host whose permits are
+    /// all busy leaves the tenant to a host that has one free. Whether this host has it.
+    async fn take_lease_in_turn(&mut self) -> bool {
+        if !self.host.shares_database() {
+            self.leased = true;
+            return true;
+        }
+        let permit = tokio::select! {
+            permit = self.permits.clone().acquire_owned() => permit,
+            _ = self.shutdown.cancelled() => return false,
+        };
+        let Ok(_permit) = permit else { return false };
+        self.hold_lease().await
+    }
+
+    /// Whether this host may drive the tenant's work now: always on an embedded store; on
+    /// a shared database while it holds the tenant's work lease (taking or extending it).
+    async fn hold_lease(&mut self) -> bool {
+        if !self.host.shares_database() {
+            return true;
+        }
+        let (leases, name, lease) = (self.host.leases(), self.lease_name(), self.lease);
+        let held = match tokio::task::spawn_blocking(move || leases.acquire(&name, lease)).await {
+            Ok(Ok(held)) => held,
+            Ok(Err(error)) => {
+                tracing::warn!(tenant = %self.tenant.namespace, "cannot take the work lease: {error}");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(tenant = %self.tenant.namespace, "cannot take the work lease: {error}");
+                false
+            }
+        };
+        if held != self.leased {
+            match held {
+                true => tracing::info!(tenant = %self.tenant.namespace, "this host drives the tenant's work"),
+                false => tracing::info!(tenant = %self.tenant.namespace, "another host drives the tenant's work"),
+            }
+        }
+        self.leased = held;
+        held
+    }
+
+    /// Gives the work lease up (nothing left to do, or the host stops).
+    async fn release_lease(&mut self) {
+        if !self.host.shares_database() || !self.leased {
+            return;
+        }
+        self.leased = false;
+        let (leases, name) = (self.host.leases(), self.lease_name());
+        match tokio::task::spawn_blocking(move || leases.release(&name)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(tenant = %self.tenant.namespace, "cannot give the work lease up: {error}"),
+            Err(error) => tracing::warn!(tenant = %self.tenant.namespace, "cannot give the work lease up: {error}"),
+        }
+    }
+
+    async fn settle_step(
         &mut self,
         memory: &str,
         outcome: Result<Result<crate::bindings::types::StepReport, ConnectorError>>,
@@ -271,7 +366,7 @@ impl Worker {
                         tenant = %namespace, memory, status = ?report.memory.status,
                         pages = report.memory.documents, chunks = report.memory.chunks, "settled"
                     );
-                    self.finish_scheduled(&report.memory);
+                    self.finish_scheduled(&report.memory.id, scheduled_outcome(&report.memory)).await;
                 }
                 return;
             }
@@ -290,7 +385,8 @@ impl Worker {
         if *count >= MAX_FAILED_STEPS {
             tracing::error!(tenant = %namespace, memory, "set aside after {count} failed steps until it is synced again");
             self.failures.remove(memory);
-            self.tenant.parked.lock().expect("parked lock").insert(memory.to_string(), failure);
+            self.tenant.parked.lock().expect("parked lock").insert(memory.to_string(), failure.clone());
+            self.finish_scheduled(memory, Err(failure)).await;
         }
     }
 
@@ -327,24 +423,26 @@ impl Worker {
         self.metrics.confluence_requests(u64::from(requests), u64::from(retries));
     }
 
-    /// Starts the syncs whose Auto Resync is due; returns whether it started any.
+    /// Starts the syncs whose Auto Resync is due; returns whether it started any. On a
+    /// shared database only the host driving the tenant starts them, and each due time
+    /// is claimed once ([`ConnectorHost::claim_due_schedule`]).
     async fn start_due_syncs(&mut self) -> Result<bool> {
         let namespace = self.tenant.namespace.clone();
-        let due: Vec<Schedule> = self
-            .host
-            .schedules(&namespace)?
-            .into_iter()
-            .filter(|s| s.next_run <= now() && !self.scheduled.contains(&s.memory))
-            .collect();
+        let due: Vec<Schedule> = self.host.schedules(&namespace)?.into_iter().filter(|s| s.next_run <= now()).collect();
+        if due.is_empty() || !self.hold_lease().await {
+            return Ok(false);
+        }
         let mut any = false;
-        for mut schedule in due {
+        for schedule in due {
+            let Some((due, mut schedule)) = self.host.claim_due_schedule(&namespace, &schedule.memory).await? else {
+                continue;
+            };
             let started = self.tenant.instance().await.sync(&schedule.memory, false).await;
             match started {
                 Ok(Ok(memory)) => {
                     any = true;
                     self.tenant.unpark(&memory.id);
-                    tracing::info!(tenant = %namespace, memory = %memory.id, "auto-resync started");
-                    self.scheduled.insert(memory.id);
+                    tracing::info!(tenant = %namespace, memory = %memory.id, due, "auto-resync started");
                 }
                 Ok(Err(ConnectorError::NotFound(_))) => self.host.remove_schedule(&namespace, &schedule.memory)?,
                 Ok(Err(error)) => {
@@ -361,22 +459,34 @@ impl Worker {
     }
 
     /// Records the outcome of an Auto Resync run in the schedule as it is now (it may have
-    /// been changed or turned off while the sync ran).
-    fn finish_scheduled(&mut self, memory: &Memory) {
-        if !self.scheduled.remove(&memory.id) {
-            return;
-        }
-        let namespace = &self.tenant.namespace;
-        let recorded = self.host.schedule(namespace, &memory.id).and_then(|current| {
-            let Some(mut schedule) = current else { return Ok(()) };
-            match memory.status {
-                MemoryStatus::Ingested => schedule.succeeded(now()),
-                _ => schedule.failed(now(), memory.error.clone().unwrap_or_else(|| "sync failed".into())),
+    /// been changed or turned off while the sync ran), if Auto Resync started the run.
+    async fn finish_scheduled(&mut self, memory: &str, outcome: Result<(), String>) {
+        let (host, namespace, memory) = (self.host.clone(), self.tenant.namespace.clone(), memory.to_string());
+        let recorded = tokio::task::spawn_blocking(move || {
+            let _locked = host.store().lock(&format!("schedules/{namespace}")).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let Some(mut schedule) = host.schedule(&namespace, &memory)? else { return Ok(()) };
+            if !schedule.running {
+                return Ok(());
             }
-            self.host.save_schedule(namespace, &schedule)
-        });
+            match outcome {
+                Ok(()) => schedule.succeeded(now()),
+                Err(error) => schedule.failed(now(), error),
+            }
+            host.save_schedule(&namespace, &schedule)
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|recorded| recorded);
         if let Err(error) = recorded {
-            tracing::warn!(tenant = %namespace, "cannot save the Auto Resync schedule: {error:#}");
+            tracing::warn!(tenant = %self.tenant.namespace, "cannot save the Auto Resync schedule: {error:#}");
         }
+    }
+}
+
+/// What a finished run means for its Auto Resync schedule.
+fn scheduled_outcome(memory: &Memory) -> Result<(), String> {
+    match memory.status {
+        MemoryStatus::Ingested => Ok(()),
+        _ => Err(memory.error.clone().unwrap_or_else(|| "sync failed".into())),
     }
 }

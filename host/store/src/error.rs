@@ -14,6 +14,16 @@ pub enum StoreError {
     #[error("PostgreSQL: {0}")]
     Postgres(String),
 
+    /// Another holder kept a lock ([`Store::lock`](crate::Store::lock)) longer than a caller
+    /// waits for it.
+    #[error("the lock {name} has been held elsewhere for {waited:?}: try again later")]
+    LockTimeout {
+        /// The lock's name.
+        name: String,
+        /// How long the caller waited.
+        waited: std::time::Duration,
+    },
+
     /// A namespace, bucket name or secret name is not acceptable.
     #[error("invalid {what} {name:?}: {reason}")]
     InvalidName {

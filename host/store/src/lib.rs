@@ -56,6 +56,7 @@
 pub mod backend;
 mod bucket;
 mod error;
+mod lease;
 mod meta;
 mod secrets;
 
@@ -64,6 +65,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use backend::{Backend, Table, Write};
+pub use backend::{Claim, ClaimMode};
+pub use lease::Leases;
 
 pub use bucket::{Bucket, MAX_PAGE};
 pub use error::StoreError;
@@ -157,10 +160,24 @@ impl Store {
         Ok(Store::with_backend(Box::new(backend::postgres::PostgresBackend::connect(url)?), config))
     }
 
-    /// Makes this process the only host on the store's database while the claim lives
-    /// (`None`: another process holds it). An embedded file is always this process's alone.
-    pub fn claim(&self) -> Result<Option<backend::Claim>, StoreError> {
-        self.inner.backend.claim()
+    /// Claims the store's database for this process while the claim lives (`None`: another
+    /// process's claim excludes it; see [`ClaimMode`]). An embedded file is always this
+    /// process's alone.
+    pub fn claim(&self, mode: ClaimMode) -> Result<Option<Claim>, StoreError> {
+        self.inner.backend.claim(mode)
+    }
+
+    /// The leases of `holder` (one name per host process): work one host does at a time,
+    /// lost when its holder stops renewing it.
+    pub fn leases(&self, holder: &str) -> Leases {
+        Leases { store: self.clone(), holder: holder.to_string() }
+    }
+
+    /// Waits until no other process or thread holds the lock `name`, and holds it while the
+    /// returned guard lives (blocking: call it where blocking is allowed). A process that
+    /// dies releases its locks.
+    pub fn lock(&self, name: &str) -> Result<Claim, StoreError> {
+        self.inner.backend.lock(name)
     }
 
     /// A store over `backend`.

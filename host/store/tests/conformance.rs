@@ -3,6 +3,8 @@
 //! what to install, when it cannot start) — and must behave the same on both.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use connector_store::{OperatorKey, Store, StoreConfig, StoreError};
 use pg_server::PgServer;
@@ -28,30 +30,54 @@ const SUITE: &[(&str, Check)] = &[
     ("rotating_the_operator_key_moves_every_secret_at_once", rotating_the_operator_key_moves_every_secret_at_once),
 ];
 
-fn run_suite(backend: &str, open: &Opener) {
+/// Opens two handles on one fresh database, as two hosts would (an embedded file can be
+/// open once: its two handles are one handle twice).
+type PairOpener<'a> = dyn Fn() -> (Store, Store) + 'a;
+
+/// A check of what hosts sharing a store coordinate with.
+type SharedCheck = fn(&PairOpener);
+
+/// Every check of leases and locks, by name.
+const SHARED_SUITE: &[(&str, SharedCheck)] = &[
+    ("a_lease_has_one_holder_until_released_or_expired", a_lease_has_one_holder_until_released_or_expired),
+    ("a_lock_excludes_every_other_holder_until_dropped", a_lock_excludes_every_other_holder_until_dropped),
+    ("leases_serve_as_the_slots_of_a_shared_semaphore", leases_serve_as_the_slots_of_a_shared_semaphore),
+];
+
+fn run_suite(backend: &str, open: &Opener, pair: &PairOpener) {
     for (name, check) in SUITE {
         eprintln!("{backend}: {name}");
         check(open);
+    }
+    for (name, check) in SHARED_SUITE {
+        eprintln!("{backend}: {name}");
+        check(pair);
     }
 }
 
 #[test]
 fn redb_passes_the_conformance_suite() {
     let dirs = std::sync::Mutex::new(Vec::new());
-    run_suite("redb", &|config| {
+    let open = |config| {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_with(&dir.path().join("host.redb"), config).unwrap();
         dirs.lock().unwrap().push(dir);
         store
+    };
+    run_suite("redb", &open, &|| {
+        let store = open(StoreConfig::default());
+        (store.clone(), store)
     });
 }
 
 #[test]
 fn postgres_passes_the_conformance_suite() {
     let server = PgServer::start().unwrap_or_else(|e| panic!("the PostgreSQL test server did not start: {e}"));
-    run_suite("postgres", &|config| {
+    let connect =
+        |url: &str, config| Store::connect_with(url, config).unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    run_suite("postgres", &|config| connect(&server.database().unwrap(), config), &|| {
         let url = server.database().unwrap();
-        Store::connect_with(&url, config).unwrap_or_else(|e| panic!("{e}\n{}", server.log()))
+        (connect(&url, StoreConfig::default()), connect(&url, StoreConfig::default()))
     });
 }
 
@@ -292,4 +318,106 @@ fn rotating_the_operator_key_moves_every_secret_at_once(open: &Opener) {
         assert!(matches!(stale, Err(StoreError::SecretUndecryptable { .. })), "the old key opens nothing");
     }
     assert!(store.opens_secrets(&new).unwrap() && !store.opens_secrets(&old).unwrap());
+}
+
+fn a_lease_has_one_holder_until_released_or_expired(pair: &PairOpener) {
+    let (first, second) = pair();
+    let (a, b) = (first.leases("host-a"), second.leases("host-b"));
+    let long = Duration::from_secs(30);
+    assert!(a.acquire("work/acme", long).unwrap());
+    assert!(!b.acquire("work/acme", long).unwrap(), "held by another host");
+    assert!(a.acquire("work/acme", long).unwrap(), "its holder extends it");
+    assert_eq!(b.holder_of("work/acme").unwrap().as_deref(), Some("host-a"));
+    let left = b.time_left("work/acme").unwrap().expect("held");
+    assert!(left > Duration::from_secs(25) && left <= long, "{left:?}");
+    assert_eq!(b.time_left("work/nobody").unwrap(), None);
+    assert!(b.acquire("work/globex", long).unwrap());
+    assert_eq!(a.renew(long).unwrap(), ["work/acme"]);
+    b.release("work/acme").unwrap();
+    assert_eq!(a.holder_of("work/acme").unwrap().as_deref(), Some("host-a"), "only its holder releases it");
+    a.release("work/acme").unwrap();
+    assert_eq!(a.holder_of("work/acme").unwrap(), None);
+    assert!(b.acquire("work/acme", long).unwrap(), "free once released");
+
+    // A holder that stops renewing loses the lease when it expires.
+    assert!(a.acquire("work/initech", Duration::from_millis(300)).unwrap());
+    assert!(!b.acquire("work/initech", long).unwrap());
+    assert!(b.lapsed("work/").unwrap().is_empty());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(b.holder_of("work/initech").unwrap(), None, "expired");
+    assert_eq!(b.lapsed("work/").unwrap(), ["work/initech"], "expired without being released");
+    assert!(b.lapsed("other/").unwrap().is_empty());
+    assert!(b.acquire("work/initech", long).unwrap());
+    assert!(b.lapsed("work/").unwrap().is_empty(), "taken again");
+    assert!(a.renew(long).unwrap().is_empty(), "an expired lease taken by another is not renewed");
+    assert_eq!(b.renew(long).unwrap(), ["work/acme", "work/globex", "work/initech"]);
+}
+
+fn a_lock_excludes_every_other_holder_until_dropped(pair: &PairOpener) {
+    let (first, second) = pair();
+    // Different names do not exclude each other; a dropped guard frees its lock at once.
+    let x = first.lock("tenant/x").unwrap();
+    let y = second.lock("tenant/y").unwrap();
+    drop(x);
+    let x_again = second.lock("tenant/x").unwrap();
+    drop((x_again, y));
+
+    let inside = AtomicBool::new(false);
+    let entries = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for store in [&first, &second, &first, &second] {
+            let (inside, entries) = (&inside, &entries);
+            s.spawn(move || {
+                for _ in 0..15 {
+                    let _held = store.lock("tenant/acme").unwrap();
+                    assert!(!inside.swap(true, Ordering::SeqCst), "two holders of one lock at once");
+                    std::thread::sleep(Duration::from_millis(2));
+                    inside.store(false, Ordering::SeqCst);
+                    entries.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(entries.load(Ordering::SeqCst), 60);
+}
+
+fn leases_serve_as_the_slots_of_a_shared_semaphore(pair: &PairOpener) {
+    let (first, second) = pair();
+    let slots: Vec<String> = (0..3).map(|n| format!("site/acme/{n}")).collect();
+    let long = Duration::from_secs(30);
+    let holders: Vec<_> = (0..4).map(|n| [&first, &second][n % 2].leases(&format!("request-{n}"))).collect();
+    let taken: Vec<Option<String>> = holders.iter().map(|h| h.acquire_any(&slots, long).unwrap()).collect();
+    assert_eq!(taken[..3], [Some(slots[0].clone()), Some(slots[1].clone()), Some(slots[2].clone())]);
+    assert_eq!(taken[3], None, "three slots, three holders");
+    holders[1].release(&slots[1]).unwrap();
+    assert_eq!(holders[3].acquire_any(&slots, long).unwrap().as_deref(), Some(slots[1].as_str()), "a freed slot");
+
+    // Many holders racing on two handles never share a slot.
+    let inside: Vec<AtomicBool> = (0..3).map(|_| AtomicBool::new(false)).collect();
+    for (holder, slot) in holders.iter().zip(&slots).take(3) {
+        holder.release(slot).unwrap();
+    }
+    holders[3].release(&slots[1]).unwrap();
+    std::thread::scope(|s| {
+        for n in 0..6 {
+            let store = [&first, &second][n % 2];
+            let (slots, inside) = (&slots, &inside);
+            s.spawn(move || {
+                let leases = store.leases(&format!("racer-{n}"));
+                let mut entered = 0;
+                while entered < 10 {
+                    let Some(slot) = leases.acquire_any(slots, long).unwrap() else {
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    };
+                    let index = slots.iter().position(|s| *s == slot).unwrap();
+                    assert!(!inside[index].swap(true, Ordering::SeqCst), "two holders of {slot}");
+                    std::thread::sleep(Duration::from_millis(1));
+                    inside[index].store(false, Ordering::SeqCst);
+                    leases.release(&slot).unwrap();
+                    entered += 1;
+                }
+            });
+        }
+    });
 }

@@ -2,7 +2,7 @@
 //! when they start together, one truth for all of them), and what it says when it cannot
 //! serve. Runs on a real server started by the test.
 
-use connector_store::{OperatorKey, Store, StoreError};
+use connector_store::{ClaimMode, OperatorKey, Store, StoreError};
 use pg_server::PgServer;
 
 fn server() -> PgServer {
@@ -24,7 +24,7 @@ fn hosts_starting_together_migrate_once_and_share_one_truth() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1], "each migration applied once");
+    assert_eq!(versions, [1, 2], "each migration applied once");
 
     // What one host writes, every other reads.
     let key = OperatorKey::generate();
@@ -96,4 +96,44 @@ fn the_store_serves_callers_on_an_async_runtime() {
             assert_eq!(again.bucket("tenant", flavor).unwrap().get("k").unwrap().as_deref(), Some(&b"v"[..]));
         });
     }
+}
+
+#[test]
+fn hosts_claim_the_database_together_and_a_key_rotation_alone() {
+    let server = server();
+    let url = server.database().unwrap();
+    let (first, second) = (Store::connect(&url).unwrap(), Store::connect(&url).unwrap());
+    let serving = first.claim(ClaimMode::Shared).unwrap().expect("the first host may serve");
+    let also_serving = second.claim(ClaimMode::Shared).unwrap().expect("hosts serve together");
+    assert!(first.claim(ClaimMode::Exclusive).unwrap().is_none(), "no rotation while hosts serve");
+    drop((serving, also_serving));
+    let rotating = first.claim(ClaimMode::Exclusive).unwrap().expect("alone once the hosts are gone");
+    assert!(second.claim(ClaimMode::Shared).unwrap().is_none(), "no host starts during a rotation");
+    drop(rotating);
+    assert!(second.claim(ClaimMode::Shared).unwrap().is_some());
+}
+
+#[test]
+fn the_locks_of_a_killed_host_go_with_it() {
+    // A host's locks live on its sessions: when its process dies, the server ends them. Here
+    // the "host" is a psql-like raw session whose backend is terminated, as a SIGKILLed
+    // host's connections are closed.
+    let server = server();
+    let url = server.database().unwrap();
+    let store = Store::connect(&url).unwrap();
+    let held = store.lock("tenant/acme").unwrap();
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let holders: Vec<i32> = admin
+        .query("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(holders.len(), 1, "one advisory lock held");
+    admin.execute("SELECT pg_terminate_backend($1)", &[&holders[0]]).unwrap();
+    let other = Store::connect(&url).unwrap();
+    let (sender, taken) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(other.lock("tenant/acme").map(|_| ())).unwrap());
+    taken.recv_timeout(std::time::Duration::from_secs(10)).expect("the lock of a dead session is free").unwrap();
+    drop(held); // its connection is gone already: dropping it is no error
 }

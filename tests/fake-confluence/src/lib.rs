@@ -93,7 +93,8 @@ impl FakeConfluence {
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let origin = format!("http://127.0.0.1:{port}");
-        let shared = Arc::new(Shared { state: Mutex::new(State::new(u64::from(port))), origin });
+        let shared =
+            Arc::new(Shared { state: Mutex::new(State::new(u64::from(port))), origin, in_flight: Default::default() });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
         let app_state = shared.clone();
@@ -323,9 +324,15 @@ impl FakeConfluence {
         self.state().users.iter().find(|u| u.email == email).map(|u| u.account_id.clone())
     }
 
-    /// Forgets the recorded requests.
+    /// Forgets the recorded requests (and the most in flight at once).
     pub fn reset_requests(&self) {
         self.state().requests.clear();
+        self.shared.in_flight.most.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The most requests answered at once since the start or [`Self::reset_requests`].
+    pub fn most_in_flight(&self) -> usize {
+        self.shared.in_flight.most.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Serves the legacy v1 content/space endpoints (default false: they answer 410 Gone).

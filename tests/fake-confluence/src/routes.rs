@@ -21,6 +21,33 @@ use crate::v1;
 pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub origin: String,
+    /// Requests being answered now, and the most there were at once.
+    pub in_flight: InFlight,
+}
+
+/// How many requests are being answered at once, and the most so far.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    now: std::sync::atomic::AtomicUsize,
+    pub most: std::sync::atomic::AtomicUsize,
+}
+
+/// One request being answered (counted until dropped).
+struct Answering<'a>(&'a InFlight);
+
+impl InFlight {
+    fn enter(&self) -> Answering<'_> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        Answering(self)
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// A response before it is turned into an axum [`Response`].
@@ -250,6 +277,7 @@ impl Ep {
 
 /// The axum handler for every request.
 pub(crate) async fn handle(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Response {
+    let _answering = shared.in_flight.enter();
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();

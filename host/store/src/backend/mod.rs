@@ -10,6 +10,8 @@
 pub mod postgres;
 pub mod redb;
 
+use std::time::Duration;
+
 use crate::StoreError;
 
 /// One of the store's tables.
@@ -61,12 +63,54 @@ pub trait Backend: Send + Sync {
     /// transaction: if `change` fails for one row, nothing changes. Returns the rows changed.
     fn rewrite_all(&self, table: Table, change: &mut Rewrite<'_>) -> Result<usize, StoreError>;
 
-    /// Makes this process the only host on the database for as long as the returned guard
-    /// lives (`None`: another process is); it ends with the process, however that ends.
-    fn claim(&self) -> Result<Option<Claim>, StoreError>;
+    /// Claims the database for this process for as long as the returned guard lives
+    /// (`None`: another process's claim excludes it): any number of [`ClaimMode::Shared`]
+    /// claims at once, or one [`ClaimMode::Exclusive`]. It ends with the process, however
+    /// that ends.
+    fn claim(&self, mode: ClaimMode) -> Result<Option<Claim>, StoreError>;
+
+    /// Takes the lease `name` for `holder` until `ttl` from now, or extends it when
+    /// `holder` has it already. `false`: another holder has it and it has not expired.
+    fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Takes the first of the leases `names` nobody has (or whose holder let it expire)
+    /// for `holder` until `ttl` from now, in one transaction: leases as the slots of a
+    /// semaphore several hosts share. `None`: all are taken.
+    fn acquire_any_lease(&self, names: &[String], holder: &str, ttl: Duration) -> Result<Option<String>, StoreError>;
+
+    /// Extends every lease `holder` has to `ttl` from now; returns their names, sorted.
+    fn renew_leases(&self, holder: &str, ttl: Duration) -> Result<Vec<String>, StoreError>;
+
+    /// Gives up the lease `name` if `holder` has it (otherwise does nothing).
+    fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Who has the lease `name` and for how much longer, unless nobody does or it has expired.
+    fn lease(&self, name: &str) -> Result<Option<(String, Duration)>, StoreError>;
+
+    /// The leases under `prefix` that expired without being released (their holder stopped
+    /// renewing them: it may have died with their work unfinished), sorted.
+    fn lapsed_leases(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Waits until no other guard of the lock `name` is held, in this process or any other
+    /// on the database, and holds it for as long as the returned guard lives; it ends with
+    /// the process, however that ends. Fails rather than wait longer than [`LOCK_WAIT`].
+    fn lock(&self, name: &str) -> Result<Claim, StoreError>;
 }
 
-/// Held while a process is the only host on a database (see [`Backend::claim`]).
+/// The longest [`Backend::lock`] waits for another holder.
+pub const LOCK_WAIT: Duration = Duration::from_secs(300);
+
+/// Whether a [`Backend::claim`] admits others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimMode {
+    /// With other shared claims (hosts serving together).
+    Shared,
+    /// Alone (a change no running host may see half of, such as a key rotation).
+    Exclusive,
+}
+
+/// Held while a claim ([`Backend::claim`]) or a lock ([`Backend::lock`]) lasts; dropping it
+/// releases it.
 pub struct Claim(#[allow(dead_code)] Box<dyn Send + Sync>);
 
 impl Claim {

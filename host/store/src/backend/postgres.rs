@@ -4,22 +4,42 @@
 //! together apply them once.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use postgres::{Client, NoTls, Transaction};
 
-use super::{Backend, Claim, Rewrite, Table, Write};
+use super::{Backend, Claim, ClaimMode, LOCK_WAIT, Rewrite, Table, Write};
 use crate::StoreError;
 
 /// The schema, one migration per version, applied in order.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE connector_rows (
-         tbl smallint NOT NULL,
-         key bytea NOT NULL,
-         value bytea NOT NULL,
-         PRIMARY KEY (tbl, key)
-     )",
-)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE connector_rows (
+             tbl smallint NOT NULL,
+             key bytea NOT NULL,
+             value bytea NOT NULL,
+             PRIMARY KEY (tbl, key)
+         )",
+    ),
+    (
+        2,
+        "CREATE TABLE connector_leases (
+             name text PRIMARY KEY,
+             holder text NOT NULL,
+             expires_at timestamptz NOT NULL
+         )",
+    ),
+];
+
+/// Idle lock connections kept for the next [`Backend::lock`].
+const IDLE_LOCK_CONNECTIONS: usize = 8;
+
+/// Settings of a lock connection: a lock waits at most [`LOCK_WAIT`], and the server notices
+/// within about half a minute when the host holding it is gone (its machine off the network,
+/// no connection reset), so that its locks go with it.
+const LOCK_SESSION: &str = "SET lock_timeout = '300s'; SET tcp_keepalives_idle = 10; \
+     SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3";
 
 /// The advisory lock migrations hold (any fixed number the database does not use
 /// otherwise; this one spells "connmigr").
@@ -40,6 +60,35 @@ fn code(table: Table) -> i16 {
 /// (`postgres://user:password@host:port/database`).
 pub struct PostgresBackend {
     worker: PgWorker,
+    /// Connections of their own for locks (a session lock lives on its connection), idle.
+    lock_connections: Arc<Mutex<Vec<PgWorker>>>,
+}
+
+/// A held session lock on a connection of its own.
+struct PgLock {
+    connection: Option<PgWorker>,
+    name: String,
+    idle: Arc<Mutex<Vec<PgWorker>>>,
+}
+
+impl Drop for PgLock {
+    fn drop(&mut self) {
+        let Some(connection) = self.connection.take() else { return };
+        let name = self.name.clone();
+        let unlocked = connection.run(
+            move |client| {
+                client.query_one("SELECT pg_advisory_unlock(hashtextextended($1, 0))", &[&name]).map_err(|_| ())
+            },
+            |_| (),
+        );
+        // A connection that could not unlock is closed instead, which unlocks too.
+        if unlocked.is_ok() {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < IDLE_LOCK_CONNECTIONS {
+                idle.push(connection);
+            }
+        }
+    }
 }
 
 impl From<postgres::Error> for StoreError {
@@ -216,7 +265,7 @@ impl PostgresBackend {
             },
             StoreError::Postgres,
         )?;
-        Ok(PostgresBackend { worker })
+        Ok(PostgresBackend { worker, lock_connections: Arc::new(Mutex::new(Vec::new())) })
     }
 
     /// Runs `work` on a connection, its errors as the store's.
@@ -316,19 +365,132 @@ fn text(bytes: Vec<u8>) -> Result<String, StoreError> {
     String::from_utf8(bytes).map_err(|_| StoreError::Postgres("a stored key is not UTF-8".into()))
 }
 
-/// The session lock of the host that uses a database ("connhost").
+/// `duration` in whole milliseconds, for SQL intervals.
+fn millis(duration: Duration) -> f64 {
+    duration.as_millis() as f64
+}
+
+/// The session lock of the hosts that use a database ("connhost").
 const HOST_LOCK: i64 = 0x636f_6e6e_686f_7374;
 
 impl Backend for PostgresBackend {
-    fn claim(&self) -> Result<Option<Claim>, StoreError> {
+    fn claim(&self, mode: ClaimMode) -> Result<Option<Claim>, StoreError> {
         // A session lock on a connection of its own: it goes when the connection does,
         // and the connection goes with the process.
-        let holder = PgWorker::start(&self.worker.url, 1).map_err(StoreError::Postgres)?;
-        let held = holder.run(
-            |client| Ok(client.query_one("SELECT pg_try_advisory_lock($1)", &[&HOST_LOCK])?.get::<_, bool>(0)),
-            StoreError::Postgres,
-        )?;
+        let holder = PgWorker::start_with(&self.worker.url, 1, LOCK_SESSION).map_err(StoreError::Postgres)?;
+        let sql = match mode {
+            ClaimMode::Shared => "SELECT pg_try_advisory_lock_shared($1)",
+            ClaimMode::Exclusive => "SELECT pg_try_advisory_lock($1)",
+        };
+        let held = holder
+            .run(move |client| Ok(client.query_one(sql, &[&HOST_LOCK])?.get::<_, bool>(0)), StoreError::Postgres)?;
         Ok(held.then(|| Claim::new(holder)))
+    }
+
+    fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let (name, holder, ttl) = (name.to_string(), holder.to_string(), millis(ttl));
+        self.with_client(move |client| {
+            let statement = client.prepared(
+                "INSERT INTO connector_leases (name, holder, expires_at)
+                 VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')
+                 ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+                 WHERE connector_leases.holder = EXCLUDED.holder OR connector_leases.expires_at <= clock_timestamp()
+                 RETURNING holder",
+            )?;
+            Ok(!client.query(&statement, &[&name, &holder, &ttl])?.is_empty())
+        })
+    }
+
+    fn renew_leases(&self, holder: &str, ttl: Duration) -> Result<Vec<String>, StoreError> {
+        let (holder, ttl) = (holder.to_string(), millis(ttl));
+        self.with_client(move |client| {
+            let statement = client.prepared(
+                "UPDATE connector_leases SET expires_at = clock_timestamp() + $2 * interval '1 millisecond'
+                 WHERE holder = $1 RETURNING name",
+            )?;
+            let mut names: Vec<String> =
+                client.query(&statement, &[&holder, &ttl])?.into_iter().map(|row| row.get(0)).collect();
+            names.sort();
+            Ok(names)
+        })
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.with_client(move |client| {
+            let statement = client.prepared("DELETE FROM connector_leases WHERE name = $1 AND holder = $2")?;
+            client.execute(&statement, &[&name, &holder])?;
+            Ok(())
+        })
+    }
+
+    fn acquire_any_lease(&self, names: &[String], holder: &str, ttl: Duration) -> Result<Option<String>, StoreError> {
+        let (names, holder, ttl) = (names.to_vec(), holder.to_string(), millis(ttl));
+        self.with_client(move |client| {
+            // Two hosts may pick the same free name at once: the insert of one wins and the
+            // other's conflict clause finds it taken, so it gets no row (and tries again).
+            let statement = client.prepared(
+                "INSERT INTO connector_leases (name, holder, expires_at)
+                 SELECT candidate, $2, clock_timestamp() + $3 * interval '1 millisecond'
+                 FROM unnest($1::text[]) WITH ORDINALITY AS candidates (candidate, position)
+                 WHERE NOT EXISTS (SELECT 1 FROM connector_leases
+                                   WHERE name = candidate AND expires_at > clock_timestamp())
+                 ORDER BY position LIMIT 1
+                 ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+                 WHERE connector_leases.expires_at <= clock_timestamp()
+                 RETURNING name",
+            )?;
+            Ok(client.query_opt(&statement, &[&names, &holder, &ttl])?.map(|row| row.get(0)))
+        })
+    }
+
+    fn lease(&self, name: &str) -> Result<Option<(String, Duration)>, StoreError> {
+        let name = name.to_string();
+        self.with_client(move |client| {
+            let statement = client.prepared(
+                "SELECT holder, EXTRACT(EPOCH FROM expires_at - clock_timestamp())::float8 FROM connector_leases
+                 WHERE name = $1 AND expires_at > clock_timestamp()",
+            )?;
+            Ok(client
+                .query_opt(&statement, &[&name])?
+                .map(|row| (row.get::<_, String>(0), Duration::from_secs_f64(row.get::<_, f64>(1).max(0.0)))))
+        })
+    }
+
+    fn lapsed_leases(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = prefix.to_string();
+        self.with_client(move |client| {
+            let statement = client.prepared(
+                "SELECT name FROM connector_leases WHERE starts_with(name, $1) AND expires_at <= clock_timestamp()
+                 ORDER BY name",
+            )?;
+            Ok(client.query(&statement, &[&prefix])?.into_iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    fn lock(&self, name: &str) -> Result<Claim, StoreError> {
+        let idle = self.lock_connections.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => PgWorker::start_with(&self.worker.url, 1, LOCK_SESSION).map_err(StoreError::Postgres)?,
+        };
+        let key = name.to_string();
+        let locked = connection.run(
+            move |client| match client.query_one("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&key]) {
+                Ok(_) => Ok(()),
+                Err(error) if error.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+                    Err(StoreError::LockTimeout { name: key, waited: LOCK_WAIT })
+                }
+                Err(error) => Err(error.into()),
+            },
+            StoreError::Postgres,
+        );
+        locked?;
+        Ok(Claim::new(PgLock {
+            connection: Some(connection),
+            name: name.to_string(),
+            idle: self.lock_connections.clone(),
+        }))
     }
 
     fn get_many(&self, table: Table, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {

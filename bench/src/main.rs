@@ -29,6 +29,7 @@
 mod beir;
 mod convert;
 mod embedding_cache;
+mod hosts;
 mod metrics;
 mod peers;
 mod service;
@@ -84,7 +85,8 @@ struct Cli {
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench-results.json")]
     out: PathBuf,
-    /// Run only these sections (comma separated: ingest,sync,retrieve,coldstart,convert,serve,quality,scale,peers).
+    /// Run only these sections (comma separated: ingest,sync,retrieve,coldstart,convert,serve,quality,scale,peers,hosts;
+    /// hosts needs --postgres).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Scratch directory for data directories (default: a temporary directory).
@@ -510,6 +512,7 @@ impl Bench {
                 "quality" => self.cli.datasets.is_some(),
                 "scale" => self.cli.datasets.is_some() && self.cli.embedding_model.is_some(),
                 "peers" => self.cli.peers,
+                "hosts" => self.cli.postgres,
                 _ => true,
             }
         } else {
@@ -734,6 +737,15 @@ fn run(cli: Cli) -> Result<()> {
         let dir = bench.fresh_dir("scale")?;
         let value = rt.block_on(beir::fused_latency_at_scale(&root, &dir, &bench.cache, &model))?;
         bench.results.insert("scale".into(), value);
+    }
+    if bench.wants("hosts") {
+        match bench.cli.postgres {
+            true => {
+                let value = rt.block_on(hosts::one_host_against_two(&bench.work, &bench.cache, &bench.sizes.latencies))?;
+                bench.results.insert("hosts".into(), value);
+            }
+            false => eprintln!("[hosts] skipped: several hosts share a PostgreSQL database (--postgres)"),
+        }
     }
     if bench.wants("peers") {
         let value = peers::run(

@@ -103,7 +103,9 @@ async fn run_once(site: &FakeConfluence, work: &Path, cache: &Path, hosts: usize
     // The tenants' keys, made as an operator makes them (the CLI on the same database).
     let keys: Vec<String> = {
         let admin = open_host(&first, cache)?;
-        (0..TENANTS).map(|n| Ok(admin.create_key(&format!("tenant-{n}"), Role::Admin, None)?.key)).collect::<Result<_>>()?
+        (0..TENANTS)
+            .map(|n| Ok(admin.create_key(&format!("tenant-{n}"), Role::Admin, None)?.key))
+            .collect::<Result<_>>()?
     };
     let mut started = Vec::new();
     for n in 0..hosts {
@@ -131,8 +133,9 @@ async fn run_once(site: &FakeConfluence, work: &Path, cache: &Path, hosts: usize
     }
     for (base, key, memory) in &memories {
         loop {
-            let view = call(&client, &format!("{base}/api/v1/memories/{memory}"), key, reqwest::Method::GET, Value::Null)
-                .await?;
+            let view =
+                call(&client, &format!("{base}/api/v1/memories/{memory}"), key, reqwest::Method::GET, Value::Null)
+                    .await?;
             if view["status"] == "INGESTED" {
                 break;
             }

@@ -741,7 +741,8 @@ fn run(cli: Cli) -> Result<()> {
     if bench.wants("hosts") {
         match bench.cli.postgres {
             true => {
-                let value = rt.block_on(hosts::one_host_against_two(&bench.work, &bench.cache, &bench.sizes.latencies))?;
+                let value =
+                    rt.block_on(hosts::one_host_against_two(&bench.work, &bench.cache, &bench.sizes.latencies))?;
                 bench.results.insert("hosts".into(), value);
             }
             false => eprintln!("[hosts] skipped: several hosts share a PostgreSQL database (--postgres)"),

@@ -35,6 +35,17 @@ impl Engine<'_> {
         // The records of the pool's documents: their chunk counts rank them, and the answer
         // cites them. A memory being removed drops out here.
         let mut records: HashMap<(String, String), Option<DocRecord>> = HashMap::new();
+        for hit in &hits {
+            if !memories.contains_key(&hit.memory_id)
+                && let Ok(memory) = self.memory(&hit.memory_id)
+            {
+                memories.insert(hit.memory_id.clone(), memory);
+            }
+        }
+        // One read per memory for the whole pool rather than one per passage: on a shared
+        // database each read is a round trip.
+        let pool_keys = hits.iter().map(|hit| (hit.memory_id.clone(), hit.document_id.clone()));
+        self.prefetch_records(&mut records, &memories, pool_keys.collect())?;
         let mut pooled = Vec::with_capacity(hits.len());
         for hit in hits {
             if !memories.contains_key(&hit.memory_id) {
@@ -66,6 +77,8 @@ impl Engine<'_> {
             }
         };
         let hits = rank.answer_by(pooled, shape, chunks_of, source_of);
+        let answer_keys = hits.iter().map(|hit| (hit.memory_id.clone(), hit.document_id.clone()));
+        self.prefetch_ancestors(&mut records, &memories, answer_keys.collect())?;
         let mut passages = Vec::with_capacity(hits.len());
         for hit in hits {
             let memory = &memories[&hit.memory_id];
@@ -106,6 +119,61 @@ impl Engine<'_> {
             });
         }
         Ok(passages)
+    }
+
+    /// Reads the records of the documents `keys` (memory, document) that `cache` lacks, in
+    /// one batch per memory.
+    fn prefetch_records(
+        &self,
+        cache: &mut HashMap<(String, String), Option<DocRecord>>,
+        memories: &HashMap<String, Memory>,
+        keys: Vec<(String, String)>,
+    ) -> Result<(), ConnectorError> {
+        let mut wanted: HashMap<String, Vec<String>> = HashMap::new();
+        for (memory, id) in keys {
+            if !cache.contains_key(&(memory.clone(), id.clone())) && memories.contains_key(&memory) {
+                wanted.entry(memory).or_default().push(id);
+            }
+        }
+        for (memory, mut ids) in wanted {
+            ids.sort();
+            ids.dedup();
+            let values = self.kv.get_many(&docs_bucket(&memory), &ids)?;
+            for (id, value) in ids.into_iter().zip(values) {
+                let record = value.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+                cache.insert((memory.clone(), id), record);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the records the citations of `keys` need — their parents up to the space's
+    /// homepage, and the pages comments are on — a level at a time, one batch per level.
+    fn prefetch_ancestors(
+        &self,
+        cache: &mut HashMap<(String, String), Option<DocRecord>>,
+        memories: &HashMap<String, Memory>,
+        keys: Vec<(String, String)>,
+    ) -> Result<(), ConnectorError> {
+        let mut seen: HashSet<(String, String)> = keys.iter().cloned().collect();
+        let mut level = keys;
+        for _ in 0..32 {
+            self.prefetch_records(cache, memories, level.clone())?;
+            let parents: Vec<(String, String)> = level
+                .iter()
+                .filter_map(|key| {
+                    let parent = cache.get(key)?.as_ref()?.parent.clone()?;
+                    let stop = memories.get(&key.0).is_some_and(|m| m.homepage_id.as_deref() == Some(parent.as_str()));
+                    (!stop).then(|| (key.0.clone(), parent))
+                })
+                .filter(|key| seen.insert(key.clone()))
+                .collect();
+            if parents.is_empty() {
+                break;
+            }
+            level = parents;
+        }
+        Ok(())
     }
 
     fn doc_record(

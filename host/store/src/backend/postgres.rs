@@ -93,7 +93,16 @@ impl Drop for PgLock {
 
 impl From<postgres::Error> for StoreError {
     fn from(error: postgres::Error) -> Self {
-        StoreError::Postgres(error.to_string())
+        StoreError::Postgres(describe(&error))
+    }
+}
+
+/// What went wrong, in the server's words when it answered (the client's own text for a
+/// server error is only "db error").
+pub fn describe(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(answer) => format!("{}: {} ({})", answer.severity(), answer.message(), answer.code().code()),
+        None => error.to_string(),
     }
 }
 

@@ -31,8 +31,9 @@ impl search::Host for HostState {
             .map(|c| connector_search::Chunk { ordinal: c.ordinal, title: c.title, heading: c.heading, text: c.text })
             .collect();
         let search = &self.grants.search;
-        let replaced =
-            self.grants.profile.time(Part::IndexWrite, || search.replace_document(&memory_id, &document_id, &chunks));
+        let replaced = super::blocking(|| {
+            self.grants.profile.time(Part::IndexWrite, || search.replace_document(&memory_id, &document_id, &chunks))
+        });
         Ok(replaced.map_err(search_error))
     }
 
@@ -42,18 +43,20 @@ impl search::Host for HostState {
         document_ids: Vec<String>,
     ) -> wasmtime::Result<Result<(), search::SearchError>> {
         let search = &self.grants.search;
-        let removed = self.grants.profile.time(Part::IndexWrite, || search.remove_documents(&memory_id, &document_ids));
+        let removed = super::blocking(|| {
+            self.grants.profile.time(Part::IndexWrite, || search.remove_documents(&memory_id, &document_ids))
+        });
         Ok(removed.map_err(search_error))
     }
 
     async fn rollback(&mut self) -> wasmtime::Result<Result<(), search::SearchError>> {
         let search = &self.grants.search;
-        Ok(self.grants.profile.time(Part::IndexWrite, || search.rollback()).map_err(search_error))
+        Ok(super::blocking(|| self.grants.profile.time(Part::IndexWrite, || search.rollback())).map_err(search_error))
     }
 
     async fn commit(&mut self) -> wasmtime::Result<Result<(), search::SearchError>> {
         let search = &self.grants.search;
-        Ok(self.grants.profile.time(Part::IndexWrite, || search.commit()).map_err(search_error))
+        Ok(super::blocking(|| self.grants.profile.time(Part::IndexWrite, || search.commit())).map_err(search_error))
     }
 
     async fn query(
@@ -63,7 +66,9 @@ impl search::Host for HostState {
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<search::Hit>, search::SearchError>> {
         let search = &self.grants.search;
-        let hits = self.grants.profile.time(Part::IndexQuery, || search.query(&text, &memory_ids, limit as usize));
+        let hits = super::blocking(|| {
+            self.grants.profile.time(Part::IndexQuery, || search.query(&text, &memory_ids, limit as usize))
+        });
         Ok(hits
             .map(|hits| {
                 hits.into_iter()

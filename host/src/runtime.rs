@@ -294,11 +294,18 @@ impl ConnectorHost {
     /// shared database).
     pub fn instances(&self) -> Result<Vec<String>> {
         if self.config.database_url.is_some() {
-            let recorded = self.store.meta().scan_prefix(INSTANCE_PREFIX, None, connector_store::MAX_PAGE)?;
-            return Ok(recorded
-                .into_iter()
-                .filter_map(|(key, _)| key.strip_prefix(INSTANCE_PREFIX).map(str::to_string))
-                .collect());
+            let mut names = Vec::new();
+            loop {
+                let after = names.last().map(|name| format!("{INSTANCE_PREFIX}{name}"));
+                let page =
+                    self.store.meta().scan_prefix(INSTANCE_PREFIX, after.as_deref(), connector_store::MAX_PAGE)?;
+                if page.is_empty() {
+                    return Ok(names);
+                }
+                names.extend(
+                    page.into_iter().filter_map(|(key, _)| key.strip_prefix(INSTANCE_PREFIX).map(str::to_string)),
+                );
+            }
         }
         let dir = self.config.data_dir.join("search");
         let mut names = Vec::new();

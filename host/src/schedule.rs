@@ -173,8 +173,8 @@ impl ConnectorHost {
         Ok(Ok(Some(schedule)))
     }
 
-    /// Claims the due Auto Resync of a memory for the caller: `Some((due time, schedule))`,
-    /// the schedule marked started (its next run an interval away), when it was due, and `None` when it is not
+    /// Claims the due Auto Resync of a memory for the caller: when it is due, the due time
+    /// and the schedule marked started (its next run an interval away); `None` when it is not
     /// due, or no longer (another host claimed it first). The claim is one step under the
     /// instance's schedule lock, so a due time is claimed once across every host.
     pub async fn claim_due_schedule(&self, namespace: &str, memory: &str) -> Result<Option<(u64, Schedule)>> {

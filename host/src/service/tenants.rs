@@ -227,6 +227,9 @@ impl Worker {
                 Err(error) => tracing::warn!(tenant = %namespace, "cannot run Auto Resync: {error:#}"),
             }
             if !scan {
+                // Nothing to do here: the lease (taken for a due time another host claimed,
+                // say) goes to whichever host gets work for the tenant.
+                self.release_lease().await;
                 tokio::select! {
                     _ = self.tenant.wake.notified() => scan = true,
                     _ = tokio::time::sleep(IDLE) => {}

@@ -30,6 +30,7 @@ use postgres::{Client, Transaction};
 use tantivy::tokenizer::TextAnalyzer;
 
 use postings::{Posting, encode};
+use rustc_hash::FxHashMap;
 
 use crate::{Chunk, Hit, SearchBackend, SearchConfig, SearchError, check_memory_id, question, split_common_terms};
 
@@ -370,14 +371,26 @@ fn write_changes(
     // terms leave the document frequencies (analysed again from their text); their postings
     // stay in segments until a merge, naming chunks that no longer exist.
     let (memories, documents): (Vec<&str>, Vec<&str>) = order.iter().map(|(m, d)| (m.as_str(), d.as_str())).unzip();
-    let gone = tx
+    // Two statements, each through the chunks' index (one with an OR between them would
+    // read the whole table).
+    let mut gone = tx
         .query(
-            "DELETE FROM search_chunks WHERE namespace = $1 AND (memory_id = ANY($2)
-                 OR (memory_id, document_id) IN (SELECT * FROM unnest($3::text[], $4::text[])))
-             RETURNING title, heading, text, heading_len, text_len",
-            &[&ns, &removed_memories, &memories, &documents],
+            "DELETE FROM search_chunks c USING unnest($2::text[], $3::text[]) AS d(memory, document)
+             WHERE c.namespace = $1 AND c.memory_id = d.memory AND c.document_id = d.document
+             RETURNING c.title, c.heading, c.text, c.heading_len, c.text_len",
+            &[&ns, &memories, &documents],
         )
         .map_err(database)?;
+    if !removed_memories.is_empty() {
+        gone.extend(
+            tx.query(
+                "DELETE FROM search_chunks WHERE namespace = $1 AND memory_id = ANY($2)
+                 RETURNING title, heading, text, heading_len, text_len",
+                &[&ns, &removed_memories],
+            )
+            .map_err(database)?,
+        );
+    }
     for row in &gone {
         totals[0] -= 1;
         totals[1] -= i64::from(row.get::<_, i32>(3));
@@ -404,7 +417,9 @@ fn write_changes(
         })
         .flat_map(|((memory, document), chunks)| chunks.iter().map(move |c| (memory.as_str(), document.as_str(), c)))
         .collect();
-    let mut segments: BTreeMap<(&str, i16, &str), Vec<Posting>> = BTreeMap::new();
+    // Each new chunk's postings by memory, field and term (a chunk holds a term once per
+    // field, so a list's length is what the term adds to the document frequency).
+    let mut segments: FxHashMap<(&str, i16, &str), Vec<Posting>> = FxHashMap::default();
     if !new.is_empty() {
         let ids: Vec<i64> = tx
             .query(
@@ -435,7 +450,6 @@ fn write_changes(
                         *tf,
                         analysed.tokens,
                     ));
-                    *df.entry((field, term.clone())).or_insert(0) += 1;
                 }
             }
         }
@@ -461,6 +475,7 @@ fn write_changes(
         .map_err(database)?;
         let mut rows = SegmentRows::default();
         for ((memory, field, term), mut postings) in std::mem::take(&mut segments) {
+            *df.entry((field, term.to_string())).or_insert(0) += postings.len() as i64;
             postings.sort_by_key(|posting| posting.chunk);
             rows.push(ns.to_string(), memory.to_string(), field, term.to_string(), encode(&postings));
         }

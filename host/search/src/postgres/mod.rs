@@ -8,8 +8,11 @@
 //! more than a fifth of the chunks only ranks what the rarer terms find).
 //!
 //! Postings are packed ([`postings`]): a commit writes one `search_segments` row per memory,
-//! field and term it adds, holding all its chunks' postings of that term; when a term has
-//! more than [`MAX_SEGMENTS`] rows in a memory they are merged into one. A query reads its
+//! field and term it adds, holding all its chunks' postings of that term. Rows are merged in
+//! tiers, as Lucene merges segments: a row's level is how many times [`MERGE_FACTOR`] goes
+//! into its size, and when a term has that many rows of one level in a memory they become
+//! one row of the next level. A posting is rewritten once per level, not once per commit,
+//! and a term has at most `MERGE_FACTOR - 1` rows per level. A query reads its
 //! terms' rows in one statement and scores them in the host, with document frequencies and
 //! field totals kept exactly beside them (`search_terms`, `search_totals`). A removed chunk's
 //! postings stay in their rows until a merge drops them: its text is gone from
@@ -87,6 +90,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
              term text NOT NULL,
              memory_id text NOT NULL,
              id bigserial,
+             level smallint NOT NULL,
              postings bytea NOT NULL,
              PRIMARY KEY (namespace, field, term, memory_id, id)
          );
@@ -95,8 +99,20 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
 ];
 
-/// Rows a term may have in one memory before a commit merges them into one.
-pub const MAX_SEGMENTS: i64 = 16;
+/// Rows of one level a term may have in one memory before a commit merges them into one
+/// of the next level (a level's rows hold `MERGE_FACTOR` times the postings of the level
+/// below).
+pub const MERGE_FACTOR: i64 = 8;
+
+/// The level of a row of `postings` postings: how many times [`MERGE_FACTOR`] goes into it.
+fn level(postings: usize) -> i16 {
+    let (mut level, mut size) = (0, postings as i64);
+    while size >= MERGE_FACTOR {
+        size /= MERGE_FACTOR;
+        level += 1;
+    }
+    level
+}
 
 /// The advisory lock the search migrations hold ("srchmigr").
 const MIGRATION_LOCK: i64 = 0x7372_6368_6d69_6772;
@@ -247,7 +263,7 @@ fn pack_version_1_postings(client: &mut Client) -> Result<(), SearchError> {
             let key: (String, String, i16, String) = (row.get(0), row.get(1), row.get(2), row.get(3));
             if current.as_ref() != Some(&key) {
                 if let Some((ns, memory, field, term)) = current.replace(key) {
-                    batch.push(ns, memory, field, term, encode(&postings));
+                    batch.push(ns, memory, field, term, postings.len(), encode(&postings));
                     postings.clear();
                 }
             }
@@ -256,7 +272,7 @@ fn pack_version_1_postings(client: &mut Client) -> Result<(), SearchError> {
         }
         if done || batch.len() >= 5_000 {
             if done && let Some((ns, memory, field, term)) = current.take() {
-                batch.push(ns, memory, field, term, encode(&postings));
+                batch.push(ns, memory, field, term, postings.len(), encode(&postings));
             }
             batch.insert(&mut tx)?;
         }
@@ -276,15 +292,18 @@ struct SegmentRows {
     memory: Vec<String>,
     field: Vec<i16>,
     term: Vec<String>,
+    level: Vec<i16>,
     postings: Vec<Vec<u8>>,
 }
 
 impl SegmentRows {
-    fn push(&mut self, namespace: String, memory: String, field: i16, term: String, postings: Vec<u8>) {
+    /// A row of `postings` (packed from `count` postings).
+    fn push(&mut self, namespace: String, memory: String, field: i16, term: String, count: usize, postings: Vec<u8>) {
         self.namespace.push(namespace);
         self.memory.push(memory);
         self.field.push(field);
         self.term.push(term);
+        self.level.push(level(count));
         self.postings.push(postings);
     }
 
@@ -298,9 +317,9 @@ impl SegmentRows {
             return Ok(());
         }
         tx.execute(
-            "INSERT INTO search_segments (namespace, memory_id, field, term, postings)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::bytea[])",
-            &[&self.namespace, &self.memory, &self.field, &self.term, &self.postings],
+            "INSERT INTO search_segments (namespace, memory_id, field, term, level, postings)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::smallint[], $6::bytea[])",
+            &[&self.namespace, &self.memory, &self.field, &self.term, &self.level, &self.postings],
         )
         .map_err(database)?;
         *self = SegmentRows::default();
@@ -477,7 +496,7 @@ fn write_changes(
         for ((memory, field, term), mut postings) in std::mem::take(&mut segments) {
             *df.entry((field, term.to_string())).or_insert(0) += postings.len() as i64;
             postings.sort_by_key(|posting| posting.chunk);
-            rows.push(ns.to_string(), memory.to_string(), field, term.to_string(), encode(&postings));
+            rows.push(ns.to_string(), memory.to_string(), field, term.to_string(), postings.len(), encode(&postings));
         }
         let touched = (rows.memory.clone(), rows.field.clone(), rows.term.clone());
         rows.insert(&mut tx)?;
@@ -508,65 +527,70 @@ fn write_changes(
     tx.commit().map_err(database)
 }
 
-/// Merges the rows of each of the `touched` (memory, field, term) that has more than
-/// [`MAX_SEGMENTS`] of them into one, dropping the postings of chunks that are gone.
+/// Merges, for each of the `touched` (memory, field, term), every level that has
+/// [`MERGE_FACTOR`] rows into one row of the next level (which may fill that level in turn),
+/// dropping the postings of chunks that are gone.
 fn merge_segments(
     tx: &mut Transaction<'_>,
     ns: &str,
-    (memories, fields, terms): (Vec<String>, Vec<i16>, Vec<String>),
+    (mut memories, mut fields, mut terms): (Vec<String>, Vec<i16>, Vec<String>),
 ) -> Result<(), SearchError> {
-    let crowded = tx
-        .query(
-            "SELECT s.memory_id, s.field, s.term FROM search_segments s
-             JOIN unnest($2::text[], $3::smallint[], $4::text[]) AS t(m, f, te)
-                 ON s.memory_id = t.m AND s.field = t.f AND s.term = t.te
-             WHERE s.namespace = $1 GROUP BY 1, 2, 3 HAVING count(*) > $5",
-            &[&ns, &memories, &fields, &terms, &MAX_SEGMENTS],
-        )
-        .map_err(database)?;
-    if crowded.is_empty() {
-        return Ok(());
-    }
-    let (memories, fields, terms): (Vec<String>, Vec<i16>, Vec<String>) = crowded
-        .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2)))
-        .fold((Vec::new(), Vec::new(), Vec::new()), |(mut m, mut f, mut t), (memory, field, term)| {
-            m.push(memory);
-            f.push(field);
-            t.push(term);
-            (m, f, t)
-        });
-    let parts = tx
-        .query(
-            "DELETE FROM search_segments s USING unnest($2::text[], $3::smallint[], $4::text[]) AS t(m, f, te)
-             WHERE s.namespace = $1 AND s.memory_id = t.m AND s.field = t.f AND s.term = t.te
-             RETURNING s.memory_id, s.field, s.term, s.postings",
-            &[&ns, &memories, &fields, &terms],
-        )
-        .map_err(database)?;
-    let mut grouped: BTreeMap<(String, i16, String), Vec<Vec<u8>>> = BTreeMap::new();
-    let mut chunks: Vec<i64> = Vec::new();
-    for row in parts {
-        let postings: Vec<u8> = row.get(3);
-        postings::decode(&postings, |posting| chunks.push(posting.chunk))?;
-        grouped.entry((row.get(0), row.get(1), row.get(2))).or_default().push(postings);
-    }
-    chunks.sort_unstable();
-    chunks.dedup();
-    let live: HashSet<i64> = tx
-        .query("SELECT id FROM search_chunks WHERE id = ANY($1)", &[&chunks])
-        .map_err(database)?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let mut rows = SegmentRows::default();
-    for ((memory, field, term), parts) in grouped {
-        let merged = postings::merge(&parts, |chunk| live.contains(&chunk))?;
-        if !merged.is_empty() {
-            rows.push(ns.to_string(), memory, field, term, encode(&merged));
+    while !terms.is_empty() {
+        let crowded = tx
+            .query(
+                "SELECT s.memory_id, s.field, s.term, s.level FROM search_segments s
+                 JOIN unnest($2::text[], $3::smallint[], $4::text[]) AS t(m, f, te)
+                     ON s.memory_id = t.m AND s.field = t.f AND s.term = t.te
+                 WHERE s.namespace = $1 GROUP BY 1, 2, 3, 4 HAVING count(*) >= $5",
+                &[&ns, &memories, &fields, &terms, &MERGE_FACTOR],
+            )
+            .map_err(database)?;
+        if crowded.is_empty() {
+            return Ok(());
         }
+        let levels: Vec<i16> = crowded.iter().map(|row| row.get(3)).collect();
+        (memories, fields, terms) = (Vec::new(), Vec::new(), Vec::new());
+        for row in &crowded {
+            memories.push(row.get(0));
+            fields.push(row.get(1));
+            terms.push(row.get(2));
+        }
+        let parts = tx
+            .query(
+                "DELETE FROM search_segments s
+                 USING unnest($2::text[], $3::smallint[], $4::text[], $5::smallint[]) AS t(m, f, te, l)
+                 WHERE s.namespace = $1 AND s.memory_id = t.m AND s.field = t.f AND s.term = t.te AND s.level = t.l
+                 RETURNING s.memory_id, s.field, s.term, s.postings",
+                &[&ns, &memories, &fields, &terms, &levels],
+            )
+            .map_err(database)?;
+        let mut grouped: BTreeMap<(String, i16, String), Vec<Vec<u8>>> = BTreeMap::new();
+        let mut chunks: Vec<i64> = Vec::new();
+        for row in parts {
+            let postings: Vec<u8> = row.get(3);
+            postings::decode(&postings, |posting| chunks.push(posting.chunk))?;
+            grouped.entry((row.get(0), row.get(1), row.get(2))).or_default().push(postings);
+        }
+        chunks.sort_unstable();
+        chunks.dedup();
+        let live: HashSet<i64> = tx
+            .query("SELECT id FROM search_chunks WHERE id = ANY($1)", &[&chunks])
+            .map_err(database)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut rows = SegmentRows::default();
+        for ((memory, field, term), parts) in grouped {
+            let merged = postings::merge(&parts, |chunk| live.contains(&chunk))?;
+            if !merged.is_empty() {
+                rows.push(ns.to_string(), memory, field, term, merged.len(), encode(&merged));
+            }
+        }
+        // The merged rows may fill their level: look again at their terms.
+        (memories, fields, terms) = (rows.memory.clone(), rows.field.clone(), rows.term.clone());
+        rows.insert(tx)?;
     }
-    rows.insert(tx)
+    Ok(())
 }
 
 /// The index's totals and the document frequencies of some terms, with the packed
@@ -981,7 +1005,7 @@ mod tests {
     }
 
     #[test]
-    fn many_commits_stay_few_rows_and_removed_chunks_leave_the_answers() {
+    fn many_commits_stay_few_rows_and_merges_drop_removed_chunks() {
         let server =
             pg_server::PgServer::start().unwrap_or_else(|e| panic!("the PostgreSQL test server did not start: {e}"));
         let url = server.database().unwrap();
@@ -1002,29 +1026,39 @@ mod tests {
         index.commit().unwrap();
         assert_eq!(index.query("kettle", &[], 50).unwrap().len(), 8);
 
-        let rows = std::thread::spawn(move || {
-            let mut client = Client::connect(&url, postgres::NoTls).unwrap();
-            let live: HashSet<i64> =
-                client.query("SELECT id FROM search_chunks", &[]).unwrap().iter().map(|row| row.get(0)).collect();
-            let rows: Vec<Vec<u8>> = client
-                .query("SELECT postings FROM search_segments WHERE field = $1 AND term = 'kettl'", &[&TEXT])
-                .unwrap()
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-            (live, rows)
-        })
-        .join()
-        .unwrap();
-        let (live, rows) = rows;
-        assert!(rows.len() as i64 <= MAX_SEGMENTS, "41 commits of the term, {} rows", rows.len());
-        let mut postings = 0;
-        for row in &rows {
-            postings::decode(row, |_| postings += 1).unwrap();
+        // One document replaced MERGE_FACTOR times: the merge of its rows keeps only the
+        // chunk that still exists.
+        let other = PgSearch::connect(&url, "ns2").unwrap();
+        for version in 0..MERGE_FACTOR {
+            let text = format!("samovar version {version}");
+            other.replace_document("mem-1", "x", &[chunk("Tea", "Kitchen", &text)]).unwrap();
+            other.commit().unwrap();
         }
-        // 40 chunks were written; a merge keeps only those that exist then, so what is left
-        // is the 8 live ones and at most what was written or removed since the last merge.
-        assert!(postings <= live.len() as i64 + MAX_SEGMENTS + 2, "{postings} postings left of 40");
+        assert_eq!(other.query("samovar", &[], 10).unwrap().len(), 1);
+        let rows = |url: String, ns: &'static str, term: &'static str| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(&url, postgres::NoTls).unwrap();
+                client
+                    .query(
+                        "SELECT postings FROM search_segments WHERE namespace = $1 AND field = $2 AND term = $3",
+                        &[&ns, &TEXT, &term],
+                    )
+                    .unwrap()
+                    .iter()
+                    .map(|row| row.get::<_, Vec<u8>>(0))
+                    .collect::<Vec<_>>()
+            })
+            .join()
+            .unwrap()
+        };
+        let merged = rows(url.clone(), "ns2", "samovar");
+        assert_eq!(merged.len(), 1, "merged into one row");
+        let mut postings = 0;
+        postings::decode(&merged[0], |_| postings += 1).unwrap();
+        assert_eq!(postings, 1, "the replaced versions' postings were dropped");
+        // 41 commits of one term: at most MERGE_FACTOR - 1 rows per level, two levels.
+        let kettle = rows(url, "ns", "kettl");
+        assert!(kettle.len() as i64 <= 2 * (MERGE_FACTOR - 1), "{} rows", kettle.len());
     }
 
     #[test]

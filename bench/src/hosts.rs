@@ -14,6 +14,7 @@ use connector_host::keys::Role;
 use connector_host::service::handoff;
 use fake_confluence::{FakeConfluence, TokenKind};
 
+use crate::service::call;
 use crate::{EMAIL, TOKEN, open_host, prepare_data_dir};
 
 /// Tenants, and pages in each one's space.
@@ -78,16 +79,6 @@ async fn start_host(binary: &Path, dir: &Path, cache: &Path) -> Result<Host> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn call(client: &reqwest::Client, url: &str, key: &str, method: reqwest::Method, body: Value) -> Result<Value> {
-    let response = client.request(method, url).bearer_auth(key).json(&body).send().await?;
-    let status = response.status();
-    let value: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("{url} answered {status}: {value}");
-    }
-    Ok(value)
 }
 
 /// One run: `hosts` serve processes on a fresh database ingest every tenant's space;

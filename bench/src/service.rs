@@ -21,7 +21,14 @@ use crate::{EMAIL, TOKEN};
 /// Concurrent clients asking.
 const CLIENTS: usize = 50;
 
-async fn call(client: &reqwest::Client, url: &str, key: &str, method: reqwest::Method, body: Value) -> Result<Value> {
+/// Sends `body` to `url` with `key`; the answer's JSON, or an error naming the status.
+pub async fn call(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    method: reqwest::Method,
+    body: Value,
+) -> Result<Value> {
     let response = client.request(method, url).bearer_auth(key).json(&body).send().await?;
     let status = response.status();
     let value: Value = response.json().await.unwrap_or(Value::Null);

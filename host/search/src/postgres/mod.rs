@@ -25,7 +25,7 @@
 mod postings;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use connector_store::backend::postgres::PgWorker;
 use connector_store::backend::postgres::{Connection, describe, migrate};
@@ -132,8 +132,36 @@ enum Pending<C = Chunk> {
     RemoveMemory { memory_id: String },
 }
 
-/// Connections per instance's index.
-const CONNECTIONS: usize = 2;
+/// Connections the indexes of one database share in a process: an index per tenant must not
+/// mean connections per tenant (a server allows a hundred or so).
+const CONNECTIONS: usize = 8;
+
+/// The connections of each database's indexes in this process, by URL, while any index of
+/// it is open.
+static SHARED: Mutex<BTreeMap<String, Weak<PgWorker>>> = Mutex::new(BTreeMap::new());
+
+/// The connections the indexes of the database at `url` share, started (and the schema
+/// brought up to date) by the first index of it to open.
+fn shared_connections(url: &str) -> Result<Arc<PgWorker>, SearchError> {
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(worker) = shared.get(url).and_then(Weak::upgrade) {
+        return Ok(worker);
+    }
+    // No statement may hold a host's call longer than a minute.
+    let worker =
+        PgWorker::start_with(url, CONNECTIONS, "SET statement_timeout = '60s'").map_err(SearchError::Database)?;
+    worker.run(
+        |connection| {
+            migrate(connection, "search_schema", MIGRATION_LOCK, MIGRATIONS).map_err(SearchError::Database)?;
+            pack_version_1_postings(connection)
+        },
+        SearchError::Database,
+    )?;
+    let worker = Arc::new(worker);
+    shared.retain(|_, worker| worker.strong_count() > 0);
+    shared.insert(url.to_string(), Arc::downgrade(&worker));
+    Ok(worker)
+}
 
 /// A chunk ready to be written: its text and its analysed fields.
 struct Prepared {
@@ -145,7 +173,7 @@ struct Prepared {
 /// One connector instance's search index in a PostgreSQL database.
 pub struct PgSearch {
     namespace: String,
-    worker: PgWorker,
+    worker: Arc<PgWorker>,
     pending: Mutex<Vec<Pending>>,
     analyzer: TextAnalyzer,
     config: SearchConfig,
@@ -176,22 +204,7 @@ impl PgSearch {
 
     /// Likewise, with `config`.
     pub fn connect_with(url: &str, namespace: &str, config: SearchConfig) -> Result<PgSearch, SearchError> {
-        // Each ranking is planned for its own terms: a plan made for none of them (a generic
-        // plan of the prepared statement) reads the postings badly. No statement may hold a
-        // host's call longer than a minute.
-        let worker = PgWorker::start_with(
-            url,
-            CONNECTIONS,
-            "SET plan_cache_mode = force_custom_plan; SET statement_timeout = '60s'",
-        )
-        .map_err(SearchError::Database)?;
-        worker.run(
-            |connection| {
-                migrate(connection, "search_schema", MIGRATION_LOCK, MIGRATIONS).map_err(SearchError::Database)?;
-                pack_version_1_postings(connection)
-            },
-            SearchError::Database,
-        )?;
+        let worker = shared_connections(url)?;
         let analyzer = config.analyzer.build()?;
         Ok(PgSearch { namespace: namespace.to_string(), worker, pending: Mutex::new(Vec::new()), analyzer, config })
     }
@@ -1068,5 +1081,30 @@ mod tests {
         let sparse = sum_by_chunk(vec![(1 << 40, 1.0), (7, 2.0), (1 << 40, 0.25)]);
         assert_eq!(sparse, [(7, 2.0), ((1 << 40), 1.25)]);
         assert!(sum_by_chunk(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn the_indexes_of_many_tenants_share_a_few_connections() {
+        let server =
+            pg_server::PgServer::start().unwrap_or_else(|e| panic!("the PostgreSQL test server did not start: {e}"));
+        let url = server.database().unwrap();
+        let indexes: Vec<PgSearch> =
+            (0..40).map(|n| PgSearch::connect(&url, &format!("tenant-{n}")).unwrap()).collect();
+        for (n, index) in indexes.iter().enumerate() {
+            index.replace_document("mem-1", "1", &[chunk("Page", "", &format!("tenant {n} teapot"))]).unwrap();
+            index.commit().unwrap();
+        }
+        assert!(indexes.iter().all(|index| index.query("teapot", &[], 5).unwrap().len() == 1), "each its own");
+        let url_ = url.clone();
+        let connections: i64 = std::thread::spawn(move || {
+            let mut client = Client::connect(&url_, postgres::NoTls).unwrap();
+            client
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()", &[])
+                .unwrap()
+                .get(0)
+        })
+        .join()
+        .unwrap();
+        assert!(connections <= CONNECTIONS as i64 + 1, "40 tenants' indexes, {connections} connections");
     }
 }

@@ -18,6 +18,7 @@
 pub mod allocator;
 pub mod audit;
 pub mod bindings;
+mod blocking;
 pub mod capabilities;
 pub mod driver;
 pub mod keys;

@@ -251,8 +251,8 @@ impl ConnectorHost {
         }
         let store = self.store.clone();
         let name = format!("instance/{namespace}");
-        let locked = tokio::task::spawn_blocking(move || store.lock(&name)).await?;
-        Ok(Some(locked.map_err(|e| anyhow!("cannot change instance {namespace}: {e}"))?))
+        let locked = crate::blocking::off_runtime(move || Ok(store.lock(&name)?)).await;
+        Ok(Some(locked.map_err(|e| anyhow!("cannot change instance {namespace}: {e:#}"))?))
     }
 
     /// The host's configuration.

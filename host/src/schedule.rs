@@ -173,25 +173,40 @@ impl ConnectorHost {
         Ok(Ok(Some(schedule)))
     }
 
-    /// Claims the due Auto Resync of a memory for the caller: when it is due, the due time
-    /// and the schedule marked started (its next run an interval away); `None` when it is not
-    /// due, or no longer (another host claimed it first). The claim is one step under the
-    /// instance's schedule lock, so a due time is claimed once across every host.
-    pub async fn claim_due_schedule(&self, namespace: &str, memory: &str) -> Result<Option<(u64, Schedule)>> {
+    /// Changes the schedule of a memory as `change` says, in one read and write under the
+    /// instance's schedule lock (so across every host): `change` returns what to report, or
+    /// `None` to leave the schedule as it was; nothing happens to a memory without one.
+    pub async fn change_schedule<T: Send + 'static>(
+        &self,
+        namespace: &str,
+        memory: &str,
+        change: impl FnOnce(&mut Schedule) -> Option<T> + Send + 'static,
+    ) -> Result<Option<T>> {
         let host = self.clone();
         let (namespace, memory) = (namespace.to_string(), memory.to_string());
-        tokio::task::spawn_blocking(move || {
-            let _locked = host.store().lock(&format!("schedules/{namespace}")).map_err(|e| anyhow!("{e}"))?;
+        crate::blocking::off_runtime(move || {
+            let _locked = host.store().lock(&format!("schedules/{namespace}"))?;
             let Some(mut schedule) = host.schedule(&namespace, &memory)? else { return Ok(None) };
-            let due = schedule.next_run;
-            if due > now() {
-                return Ok(None);
-            }
-            schedule.started(now());
+            let Some(outcome) = change(&mut schedule) else { return Ok(None) };
             host.save_schedule(&namespace, &schedule)?;
-            Ok(Some((due, schedule)))
+            Ok(Some(outcome))
         })
-        .await?
+        .await
+    }
+
+    /// Claims the due Auto Resync of a memory for the caller: when it is due, the due time
+    /// and the schedule marked started (its next run an interval away); `None` when it is not
+    /// due, or no longer (another host claimed it first): a due time is claimed once across
+    /// every host.
+    pub async fn claim_due_schedule(&self, namespace: &str, memory: &str) -> Result<Option<(u64, Schedule)>> {
+        self.change_schedule(namespace, memory, |schedule| {
+            let due = schedule.next_run;
+            (due <= now()).then(|| {
+                schedule.started(now());
+                (due, schedule.clone())
+            })
+        })
+        .await
     }
 
     /// Every schedule of an instance.

@@ -77,15 +77,11 @@ pub struct SiteSlot {
 impl Drop for SiteSlot {
     fn drop(&mut self) {
         let Some((leases, slot)) = self.shared.take() else { return };
-        let release = move || {
+        crate::blocking::in_background(move || {
             if let Err(error) = leases.release(&slot) {
                 tracing::warn!(%slot, "cannot give a shared request slot back (it frees itself in {SHARED_SLOT_TERM:?}): {error}");
             }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(release)),
-            Err(_) => release(),
-        }
+        });
     }
 }
 
@@ -157,17 +153,14 @@ impl SharedSites {
         let pause = format!("site-pause/{origin}");
         let mut wait = Duration::from_millis(5);
         loop {
-            let asking = leases.clone();
-            let (slots_, pause_) = (slots.clone(), pause.clone());
-            let answer = tokio::task::spawn_blocking(move || -> Result<(Option<Duration>, Option<String>), String> {
-                if let Some(left) = asking.time_left(&pause_).map_err(|e| e.to_string())? {
+            let (asking, slots, pause) = (leases.clone(), slots.clone(), pause.clone());
+            let answer = crate::blocking::off_runtime(move || {
+                if let Some(left) = asking.time_left(&pause)? {
                     return Ok((Some(left), None));
                 }
-                Ok((None, asking.acquire_any(&slots_, SHARED_SLOT_TERM).map_err(|e| e.to_string())?))
+                Ok((None, asking.acquire_any(&slots, SHARED_SLOT_TERM)?))
             })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|answer| answer);
+            .await;
             match answer {
                 Ok((Some(paused), _)) => tokio::time::sleep(paused.min(MAX_PAUSE)).await,
                 Ok((None, Some(slot))) => return Some((leases, slot)),
@@ -187,18 +180,14 @@ impl SharedSites {
     fn pause(&self, origin: &str, pause: Duration) {
         let leases = self.store.leases("retry-after");
         let name = format!("site-pause/{origin}");
-        let record = move || {
+        crate::blocking::in_background(move || {
             let longer = leases.time_left(&name).map(|left| left.is_none_or(|left| left < pause));
             if let Err(error) =
                 longer.and_then(|longer| if longer { leases.acquire(&name, pause).map(drop) } else { Ok(()) })
             {
                 tracing::warn!(site = %name, "cannot tell the other hosts about a Retry-After: {error}");
             }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(record)),
-            Err(_) => record(),
-        }
+        });
     }
 }
 

@@ -33,7 +33,7 @@ impl HostState {
         work: impl FnOnce(&connector_store::Bucket) -> Result<T, E>,
     ) -> wasmtime::Result<Result<T, store::Error>> {
         let bucket = &self.table.get(handle)?.0;
-        Ok(super::blocking(|| self.grants.profile.time(Part::Storage, || work(bucket))).map_err(other))
+        Ok(crate::blocking::blocking(|| self.grants.profile.time(Part::Storage, || work(bucket))).map_err(other))
     }
 }
 

@@ -31,7 +31,7 @@ impl search::Host for HostState {
             .map(|c| connector_search::Chunk { ordinal: c.ordinal, title: c.title, heading: c.heading, text: c.text })
             .collect();
         let search = &self.grants.search;
-        let replaced = super::blocking(|| {
+        let replaced = crate::blocking::blocking(|| {
             self.grants.profile.time(Part::IndexWrite, || search.replace_document(&memory_id, &document_id, &chunks))
         });
         Ok(replaced.map_err(search_error))
@@ -43,7 +43,7 @@ impl search::Host for HostState {
         document_ids: Vec<String>,
     ) -> wasmtime::Result<Result<(), search::SearchError>> {
         let search = &self.grants.search;
-        let removed = super::blocking(|| {
+        let removed = crate::blocking::blocking(|| {
             self.grants.profile.time(Part::IndexWrite, || search.remove_documents(&memory_id, &document_ids))
         });
         Ok(removed.map_err(search_error))
@@ -51,12 +51,14 @@ impl search::Host for HostState {
 
     async fn rollback(&mut self) -> wasmtime::Result<Result<(), search::SearchError>> {
         let search = &self.grants.search;
-        Ok(super::blocking(|| self.grants.profile.time(Part::IndexWrite, || search.rollback())).map_err(search_error))
+        Ok(crate::blocking::blocking(|| self.grants.profile.time(Part::IndexWrite, || search.rollback()))
+            .map_err(search_error))
     }
 
     async fn commit(&mut self) -> wasmtime::Result<Result<(), search::SearchError>> {
         let search = &self.grants.search;
-        Ok(super::blocking(|| self.grants.profile.time(Part::IndexWrite, || search.commit())).map_err(search_error))
+        Ok(crate::blocking::blocking(|| self.grants.profile.time(Part::IndexWrite, || search.commit()))
+            .map_err(search_error))
     }
 
     async fn query(
@@ -66,7 +68,7 @@ impl search::Host for HostState {
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<search::Hit>, search::SearchError>> {
         let search = &self.grants.search;
-        let hits = super::blocking(|| {
+        let hits = crate::blocking::blocking(|| {
             self.grants.profile.time(Part::IndexQuery, || search.query(&text, &memory_ids, limit as usize))
         });
         Ok(hits

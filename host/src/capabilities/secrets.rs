@@ -25,15 +25,15 @@ fn secrets_error(error: StoreError) -> SecretsError {
 
 impl secrets::Host for HostState {
     async fn put(&mut self, name: String, value: String) -> wasmtime::Result<Result<(), SecretsError>> {
-        Ok(super::blocking(|| self.grants.secrets.put(&name, &value)).map_err(secrets_error))
+        Ok(crate::blocking::blocking(|| self.grants.secrets.put(&name, &value)).map_err(secrets_error))
     }
 
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<Option<String>, SecretsError>> {
-        Ok(super::blocking(|| self.grants.secrets.get(&name)).map_err(secrets_error))
+        Ok(crate::blocking::blocking(|| self.grants.secrets.get(&name)).map_err(secrets_error))
     }
 
     async fn remove(&mut self, name: String) -> wasmtime::Result<Result<(), SecretsError>> {
-        Ok(super::blocking(|| self.grants.secrets.remove(&name)).map_err(secrets_error))
+        Ok(crate::blocking::blocking(|| self.grants.secrets.remove(&name)).map_err(secrets_error))
     }
 }
 

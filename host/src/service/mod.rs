@@ -138,25 +138,24 @@ fn spawn_coordination(service: Arc<Service>) {
                 _ = service.shutdown.cancelled() => return,
             }
             let leases = service.host.leases();
-            let renewed = tokio::task::spawn_blocking(move || {
+            let renewed = crate::blocking::off_runtime(move || {
                 leases.renew(lease)?;
-                leases.lapsed(tenants::WORK_LEASES)
+                Ok(leases.lapsed(tenants::WORK_LEASES)?)
             })
             .await;
             match renewed {
-                Ok(Ok(lapsed)) => {
+                Ok(lapsed) => {
                     for name in lapsed.iter().filter_map(|name| name.strip_prefix(tenants::WORK_LEASES)) {
                         if let Ok(tenant) = service.tenants.get(name).await {
                             tenant.wake();
                         }
                     }
                 }
-                Ok(Err(error)) => tracing::warn!("cannot renew this host's work leases: {error}"),
-                Err(error) => tracing::warn!("cannot renew this host's work leases: {error}"),
+                Err(error) => tracing::warn!("cannot renew this host's work leases: {error:#}"),
             }
             let host = service.host.clone();
-            match tokio::task::spawn_blocking(move || host.instances()).await {
-                Ok(Ok(names)) => {
+            match crate::blocking::off_runtime(move || host.instances()).await {
+                Ok(names) => {
                     let loaded = service.tenants.names();
                     for name in names.iter().filter(|name| !loaded.contains(name)) {
                         if let Err(error) = service.tenants.get(name).await {
@@ -164,8 +163,7 @@ fn spawn_coordination(service: Arc<Service>) {
                         }
                     }
                 }
-                Ok(Err(error)) => tracing::warn!("cannot list the tenants: {error:#}"),
-                Err(error) => tracing::warn!("cannot list the tenants: {error}"),
+                Err(error) => tracing::warn!("cannot list the tenants: {error:#}"),
             }
         }
     });

@@ -317,14 +317,10 @@ impl Worker {
             return true;
         }
         let (leases, name, lease) = (self.host.leases(), self.lease_name(), self.lease);
-        let held = match tokio::task::spawn_blocking(move || leases.acquire(&name, lease)).await {
-            Ok(Ok(held)) => held,
-            Ok(Err(error)) => {
-                tracing::warn!(tenant = %self.tenant.namespace, "cannot take the work lease: {error}");
-                false
-            }
+        let held = match crate::blocking::off_runtime(move || Ok(leases.acquire(&name, lease)?)).await {
+            Ok(held) => held,
             Err(error) => {
-                tracing::warn!(tenant = %self.tenant.namespace, "cannot take the work lease: {error}");
+                tracing::warn!(tenant = %self.tenant.namespace, "cannot take the work lease: {error:#}");
                 false
             }
         };
@@ -345,10 +341,8 @@ impl Worker {
         }
         self.leased = false;
         let (leases, name) = (self.host.leases(), self.lease_name());
-        match tokio::task::spawn_blocking(move || leases.release(&name)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(tenant = %self.tenant.namespace, "cannot give the work lease up: {error}"),
-            Err(error) => tracing::warn!(tenant = %self.tenant.namespace, "cannot give the work lease up: {error}"),
+        if let Err(error) = crate::blocking::off_runtime(move || Ok(leases.release(&name)?)).await {
+            tracing::warn!(tenant = %self.tenant.namespace, "cannot give the work lease up: {error:#}");
         }
     }
 
@@ -464,22 +458,15 @@ impl Worker {
     /// Records the outcome of an Auto Resync run in the schedule as it is now (it may have
     /// been changed or turned off while the sync ran), if Auto Resync started the run.
     async fn finish_scheduled(&mut self, memory: &str, outcome: Result<(), String>) {
-        let (host, namespace, memory) = (self.host.clone(), self.tenant.namespace.clone(), memory.to_string());
-        let recorded = tokio::task::spawn_blocking(move || {
-            let _locked = host.store().lock(&format!("schedules/{namespace}")).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let Some(mut schedule) = host.schedule(&namespace, &memory)? else { return Ok(()) };
-            if !schedule.running {
-                return Ok(());
-            }
-            match outcome {
-                Ok(()) => schedule.succeeded(now()),
-                Err(error) => schedule.failed(now(), error),
-            }
-            host.save_schedule(&namespace, &schedule)
-        })
-        .await
-        .map_err(anyhow::Error::from)
-        .and_then(|recorded| recorded);
+        let recorded = self
+            .host
+            .change_schedule(&self.tenant.namespace, memory, move |schedule| {
+                schedule.running.then(|| match outcome {
+                    Ok(()) => schedule.succeeded(now()),
+                    Err(error) => schedule.failed(now(), error),
+                })
+            })
+            .await;
         if let Err(error) = recorded {
             tracing::warn!(tenant = %self.tenant.namespace, "cannot save the Auto Resync schedule: {error:#}");
         }

@@ -15,11 +15,6 @@ pub struct Leases {
 }
 
 impl Leases {
-    /// The name this holder goes by.
-    pub fn holder(&self) -> &str {
-        &self.holder
-    }
-
     /// Takes the lease `name` until `ttl` from now, or extends it if this holder has it.
     /// `false`: another holder has it and it has not expired.
     pub fn acquire(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {

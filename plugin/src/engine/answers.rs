@@ -138,9 +138,8 @@ impl Engine<'_> {
         for (memory, mut ids) in wanted {
             ids.sort();
             ids.dedup();
-            let values = self.kv.get_many(&docs_bucket(&memory), &ids)?;
-            for (id, value) in ids.into_iter().zip(values) {
-                let record = value.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            let records = self.doc_records(&memory, &ids)?;
+            for (id, record) in ids.into_iter().zip(records) {
                 cache.insert((memory.clone(), id), record);
             }
         }
@@ -186,7 +185,7 @@ impl Engine<'_> {
         if let Some(record) = cache.get(&key) {
             return Ok(record.clone());
         }
-        let record = self.kv.get(&docs_bucket(&memory.id), id)?.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let record = self.doc_records(&memory.id, &[id.to_string()])?.pop().flatten();
         cache.insert(key, record.clone());
         Ok(record)
     }

@@ -175,8 +175,8 @@ impl Engine<'_> {
         let records: Vec<(String, DocRecord)> = batch
             .iter()
             .cloned()
-            .zip(self.kv.get_many(&docs_bucket(&memory.id), &batch)?)
-            .filter_map(|(id, bytes)| Some((id, serde_json::from_slice::<DocRecord>(&bytes?).ok()?)))
+            .zip(self.doc_records(&memory.id, &batch)?)
+            .filter_map(|(id, record)| Some((id, record?)))
             .collect();
         let mut keys: Vec<Key> = records.iter().flat_map(|(_, r)| r.includes.iter().map(key_of_included)).collect();
         keys.sort();

@@ -120,6 +120,13 @@ impl<'a> Engine<'a> {
         Engine { kv, index, secrets, transport, chunking: ChunkConfig::default() }
     }
 
+    /// The records of the documents `ids` of a memory, in order, in one read (`None`: no
+    /// record, or one this version cannot read).
+    fn doc_records(&self, memory_id: &str, ids: &[String]) -> Result<Vec<Option<DocRecord>>, HostError> {
+        let values = self.kv.get_many(&docs_bucket(memory_id), ids)?;
+        Ok(values.into_iter().map(|value| value.and_then(|bytes| serde_json::from_slice(&bytes).ok())).collect())
+    }
+
     fn connection(&self, id: &str) -> Result<Connection, ConnectorError> {
         match self.kv.get(MAIN_BUCKET, &connection_key(id))? {
             Some(bytes) => decode(&bytes, "connection"),

@@ -190,14 +190,8 @@ impl Engine<'_> {
         if contents.is_empty() {
             return Ok(());
         }
-        let bucket = docs_bucket(&memory.id);
         let ids: Vec<String> = contents.iter().map(|c| c.id.clone()).collect();
-        let existing: Vec<Option<DocRecord>> = self
-            .kv
-            .get_many(&bucket, &ids)?
-            .into_iter()
-            .map(|stored| stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
-            .collect();
+        let existing = self.doc_records(&memory.id, &ids)?;
         let labels: Vec<Vec<String>> = contents
             .iter()
             .zip(&existing)
@@ -438,9 +432,8 @@ impl Engine<'_> {
         let found: Vec<(Found, TitleKind)> =
             found.into_iter().filter_map(|f| TitleKind::of(&f.kind).map(|kind| (f, kind))).collect();
         let ids: Vec<String> = found.iter().map(|(f, _)| f.id.clone()).collect();
-        let existing = self.kv.get_many(&docs_bucket(&memory.id), &ids)?;
+        let existing = self.doc_records(&memory.id, &ids)?;
         for ((item, kind), stored) in found.into_iter().zip(existing) {
-            let stored: Option<DocRecord> = stored.and_then(|bytes| serde_json::from_slice(&bytes).ok());
             let labels = self.labels_of(run, &item.id, stored.as_ref());
             *memory.progress.skipped.entry(kind.left_out().to_string()).or_default() += 1;
             let parent = item.ancestors.last().map(|a| a.id.clone());
@@ -533,12 +526,11 @@ impl Engine<'_> {
         run: &Run,
         containers: &[String],
     ) -> Result<HashMap<String, Option<DocRecord>>, RunFailure> {
-        let records = self.kv.get_many(&docs_bucket(&memory.id), containers)?;
+        let records = self.doc_records(&memory.id, containers)?;
         Ok(containers
             .iter()
             .cloned()
             .zip(records)
-            .map(|(id, bytes)| (id, bytes.and_then(|bytes| serde_json::from_slice::<DocRecord>(&bytes).ok())))
             .filter(|(id, record)| {
                 record.as_ref().is_some_and(|r| r.seen == memory.generation)
                     || run.pending.iter().any(|p| p.get(2..) == Some(id.as_str()))
@@ -570,13 +562,12 @@ impl Engine<'_> {
             .filter(|a| a.container.as_ref().is_some_and(|k| in_run.contains_key(&k.id)))
             .collect();
         let ids: Vec<String> = attachments.iter().map(|a| a.id.clone()).collect();
-        let existing = self.kv.get_many(&docs_bucket(&memory.id), &ids)?;
+        let existing = self.doc_records(&memory.id, &ids)?;
         for (attachment, stored) in attachments.into_iter().zip(existing) {
             if let Err(skip) = admissible(connection, &attachment) {
                 *memory.progress.skipped.entry(skip.label().to_string()).or_default() += 1;
                 continue;
             }
-            let stored: Option<DocRecord> = stored.and_then(|bytes| serde_json::from_slice(&bytes).ok());
             let labels = self.labels_of(run, &attachment.id, stored.as_ref());
             match stored {
                 Some(mut record)
@@ -653,10 +644,10 @@ impl Engine<'_> {
         let ids: Vec<String> = wanted.iter().map(|(_, (attachment, _))| attachment.id.clone()).collect();
         let marks: HashMap<String, String> = ids
             .iter()
-            .zip(self.kv.get_many(&bucket, &ids)?)
+            .zip(self.doc_records(&memory.id, &ids)?)
             .zip(&wanted)
-            .filter_map(|((id, stored), (_, (attachment, _)))| {
-                let record: DocRecord = serde_json::from_slice(&stored?).ok()?;
+            .filter_map(|((id, record), (_, (attachment, _)))| {
+                let record = record?;
                 let mark = record.skipped.filter(|_| record.version == attachment.version.number)?;
                 Some((id.clone(), mark))
             })
@@ -776,7 +767,6 @@ impl Engine<'_> {
         with_bodies: bool,
         uncommitted: &mut StepWrites,
     ) -> Result<(), RunFailure> {
-        let bucket = docs_bucket(&memory.id);
         let comments: Vec<Comment> = comments
             .into_iter()
             .filter(|c| !c.is_resolved())
@@ -797,12 +787,7 @@ impl Engine<'_> {
         if !with_bodies || run.kind == RunKind::Ingest {
             memory.progress.comments += ids.len() as u32;
         }
-        let existing: Vec<Option<DocRecord>> = self
-            .kv
-            .get_many(&bucket, &ids)?
-            .into_iter()
-            .map(|stored| stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
-            .collect();
+        let existing = self.doc_records(&memory.id, &ids)?;
         let mut converted: Vec<Option<storage::Converted>> = comments
             .iter()
             .zip(&existing)
@@ -931,10 +916,10 @@ impl Engine<'_> {
             .collect();
         if !unlisted.is_empty() && !tally.stale.is_empty() {
             // Not listed is not gone when the listing was not available: keep those.
-            let records = self.kv.get_many(&bucket, &tally.stale)?;
+            let records = self.doc_records(&memory.id, &tally.stale)?;
             let mut kept = Vec::new();
             for (id, record) in tally.stale.iter().zip(records) {
-                match record.and_then(|bytes| serde_json::from_slice::<DocRecord>(&bytes).ok()) {
+                match record {
                     Some(record) if unlisted.contains(&record.kind) => {
                         tally.documents += 1;
                         tally.chunks += record.chunks;

@@ -166,8 +166,8 @@ fn shared_connections(url: &str) -> Result<Arc<PgWorker>, SearchError> {
 /// A chunk ready to be written: its text and its analysed fields.
 struct Prepared {
     chunk: Chunk,
-    heading: Analysed,
-    text: Analysed,
+    /// Its heading and its text fields ([`analyse_chunk`]).
+    fields: [(i16, Analysed); 2],
 }
 
 /// One connector instance's search index in a PostgreSQL database.
@@ -220,10 +220,6 @@ impl PgSearch {
     fn pending(&self) -> MutexGuard<'_, Vec<Pending>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    fn analyse(&self, values: &[&str]) -> Analysed {
-        analyse(&self.analyzer, values)
-    }
 }
 
 /// Analyses a field's values as the index does: its terms with their frequencies, and its
@@ -242,8 +238,8 @@ fn analyse(analyzer: &TextAnalyzer, values: &[&str]) -> Analysed {
     Analysed { terms, tokens }
 }
 
-/// The analysed fields of a chunk, as a commit indexes them: the heading, and the text with
-/// the title (as tantivy's backend indexes them).
+/// The analysed fields of a chunk, as a commit indexes them and a removal takes them out
+/// again: the heading, and the text with the title (as tantivy's backend indexes them).
 fn analyse_chunk(analyzer: &TextAnalyzer, title: &str, heading: &str, text: &str) -> [(i16, Analysed); 2] {
     [(HEADING, analyse(analyzer, &[heading])), (TEXT, analyse(analyzer, &[text, title]))]
 }
@@ -463,7 +459,8 @@ fn write_changes(
             .map(|row| row.get(0))
             .collect();
         let mut rows = ChunkColumns::default();
-        for (&id, (memory, document, Prepared { chunk, heading, text })) in ids.iter().zip(&new) {
+        for (&id, (memory, document, Prepared { chunk, fields })) in ids.iter().zip(&new) {
+            let [(_, heading), (_, text)] = fields;
             rows.memory.push(memory);
             rows.document.push(document);
             rows.ordinal.push(i32::try_from(chunk.ordinal).unwrap_or(i32::MAX));
@@ -475,9 +472,9 @@ fn write_changes(
             totals[0] += 1;
             totals[1] += i64::from(heading.tokens);
             totals[2] += i64::from(text.tokens);
-            for (field, analysed) in [(HEADING, heading), (TEXT, text)] {
+            for (field, analysed) in fields {
                 for (term, tf) in &analysed.terms {
-                    segments.entry((memory, field, term.as_str())).or_default().push(Posting::new(
+                    segments.entry((memory, *field, term.as_str())).or_default().push(Posting::new(
                         id,
                         *tf,
                         analysed.tokens,
@@ -701,9 +698,7 @@ impl SearchBackend for PgSearch {
                     chunks: chunks
                         .iter()
                         .map(|chunk| Prepared {
-                            heading: self.analyse(&[&chunk.heading]),
-                            // The title is indexed with the text, as tantivy's backend does.
-                            text: self.analyse(&[&chunk.text, &chunk.title]),
+                            fields: analyse_chunk(&self.analyzer, &chunk.title, &chunk.heading, &chunk.text),
                             chunk: chunk.clone(),
                         })
                         .collect(),

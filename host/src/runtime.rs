@@ -110,6 +110,8 @@ pub struct ConnectorHost {
     _claim: Arc<Option<connector_store::Claim>>,
     /// What this process goes by in the leases of a shared database.
     holder: Arc<str>,
+    /// When each instance's next Auto Resync falls due, as far as this process knows.
+    due_times: crate::schedule::DueTimes,
 }
 
 pub use crate::operator_key::OPERATOR_KEY_VAR;
@@ -227,6 +229,7 @@ impl ConnectorHost {
             profile: CallProfile::default(),
             _claim: Arc::new(claim),
             holder,
+            due_times: Default::default(),
         })
     }
 
@@ -234,6 +237,11 @@ impl ConnectorHost {
     /// tenant's changes are locked across hosts and its work is leased.
     pub fn shares_database(&self) -> bool {
         self.config.database_url.is_some()
+    }
+
+    /// When each instance's next Auto Resync falls due, as far as this process knows.
+    pub fn due_times(&self) -> &crate::schedule::DueTimes {
+        &self.due_times
     }
 
     /// This process's leases in the store.

@@ -1,6 +1,8 @@
 //! Auto Resync: per-memory sync schedules kept in the host's private metadata, so they
 //! survive restarts, and the backoff of memories whose syncs keep failing.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, anyhow, bail};
@@ -108,8 +110,63 @@ impl std::fmt::Display for AutoResyncRefusal {
     }
 }
 
+/// Host metadata key prefix of the schedules.
+const PREFIX: &str = "schedule/";
+
 fn key(namespace: &str, memory: &str) -> String {
-    format!("schedule/{namespace}/{memory}")
+    format!("{PREFIX}{namespace}/{memory}")
+}
+
+/// When each instance's earliest Auto Resync falls due as far as this process knows, so
+/// that a tenant's worker reads its schedules from the store only when one may be due (on
+/// a shared database a read per tenant every half second is a query per tenant per host).
+///
+/// Never later than the truth for the schedules this process saves; another host's
+/// changes arrive with [`ConnectorHost::refresh_due_times`]. A time that is too early costs
+/// one read of the instance's schedules, which puts it right.
+#[derive(Clone, Default)]
+pub struct DueTimes(Arc<Mutex<HashMap<String, DueTime>>>);
+
+#[derive(Clone, Copy)]
+struct DueTime {
+    /// Unix time of the earliest `next_run`; `u64::MAX` when the instance has no schedule.
+    earliest: u64,
+    /// Changes with every [`DueTimes::lower`], so that a read which began before a save
+    /// cannot undo it.
+    version: u64,
+}
+
+impl DueTimes {
+    /// Whether a schedule of `namespace` may be due at `now` (also when nothing is known).
+    pub fn may_be_due(&self, namespace: &str, now: u64) -> bool {
+        self.0.lock().expect("due times lock").get(namespace).is_none_or(|due| due.earliest <= now)
+    }
+
+    /// Notes that a schedule of `namespace` is due at `at`.
+    fn lower(&self, namespace: &str, at: u64) {
+        let mut times = self.0.lock().expect("due times lock");
+        let due = times.entry(namespace.to_string()).or_insert(DueTime { earliest: u64::MAX, version: 0 });
+        due.earliest = due.earliest.min(at);
+        due.version += 1;
+    }
+
+    /// The version to hand [`DueTimes::settle`] after reading the schedules of `namespace`.
+    fn version(&self, namespace: &str) -> Option<u64> {
+        self.0.lock().expect("due times lock").get(namespace).map(|due| due.version)
+    }
+
+    /// Records the earliest due time read from the store, unless a save since `version`
+    /// (read before the store was) may have made it stale.
+    fn settle(&self, namespace: &str, earliest: u64, version: Option<u64>) {
+        let mut times = self.0.lock().expect("due times lock");
+        match times.get_mut(namespace) {
+            Some(due) if Some(due.version) == version => due.earliest = earliest,
+            Some(due) => due.earliest = due.earliest.min(earliest),
+            None => {
+                times.insert(namespace.to_string(), DueTime { earliest, version: 0 });
+            }
+        }
+    }
 }
 
 impl ConnectorHost {
@@ -126,7 +183,9 @@ impl ConnectorHost {
         self.store()
             .meta()
             .set(&key(namespace, &schedule.memory), &serde_json::to_vec(schedule)?)
-            .map_err(|e| anyhow!("{e}"))
+            .map_err(|e| anyhow!("{e}"))?;
+        self.due_times().lower(namespace, schedule.next_run);
+        Ok(())
     }
 
     /// Turns Auto Resync off for a memory.
@@ -211,17 +270,44 @@ impl ConnectorHost {
 
     /// Every schedule of an instance.
     pub fn schedules(&self, namespace: &str) -> Result<Vec<Schedule>> {
-        let prefix = format!("schedule/{namespace}/");
         let mut schedules = Vec::new();
+        self.scan_schedules(&format!("{PREFIX}{namespace}/"), |_, schedule| schedules.push(schedule))?;
+        Ok(schedules)
+    }
+
+    /// The schedules of an instance that are due now, read from the store only when
+    /// [`DueTimes`] says one may be.
+    pub fn due_schedules(&self, namespace: &str) -> Result<Vec<Schedule>> {
+        let due_times = self.due_times();
+        if !due_times.may_be_due(namespace, now()) {
+            return Ok(Vec::new());
+        }
+        let version = due_times.version(namespace);
+        let schedules = self.schedules(namespace)?;
+        due_times.settle(namespace, schedules.iter().map(|s| s.next_run).min().unwrap_or(u64::MAX), version);
+        Ok(schedules.into_iter().filter(|s| s.next_run <= now()).collect())
+    }
+
+    /// Takes up the due times other hosts gave the schedules of a shared database: one
+    /// scan of every instance's schedules.
+    pub fn refresh_due_times(&self) -> Result<()> {
+        let due_times = self.due_times();
+        self.scan_schedules(PREFIX, |key, schedule| {
+            if let Some((namespace, _)) = key[PREFIX.len()..].split_once('/') {
+                due_times.lower(namespace, schedule.next_run);
+            }
+        })
+    }
+
+    /// Calls `each` with the key and schedule of every schedule under `prefix`, a page at a time.
+    fn scan_schedules(&self, prefix: &str, mut each: impl FnMut(&str, Schedule)) -> Result<()> {
         let mut after: Option<String> = None;
         loop {
-            let page = self.store().meta().scan_prefix(&prefix, after.as_deref(), 500).map_err(|e| anyhow!("{e}"))?;
-            if page.is_empty() {
-                return Ok(schedules);
-            }
-            after = page.last().map(|(k, _)| k.clone());
-            for (_, value) in page {
-                schedules.push(serde_json::from_slice(&value)?);
+            let page = self.store().meta().scan_prefix(prefix, after.as_deref(), 500).map_err(|e| anyhow!("{e}"))?;
+            let Some((last, _)) = page.last() else { return Ok(()) };
+            after = Some(last.clone());
+            for (key, value) in &page {
+                each(key, serde_json::from_slice(value)?);
             }
         }
     }
@@ -241,6 +327,25 @@ mod tests {
         for bad in ["", "0s", "1w", "m", "-5s", "1.5h"] {
             assert!(parse_interval(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn due_times_never_hide_a_schedule_saved_during_a_read() {
+        let due = DueTimes::default();
+        assert!(due.may_be_due("acme", 100), "nothing known: read the schedules");
+        due.settle("acme", u64::MAX, due.version("acme"));
+        assert!(!due.may_be_due("acme", 100), "no schedules: nothing to read");
+
+        // A read begins, a schedule due at 150 is saved, the read (which missed it) ends.
+        let version = due.version("acme");
+        due.lower("acme", 150);
+        due.settle("acme", 500, version);
+        assert!(!due.may_be_due("acme", 149) && due.may_be_due("acme", 150));
+
+        // A read that began after the save settles the time, later or earlier.
+        due.settle("acme", 500, due.version("acme"));
+        assert!(!due.may_be_due("acme", 499) && due.may_be_due("acme", 500));
+        assert!(due.may_be_due("other", 0), "each instance apart");
     }
 
     #[test]

@@ -97,6 +97,9 @@ pub struct Excerpt {
     pub start: usize,
     /// See [`Excerpt::start`].
     pub end: usize,
+    /// Its text, when it sits in a list item or a table cell: their text becomes a block
+    /// only when the list or table ends, so the excerpt has no blocks of its own.
+    pub inline: Option<String>,
 }
 
 /// One structural unit of a converted page.
@@ -229,6 +232,9 @@ impl Converted {
             .iter()
             .find(|e| e.name.eq_ignore_ascii_case(name))
             .or_else(|| self.excerpts.first().filter(|_| name.is_empty()))?;
+        if let Some(text) = &excerpt.inline {
+            return Some(Converted { blocks: vec![Block::Text(text.clone())], ..Converted::default() });
+        }
         let (start, end) = (excerpt.start.min(self.blocks.len()), excerpt.end.min(self.blocks.len()));
         let blocks = self.blocks[start..end.max(start)].to_vec();
         let inclusions = self
@@ -589,9 +595,11 @@ enum MacroKind {
     Include {
         excerpt: bool,
     },
-    /// `excerpt`: its blocks start at `start`.
+    /// `excerpt`: its blocks start at `start`; inside a list item or a table cell, its
+    /// text starts at byte `inline_start` of the block being written.
     Excerpt {
         start: usize,
+        inline_start: Option<usize>,
     },
 }
 
@@ -1412,10 +1420,20 @@ impl<'a> Converter<'a> {
             "include" => MacroKind::Include { excerpt: false },
             "excerpt-include" => MacroKind::Include { excerpt: true },
             "excerpt" => {
-                if self.ctx() == Ctx::Block {
-                    self.out.flush();
-                }
-                MacroKind::Excerpt { start: self.out.blocks.len() }
+                let inline_start = match self.ctx() {
+                    Ctx::Block => {
+                        self.out.flush();
+                        None
+                    }
+                    _ => {
+                        // The line's list marker goes before the excerpt, not into it.
+                        if !self.out.line_started {
+                            self.out.start_line();
+                        }
+                        Some(self.out.buf.len())
+                    }
+                };
+                MacroKind::Excerpt { start: self.out.blocks.len(), inline_start }
             }
             _ => MacroKind::Generic,
         };
@@ -1647,12 +1665,21 @@ impl<'a> Converter<'a> {
                     self.inclusions.push(Inclusion { at: self.out.blocks.len(), target, excerpt });
                 }
             }
-            MacroKind::Excerpt { start } => {
-                if self.ctx() == Ctx::Block {
-                    self.out.flush();
-                }
+            MacroKind::Excerpt { start, inline_start } => {
+                let inline = match inline_start {
+                    None => {
+                        self.out.flush();
+                        None
+                    }
+                    // The block is still being written (the list or table goes on), unless
+                    // something in the excerpt ended it.
+                    Some(at) if self.out.blocks.len() == start => {
+                        Some(self.out.buf.get(at..).map(|text| text.trim().to_string()).unwrap_or_default())
+                    }
+                    Some(_) => None,
+                };
                 let name = collapse_ws(m.param_or_default("name"));
-                self.excerpts.push(Excerpt { name, start, end: self.out.blocks.len() });
+                self.excerpts.push(Excerpt { name, start, end: self.out.blocks.len(), inline });
             }
             MacroKind::Generic | MacroKind::Panel | MacroKind::Expand => {
                 if let Some(code) = m.code.as_deref() {
@@ -2266,6 +2293,29 @@ mod tests {
         assert_eq!(texts(&doc.excerpt("short").unwrap()), ["Shorter."]);
         assert!(doc.excerpt("other").is_none());
         assert!(convert("<p>none</p>").excerpt("").is_none());
+    }
+
+    #[test]
+    fn excerpts_in_list_items_and_table_cells_keep_their_text() {
+        let excerpt = |name: &str, body: &str| {
+            format!(
+                "<ac:structured-macro ac:name=\"excerpt\"><ac:parameter ac:name=\"name\">{name}</ac:parameter>\
+                 <ac:rich-text-body>{body}</ac:rich-text-body></ac:structured-macro>"
+            )
+        };
+        let doc = convert(&format!(
+            "<ul><li>Intro</li><li>{}</li></ul>\
+             <table><tbody><tr><th>Plan</th><td>{}</td></tr></tbody></table>\
+             <p>Done.</p>",
+            excerpt("item", "<p>Ship on <strong>Friday</strong>.</p>"),
+            excerpt("cell", "<p>Gold: 24/7 support</p>"),
+        ));
+        assert_eq!(texts(&doc.excerpt("item").unwrap()), ["Ship on Friday."]);
+        assert_eq!(texts(&doc.excerpt("cell").unwrap()), ["Gold: 24/7 support"]);
+        assert!(doc.plain_text().contains("Ship on Friday.") && doc.plain_text().contains("Gold: 24/7 support"));
+        let empty = convert(&format!("<ul><li>{}</li><li>Next</li></ul>", excerpt("none", "")));
+        assert_eq!(texts(&empty), ["- Next"], "an empty excerpt leaves no empty item");
+        assert_eq!(texts(&empty.excerpt("none").unwrap()), [""]);
     }
 
     #[test]

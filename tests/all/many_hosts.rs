@@ -164,12 +164,13 @@ async fn an_auto_resync_due_time_runs_once_across_hosts() {
     assert_eq!(status, 202, "{added}");
     let memory_id = added["memories"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(api.settled(&memory_id).await["status"], "INGESTED");
-    // Turned on through the other host: both see the schedule, both look at it every half second.
-    let other = Api::new(&b.url, Some(&key));
-    let (status, set) = other
-        .send(reqwest::Method::PUT, &format!("/api/v1/memories/{memory_id}/auto-resync"), Some(json!({"every": "1s"})))
-        .await;
-    assert_eq!(status, 200, "{set}");
+    // Both hosts serve the tenant and know it has no schedule; then a third process, the
+    // CLI, turns Auto Resync on: neither host saved it, so each learns of it from its look
+    // at every tenant's schedules (every third of the lease).
+    let (status, served) = Api::new(&b.url, Some(&key)).get("/api/v1/status").await;
+    assert_eq!(status, 200, "{served}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    world.ok(&["--instance", "acme", "auto-resync", &memory_id, "--every", "1s"]);
     tokio::time::sleep(Duration::from_secs(8)).await;
     a.stop();
     b.stop();

@@ -124,8 +124,8 @@ pub async fn run(host: ConnectorHost, config: ServeConfig, run_for: Option<Durat
 
 /// On a database several hosts share, every third of a lease's term: renews this host's
 /// work leases, wakes the workers of tenants whose lease lapsed (a host died driving them:
-/// one of the hosts takes the work over), and loads the tenants other hosts created since
-/// (every host serves every tenant).
+/// one of the hosts takes the work over), takes up the Auto Resync due times other hosts
+/// set, and loads the tenants other hosts created since (every host serves every tenant).
 fn spawn_coordination(service: Arc<Service>) {
     if !service.host.shares_database() {
         return;
@@ -152,6 +152,10 @@ fn spawn_coordination(service: Arc<Service>) {
                     }
                 }
                 Err(error) => tracing::warn!("cannot renew this host's work leases: {error:#}"),
+            }
+            let host = service.host.clone();
+            if let Err(error) = crate::blocking::off_runtime(move || host.refresh_due_times()).await {
+                tracing::warn!("cannot read the Auto Resync schedules: {error:#}");
             }
             let host = service.host.clone();
             match crate::blocking::off_runtime(move || host.instances()).await {

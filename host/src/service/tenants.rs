@@ -425,7 +425,12 @@ impl Worker {
     /// is claimed once ([`ConnectorHost::claim_due_schedule`]).
     async fn start_due_syncs(&mut self) -> Result<bool> {
         let namespace = self.tenant.namespace.clone();
-        let due: Vec<Schedule> = self.host.schedules(&namespace)?.into_iter().filter(|s| s.next_run <= now()).collect();
+        if !self.host.due_times().may_be_due(&namespace, now()) {
+            return Ok(false);
+        }
+        let host = self.host.clone();
+        let reading = namespace.clone();
+        let due: Vec<Schedule> = crate::blocking::off_runtime(move || host.due_schedules(&reading)).await?;
         if due.is_empty() || !self.hold_lease().await {
             return Ok(false);
         }

@@ -224,7 +224,8 @@ impl Converted {
     }
 
     /// The excerpt other pages show with `excerpt-include`: the one called `name` (for
-    /// `""`, the first one), with the inclusions inside it; `None` when the page has none.
+    /// `""`, the first one), with the inclusions inside it (an excerpt in a list item or a
+    /// table cell is its text alone); `None` when the page has none.
     pub fn excerpt(&self, name: &str) -> Option<Converted> {
         let name = name.trim();
         let excerpt = self

@@ -250,16 +250,17 @@ impl ConnectorHost {
     }
 
     /// Waits until no other caller — in this process or another host on the database —
-    /// changes the instance `namespace`, and keeps them out while the guard lives. `None`
-    /// on an embedded store: this process is its only host, and its callers take the
-    /// instance in turn already.
+    /// changes the instance `namespace`, and keeps them out while the guard lives; the
+    /// instance's key-value writes and search commits meanwhile are fenced by the lock (they
+    /// fail, writing nothing, if the lock passed to another host). `None` on an embedded
+    /// store: this process is its only host, and its callers take the instance in turn
+    /// already.
     pub async fn lock_instance(&self, namespace: &str) -> Result<Option<connector_store::Claim>> {
         if !self.shares_database() {
             return Ok(None);
         }
-        let store = self.store.clone();
-        let name = format!("instance/{namespace}");
-        let locked = crate::blocking::off_runtime(move || Ok(store.lock(&name)?)).await;
+        let (store, name, fenced) = (self.store.clone(), format!("instance/{namespace}"), namespace.to_string());
+        let locked = crate::blocking::off_runtime(move || Ok(store.lock_writes(&name, &fenced)?)).await;
         Ok(Some(locked.map_err(|e| anyhow!("cannot change instance {namespace}: {e:#}"))?))
     }
 
@@ -345,7 +346,8 @@ impl ConnectorHost {
         let lexical: Arc<dyn connector_search::SearchBackend> = match &self.config.database_url {
             Some(url) => {
                 let index = connector_search::PgSearch::connect(url, namespace)
-                    .map_err(|e| anyhow!("cannot open the search index of {namespace} in the database: {e}"))?;
+                    .map_err(|e| anyhow!("cannot open the search index of {namespace} in the database: {e}"))?
+                    .fenced_by(self.store.fences());
                 self.store.meta().set(&format!("{INSTANCE_PREFIX}{namespace}"), b"")?;
                 Arc::new(index)
             }

@@ -35,6 +35,11 @@ impl Bucket {
         Bucket { store, prefix: prefix.into() }
     }
 
+    /// The instance the bucket belongs to.
+    fn namespace(&self) -> &str {
+        self.prefix.split('\0').next().unwrap_or_default()
+    }
+
     fn full_key(&self, key: &str) -> String {
         let mut k = String::with_capacity(self.prefix.len() + key.len());
         k.push_str(&self.prefix);
@@ -70,12 +75,12 @@ impl Bucket {
     /// or value exceeds the configured limits.
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.check_item(key, value)?;
-        self.store.write(Table::Kv, &[Write::Put(self.full_key(key), value.to_vec())])
+        self.store.write_in(self.namespace(), Table::Kv, &[Write::Put(self.full_key(key), value.to_vec())])
     }
 
     /// Removes `key`; removing a missing key is not an error.
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.store.write(Table::Kv, &[Write::Delete(self.full_key(key))])
+        self.store.write_in(self.namespace(), Table::Kv, &[Write::Delete(self.full_key(key))])
     }
 
     /// Whether `key` is set.
@@ -155,12 +160,12 @@ impl Bucket {
             self.check_item(k, v)?;
         }
         let writes: Vec<Write> = items.iter().map(|(k, v)| Write::Put(self.full_key(k), v.clone())).collect();
-        self.store.write(Table::Kv, &writes)
+        self.store.write_in(self.namespace(), Table::Kv, &writes)
     }
 
     /// Removes all `keys` in one write transaction (missing keys are ignored).
     pub fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
         let writes: Vec<Write> = keys.iter().map(|k| Write::Delete(self.full_key(k))).collect();
-        self.store.write(Table::Kv, &writes)
+        self.store.write_in(self.namespace(), Table::Kv, &writes)
     }
 }

@@ -24,6 +24,15 @@ pub enum StoreError {
         waited: std::time::Duration,
     },
 
+    /// A write made under a lock ([`Store::lock_writes`](crate::Store::lock_writes)) after
+    /// the lock had passed to another holder (this holder's lock connection broke): the
+    /// write was not made.
+    #[error("the lock {name} was lost to another holder: this change was not made (try again)")]
+    Fenced {
+        /// The lock's name.
+        name: String,
+    },
+
     /// A namespace, bucket name or secret name is not acceptable.
     #[error("invalid {what} {name:?}: {reason}")]
     InvalidName {

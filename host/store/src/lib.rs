@@ -56,6 +56,7 @@
 pub mod backend;
 mod bucket;
 mod error;
+pub mod fence;
 mod lease;
 mod meta;
 mod secrets;
@@ -70,6 +71,7 @@ pub use lease::Leases;
 
 pub use bucket::{Bucket, MAX_PAGE};
 pub use error::StoreError;
+pub use fence::{Fence, Fences};
 pub use meta::Meta;
 pub use secrets::{OperatorKey, Secrets};
 
@@ -106,6 +108,8 @@ pub(crate) struct Inner {
     pub(crate) backend: Box<dyn Backend>,
     pub(crate) config: StoreConfig,
     pub(crate) cursors: Mutex<Cursors>,
+    /// The fences of the locks [`Store::lock_writes`] holds, by namespace.
+    pub(crate) fences: Fences,
 }
 
 impl std::fmt::Debug for Store {
@@ -118,6 +122,15 @@ impl Store {
     /// Applies `writes` to `table` in one durable transaction.
     pub(crate) fn write(&self, table: Table, writes: &[Write]) -> Result<(), StoreError> {
         self.inner.backend.apply(table, writes)
+    }
+
+    /// [`Store::write`] of data of `namespace`: fenced while [`Store::lock_writes`] holds a
+    /// fenced lock for it.
+    pub(crate) fn write_in(&self, namespace: &str, table: Table, writes: &[Write]) -> Result<(), StoreError> {
+        match self.inner.fences.get(namespace) {
+            Some(fence) => self.inner.backend.apply_fenced(table, writes, &fence),
+            None => self.inner.backend.apply(table, writes),
+        }
     }
 
     /// The rows of `table` under `table_prefix + prefix`, strictly after
@@ -180,9 +193,28 @@ impl Store {
         self.inner.backend.lock(name)
     }
 
+    /// [`Store::lock`], and while the guard lives the key-value writes of `namespace` (and
+    /// the search commits that share [`Store::fences`]) are fenced by it: once the lock has
+    /// passed to another holder they fail with [`StoreError::Fenced`] (see [`fence`]).
+    pub fn lock_writes(&self, name: &str, namespace: &str) -> Result<Claim, StoreError> {
+        let claim = self.inner.backend.lock(name)?;
+        let Some(fence) = claim.fence().cloned() else { return Ok(claim) };
+        self.inner.fences.set(namespace, fence.clone());
+        let unfence = Unfence { fences: self.inner.fences.clone(), namespace: namespace.to_string(), fence: fence.clone() };
+        // The fence is forgotten before the lock is released (fields drop in order).
+        Ok(Claim::fenced((unfence, claim), fence))
+    }
+
+    /// The fences of the locks [`Store::lock_writes`] holds now, for writers of the same
+    /// database outside this store (the PostgreSQL search index).
+    pub fn fences(&self) -> Fences {
+        self.inner.fences.clone()
+    }
+
     /// A store over `backend`.
     pub fn with_backend(backend: Box<dyn Backend>, config: StoreConfig) -> Store {
-        Store { inner: Arc::new(Inner { backend, config, cursors: Mutex::new(Cursors::new()) }) }
+        let cursors = Mutex::new(Cursors::new());
+        Store { inner: Arc::new(Inner { backend, config, cursors, fences: Fences::default() }) }
     }
 
     /// The limits this store enforces.
@@ -267,5 +299,18 @@ impl Cursors {
             Some((p, last)) if &**p == prefix => Some(last.clone()),
             _ => None,
         }
+    }
+}
+
+/// Forgets a namespace's fence when its lock is released.
+struct Unfence {
+    fences: Fences,
+    namespace: String,
+    fence: Fence,
+}
+
+impl Drop for Unfence {
+    fn drop(&mut self) {
+        self.fences.clear(&self.namespace, &self.fence);
     }
 }

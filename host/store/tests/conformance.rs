@@ -42,6 +42,7 @@ const SHARED_SUITE: &[(&str, SharedCheck)] = &[
     ("a_lease_has_one_holder_until_released_or_expired", a_lease_has_one_holder_until_released_or_expired),
     ("a_lock_excludes_every_other_holder_until_dropped", a_lock_excludes_every_other_holder_until_dropped),
     ("leases_serve_as_the_slots_of_a_shared_semaphore", leases_serve_as_the_slots_of_a_shared_semaphore),
+    ("holders_of_a_write_lock_write_in_turn", holders_of_a_write_lock_write_in_turn),
 ];
 
 fn run_suite(backend: &str, open: &Opener, pair: &PairOpener) {
@@ -379,6 +380,27 @@ fn a_lock_excludes_every_other_holder_until_dropped(pair: &PairOpener) {
         }
     });
     assert_eq!(entries.load(Ordering::SeqCst), 60);
+}
+
+fn holders_of_a_write_lock_write_in_turn(pair: &PairOpener) {
+    // Each holder in turn writes under the lock (fenced where the backend fences), and
+    // writes without it once it is given up.
+    let (first, second) = pair();
+    for (n, store) in [&first, &second, &first].into_iter().enumerate() {
+        let held = store.lock_writes("instance/acme", "acme").unwrap();
+        let bucket = store.bucket("acme", "pages").unwrap();
+        bucket.set_many(&[("page/1".into(), format!("holder {n}").into_bytes())]).unwrap();
+        bucket.delete("page/0").unwrap();
+        drop(held);
+        bucket.set("page/2", b"unlocked").unwrap();
+    }
+    assert_eq!(second.bucket("acme", "pages").unwrap().get("page/1").unwrap().as_deref(), Some(&b"holder 2"[..]));
+    // (Each guard is dropped at the end of its statement.)
+    let one = first.lock_writes("instance/acme", "acme").unwrap().fence().cloned();
+    let other = second.lock_writes("instance/acme", "acme").unwrap().fence().cloned();
+    if let (Some(one), Some(other)) = (one, other) {
+        assert_ne!(one, other, "every taking of a lock has an epoch of its own");
+    }
 }
 
 fn leases_serve_as_the_slots_of_a_shared_semaphore(pair: &PairOpener) {

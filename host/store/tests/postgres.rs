@@ -24,7 +24,7 @@ fn hosts_starting_together_migrate_once_and_share_one_truth() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2], "each migration applied once");
+    assert_eq!(versions, [1, 2, 3], "each migration applied once");
 
     // What one host writes, every other reads.
     let key = OperatorKey::generate();
@@ -136,4 +136,47 @@ fn the_locks_of_a_killed_host_go_with_it() {
     std::thread::spawn(move || sender.send(other.lock("tenant/acme").map(|_| ())).unwrap());
     taken.recv_timeout(std::time::Duration::from_secs(10)).expect("the lock of a dead session is free").unwrap();
     drop(held); // its connection is gone already: dropping it is no error
+}
+
+#[test]
+fn writes_under_a_lock_that_passed_to_another_host_are_refused() {
+    // The lock connection alone breaks (its backend is terminated) while the host's other
+    // connections work: another host takes the lock, and what the first host still writes
+    // under its old lock fails, writing nothing; the new holder's writes go through.
+    let server = server();
+    let url = server.database().unwrap();
+    let (first, second) = (Store::connect(&url).unwrap(), Store::connect(&url).unwrap());
+    let (first_kv, second_kv) = (first.bucket("acme", "pages").unwrap(), second.bucket("acme", "pages").unwrap());
+    let old = first.lock_writes("instance/acme", "acme").unwrap();
+    first_kv.set("page/1", b"first, under its lock").unwrap();
+    first.bucket("other", "pages").unwrap().set("page/1", b"another tenant").unwrap();
+
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let holders: Vec<i32> = admin
+        .query("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(holders.len(), 1, "one advisory lock held");
+    admin.execute("SELECT pg_terminate_backend($1)", &[&holders[0]]).unwrap();
+    let new = second.lock_writes("instance/acme", "acme").unwrap();
+    assert_ne!(old.fence(), new.fence(), "each holder writes under an epoch of its own");
+
+    let refused = first_kv.set_many(&[("page/1".into(), b"late".to_vec()), ("page/2".into(), b"late".to_vec())]);
+    assert!(matches!(refused, Err(StoreError::Fenced { ref name }) if name == "instance/acme"), "{refused:?}");
+    assert!(refused.unwrap_err().to_string().contains("lost to another holder"));
+    assert_eq!(second_kv.get("page/1").unwrap().as_deref(), Some(&b"first, under its lock"[..]));
+    assert_eq!(second_kv.get("page/2").unwrap(), None, "nothing of the refused batch was written");
+    second_kv.set("page/1", b"second").unwrap();
+    first.bucket("other", "pages").unwrap().set("page/2", b"other tenants are not fenced").unwrap();
+
+    // Once the first host gives its old lock up, its writes are unfenced again (as a host
+    // without a lock writes), and a new lock fences them anew.
+    drop(old);
+    drop(new);
+    let again = first.lock_writes("instance/acme", "acme").unwrap();
+    first_kv.set("page/1", b"first again").unwrap();
+    drop(again);
+    assert_eq!(second_kv.get("page/1").unwrap().as_deref(), Some(&b"first again"[..]));
 }

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use connector_store::backend::postgres::PgWorker;
 use connector_store::backend::postgres::{Connection, describe, migrate};
+use connector_store::{Fence, Fences};
 use postgres::{Client, Transaction};
 use tantivy::tokenizer::TextAnalyzer;
 
@@ -177,6 +178,8 @@ pub struct PgSearch {
     pending: Mutex<Vec<Pending>>,
     analyzer: TextAnalyzer,
     config: SearchConfig,
+    /// The fences of the store's locks ([`PgSearch::fenced_by`]).
+    fences: Option<Fences>,
 }
 
 impl std::fmt::Debug for PgSearch {
@@ -206,7 +209,16 @@ impl PgSearch {
     pub fn connect_with(url: &str, namespace: &str, config: SearchConfig) -> Result<PgSearch, SearchError> {
         let worker = shared_connections(url)?;
         let analyzer = config.analyzer.build()?;
-        Ok(PgSearch { namespace: namespace.to_string(), worker, pending: Mutex::new(Vec::new()), analyzer, config })
+        let pending = Mutex::new(Vec::new());
+        Ok(PgSearch { namespace: namespace.to_string(), worker, pending, analyzer, config, fences: None })
+    }
+
+    /// Fences this index's commits like the store's key-value writes
+    /// ([`connector_store::Store::lock_writes`]): while a lock of the store guards the
+    /// instance, a commit fails once that lock has passed to another holder, and writes
+    /// nothing.
+    pub fn fenced_by(self, fences: Fences) -> PgSearch {
+        PgSearch { fences: Some(fences), ..self }
     }
 
     /// Runs `work` on a connection of this index (see [`PgWorker`]).
@@ -365,6 +377,7 @@ fn write_changes(
     ns: &str,
     changes: &[Pending<Prepared>],
     analyzer: &TextAnalyzer,
+    fence: Option<&Fence>,
 ) -> Result<(), SearchError> {
     let mut removed_memories: Vec<String> = Vec::new();
     let mut order: Vec<(String, String)> = Vec::new();
@@ -393,6 +406,9 @@ fn write_changes(
         }
     }
     let mut tx = client.transaction().map_err(database)?;
+    if let Some(fence) = fence {
+        connector_store::fence::check(&mut tx, fence).map_err(|e| SearchError::Database(e.to_string()))?;
+    }
     let mut df: BTreeMap<(i16, String), i64> = BTreeMap::new();
     let mut totals = [0i64; 3];
     // The chunks that go: those of removed memories and of every touched document. Their
@@ -710,7 +726,8 @@ impl SearchBackend for PgSearch {
             })
             .collect();
         let (ns, analyzer) = (self.namespace.clone(), self.analyzer.clone());
-        self.with_client(move |client| write_changes(client, &ns, &changes, &analyzer))?;
+        let fence = self.fences.as_ref().and_then(|fences| fences.get(&ns));
+        self.with_client(move |client| write_changes(client, &ns, &changes, &analyzer, fence.as_ref()))?;
         pending.clear();
         Ok(())
     }
@@ -1101,5 +1118,42 @@ mod tests {
         .join()
         .unwrap();
         assert!(connections <= CONNECTIONS as i64 + 1, "40 tenants' indexes, {connections} connections");
+    }
+
+    #[test]
+    fn a_commit_under_a_lock_that_passed_to_another_host_writes_nothing() {
+        let server =
+            pg_server::PgServer::start().unwrap_or_else(|e| panic!("the PostgreSQL test server did not start: {e}"));
+        let url = server.database().unwrap();
+        let (first, second) =
+            (connector_store::Store::connect(&url).unwrap(), connector_store::Store::connect(&url).unwrap());
+        let index = PgSearch::connect(&url, "acme").unwrap().fenced_by(first.fences());
+        let old = first.lock_writes("instance/acme", "acme").unwrap();
+        index.replace_document("m", "p1", &[chunk("Failover", "Steps", "promote the replica")]).unwrap();
+        index.commit().unwrap();
+
+        // The first host's lock connection breaks; another host takes the lock.
+        let url_for_admin = url.clone();
+        std::thread::spawn(move || {
+            let mut admin = Client::connect(&url_for_admin, postgres::NoTls).unwrap();
+            let pid: i32 = admin
+                .query_one("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted", &[])
+                .unwrap()
+                .get(0);
+            admin.execute("SELECT pg_terminate_backend($1)", &[&pid]).unwrap();
+        })
+        .join()
+        .unwrap();
+        let _new = second.lock_writes("instance/acme", "acme").unwrap();
+
+        index.replace_document("m", "p1", &[]).unwrap();
+        index.replace_document("m", "p2", &[chunk("Backups", "Nightly", "the replica archive")]).unwrap();
+        let refused = index.commit().unwrap_err().to_string();
+        assert!(refused.contains("lost to another holder"), "{refused}");
+        index.rollback().unwrap();
+        let hits: Vec<String> =
+            index.query("replica", &["m".into()], 10).unwrap().into_iter().map(|hit| hit.document_id).collect();
+        assert_eq!(hits, ["p1"], "the refused commit changed nothing");
+        drop(old);
     }
 }

@@ -13,6 +13,7 @@ pub mod redb;
 use std::time::Duration;
 
 use crate::StoreError;
+use crate::fence::Fence;
 
 /// One of the store's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +49,14 @@ pub trait Backend: Send + Sync {
 
     /// Applies `writes` in order, in one transaction.
     fn apply(&self, table: Table, writes: &[Write]) -> Result<(), StoreError>;
+
+    /// [`Backend::apply`], made only while `fence` is its lock's newest epoch
+    /// ([`StoreError::Fenced`] otherwise; see [`crate::fence`]). A backend whose locks live
+    /// and die with the process (the embedded file) has nothing to fence.
+    fn apply_fenced(&self, table: Table, writes: &[Write], fence: &Fence) -> Result<(), StoreError> {
+        let _ = fence;
+        self.apply(table, writes)
+    }
 
     /// The rows whose keys start with `prefix`, in key order, strictly after `after` when
     /// given (a full key), at most `limit`.
@@ -93,7 +102,9 @@ pub trait Backend: Send + Sync {
 
     /// Waits until no other guard of the lock `name` is held, in this process or any other
     /// on the database, and holds it for as long as the returned guard lives; it ends with
-    /// the process, however that ends. Fails rather than wait longer than [`LOCK_WAIT`].
+    /// the process, however that ends. Fails rather than wait longer than [`LOCK_WAIT`]. A
+    /// backend several processes share also advances the lock's epoch and hands it out as
+    /// the guard's [`Claim::fence`].
     fn lock(&self, name: &str) -> Result<Claim, StoreError>;
 }
 
@@ -111,12 +122,25 @@ pub enum ClaimMode {
 
 /// Held while a claim ([`Backend::claim`]) or a lock ([`Backend::lock`]) lasts; dropping it
 /// releases it.
-pub struct Claim(#[allow(dead_code)] Box<dyn Send + Sync>);
+pub struct Claim {
+    _holder: Box<dyn Send + Sync>,
+    fence: Option<Fence>,
+}
 
 impl Claim {
     /// A claim held by `holder` (dropping it releases the claim).
     pub fn new(holder: impl Send + Sync + 'static) -> Claim {
-        Claim(Box::new(holder))
+        Claim { _holder: Box::new(holder), fence: None }
+    }
+
+    /// A lock held by `holder` that fences the writes made under it with `fence`.
+    pub fn fenced(holder: impl Send + Sync + 'static, fence: Fence) -> Claim {
+        Claim { _holder: Box::new(holder), fence: Some(fence) }
+    }
+
+    /// The fence of a lock whose backend fences writes ([`Backend::apply_fenced`]).
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
     }
 }
 

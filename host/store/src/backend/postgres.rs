@@ -10,6 +10,7 @@ use postgres::{Client, NoTls, Transaction};
 
 use super::{Backend, Claim, ClaimMode, LOCK_WAIT, Rewrite, Table, Write};
 use crate::StoreError;
+use crate::fence::{self, Fence};
 
 /// The schema, one migration per version, applied in order.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -28,6 +29,13 @@ const MIGRATIONS: &[(i32, &str)] = &[
              name text PRIMARY KEY,
              holder text NOT NULL,
              expires_at timestamptz NOT NULL
+         )",
+    ),
+    (
+        3,
+        "CREATE TABLE connector_fences (
+             name text PRIMARY KEY,
+             epoch bigint NOT NULL
          )",
     ),
 ];
@@ -485,21 +493,33 @@ impl Backend for PostgresBackend {
         };
         let key = name.to_string();
         let locked = connection.run(
-            move |client| match client.query_one("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&key]) {
-                Ok(_) => Ok(()),
-                Err(error) if error.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
-                    Err(StoreError::LockTimeout { name: key, waited: LOCK_WAIT })
+            move |client| {
+                let timed_out = |error: postgres::Error, key: &str| match error.code() {
+                    Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+                        StoreError::LockTimeout { name: key.to_string(), waited: LOCK_WAIT }
+                    }
+                    _ => error.into(),
+                };
+                client.query_one("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&key]).map_err(|e| timed_out(e, &key))?;
+                // The new epoch waits for the writes the previous holder still has in flight.
+                let advanced = client.query_one(
+                    "INSERT INTO connector_fences (name, epoch) VALUES ($1, 1)
+                     ON CONFLICT (name) DO UPDATE SET epoch = connector_fences.epoch + 1 RETURNING epoch",
+                    &[&key],
+                );
+                match advanced {
+                    Ok(row) => Ok(row.get::<_, i64>(0)),
+                    Err(error) => {
+                        let _ = client.query_one("SELECT pg_advisory_unlock(hashtextextended($1, 0))", &[&key]);
+                        Err(timed_out(error, &key))
+                    }
                 }
-                Err(error) => Err(error.into()),
             },
             StoreError::Postgres,
         );
-        locked?;
-        Ok(Claim::new(PgLock {
-            connection: Some(connection),
-            name: name.to_string(),
-            idle: self.lock_connections.clone(),
-        }))
+        let epoch = locked?;
+        let lock = PgLock { connection: Some(connection), name: name.to_string(), idle: self.lock_connections.clone() };
+        Ok(Claim::fenced(lock, Fence { name: name.to_string(), epoch }))
     }
 
     fn get_many(&self, table: Table, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
@@ -524,6 +544,20 @@ impl Backend for PostgresBackend {
         let writes = writes.to_vec();
         self.with_client(move |client| {
             let mut tx = client.transaction()?;
+            apply_in(&mut tx, code(table), &writes)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn apply_fenced(&self, table: Table, writes: &[Write], fence: &Fence) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let (writes, fence) = (writes.to_vec(), fence.clone());
+        self.with_client(move |client| {
+            let mut tx = client.transaction()?;
+            fence::check(&mut tx, &fence)?;
             apply_in(&mut tx, code(table), &writes)?;
             tx.commit()?;
             Ok(())

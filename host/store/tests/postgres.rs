@@ -113,6 +113,20 @@ fn hosts_claim_the_database_together_and_a_key_rotation_alone() {
     assert!(second.claim(ClaimMode::Shared).unwrap().is_some());
 }
 
+/// Ends the server session that holds the one advisory lock held, as the server ends the
+/// sessions of a host that died or whose connection broke.
+fn end_the_session_of_the_one_lock(url: &str) {
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let holders: Vec<i32> = admin
+        .query("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(holders.len(), 1, "one advisory lock held");
+    admin.execute("SELECT pg_terminate_backend($1)", &[&holders[0]]).unwrap();
+}
+
 #[test]
 fn the_locks_of_a_killed_host_go_with_it() {
     // A host's locks live on its sessions: when its process dies, the server ends them. Here
@@ -122,15 +136,7 @@ fn the_locks_of_a_killed_host_go_with_it() {
     let url = server.database().unwrap();
     let store = Store::connect(&url).unwrap();
     let held = store.lock("tenant/acme").unwrap();
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    let holders: Vec<i32> = admin
-        .query("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(holders.len(), 1, "one advisory lock held");
-    admin.execute("SELECT pg_terminate_backend($1)", &[&holders[0]]).unwrap();
+    end_the_session_of_the_one_lock(&url);
     let other = Store::connect(&url).unwrap();
     let (sender, taken) = std::sync::mpsc::channel();
     std::thread::spawn(move || sender.send(other.lock("tenant/acme").map(|_| ())).unwrap());
@@ -151,15 +157,7 @@ fn writes_under_a_lock_that_passed_to_another_host_are_refused() {
     first_kv.set("page/1", b"first, under its lock").unwrap();
     first.bucket("other", "pages").unwrap().set("page/1", b"another tenant").unwrap();
 
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    let holders: Vec<i32> = admin
-        .query("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(holders.len(), 1, "one advisory lock held");
-    admin.execute("SELECT pg_terminate_backend($1)", &[&holders[0]]).unwrap();
+    end_the_session_of_the_one_lock(&url);
     let new = second.lock_writes("instance/acme", "acme").unwrap();
     assert_ne!(old.fence(), new.fence(), "each holder writes under an epoch of its own");
 

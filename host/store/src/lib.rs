@@ -200,7 +200,8 @@ impl Store {
         let claim = self.inner.backend.lock(name)?;
         let Some(fence) = claim.fence().cloned() else { return Ok(claim) };
         self.inner.fences.set(namespace, fence.clone());
-        let unfence = Unfence { fences: self.inner.fences.clone(), namespace: namespace.to_string(), fence: fence.clone() };
+        let unfence =
+            Unfence { fences: self.inner.fences.clone(), namespace: namespace.to_string(), fence: fence.clone() };
         // The fence is forgotten before the lock is released (fields drop in order).
         Ok(Claim::fenced((unfence, claim), fence))
     }

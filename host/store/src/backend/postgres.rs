@@ -500,7 +500,9 @@ impl Backend for PostgresBackend {
                     }
                     _ => error.into(),
                 };
-                client.query_one("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&key]).map_err(|e| timed_out(e, &key))?;
+                client
+                    .query_one("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&key])
+                    .map_err(|e| timed_out(e, &key))?;
                 // The new epoch waits for the writes the previous holder still has in flight.
                 let advanced = client.query_one(
                     "INSERT INTO connector_fences (name, epoch) VALUES ($1, 1)

@@ -251,7 +251,7 @@ impl ConnectorHost {
 
     /// Waits until no other caller — in this process or another host on the database —
     /// changes the instance `namespace`, and keeps them out while the guard lives; the
-    /// instance's key-value writes and search commits meanwhile are fenced by the lock (they
+    /// instance's key-value, secret and search writes meanwhile are fenced by the lock (they
     /// fail, writing nothing, if the lock passed to another host). `None` on an embedded
     /// store: this process is its only host, and its callers take the instance in turn
     /// already.

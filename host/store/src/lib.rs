@@ -124,8 +124,8 @@ impl Store {
         self.inner.backend.apply(table, writes)
     }
 
-    /// [`Store::write`] of data of `namespace`: fenced while [`Store::lock_writes`] holds a
-    /// fenced lock for it.
+    /// [`Store::write`] of the key-value data or secrets of `namespace`: fenced while
+    /// [`Store::lock_writes`] holds a fenced lock for it.
     pub(crate) fn write_in(&self, namespace: &str, table: Table, writes: &[Write]) -> Result<(), StoreError> {
         match self.inner.fences.get(namespace) {
             Some(fence) => self.inner.backend.apply_fenced(table, writes, &fence),
@@ -193,9 +193,10 @@ impl Store {
         self.inner.backend.lock(name)
     }
 
-    /// [`Store::lock`], and while the guard lives the key-value writes of `namespace` (and
-    /// the search commits that share [`Store::fences`]) are fenced by it: once the lock has
-    /// passed to another holder they fail with [`StoreError::Fenced`] (see [`fence`]).
+    /// [`Store::lock`], and while the guard lives the key-value and secret writes of
+    /// `namespace` (and the search commits that share [`Store::fences`]) are fenced by it:
+    /// once the lock has passed to another holder they fail with [`StoreError::Fenced`]
+    /// (see [`fence`]).
     pub fn lock_writes(&self, name: &str, namespace: &str) -> Result<Claim, StoreError> {
         let claim = self.inner.backend.lock(name)?;
         let Some(fence) = claim.fence().cloned() else { return Ok(claim) };

@@ -198,7 +198,7 @@ impl Secrets {
             return Err(StoreError::ValueTooLarge { key: crate::error::abbreviate(name), size: value.len(), limit });
         }
         let stored = seal(&self.cipher, &self.namespace, name, value)?;
-        self.store.write(Table::Secrets, &[Change::Put(row, stored)])
+        self.store.write_in(&self.namespace, Table::Secrets, &[Change::Put(row, stored)])
     }
 
     /// The secret `name`, or `None` if it is not set.
@@ -216,7 +216,7 @@ impl Secrets {
     /// Forgets the secret `name` (a missing secret is not an error).
     pub fn remove(&self, name: &str) -> Result<(), StoreError> {
         let row = self.row_key(name)?;
-        self.store.write(Table::Secrets, &[Change::Delete(row)])
+        self.store.write_in(&self.namespace, Table::Secrets, &[Change::Delete(row)])
     }
 }
 

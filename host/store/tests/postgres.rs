@@ -166,6 +166,10 @@ fn writes_under_a_lock_that_passed_to_another_host_are_refused() {
     assert!(refused.unwrap_err().to_string().contains("lost to another holder"));
     assert_eq!(second_kv.get("page/1").unwrap().as_deref(), Some(&b"first, under its lock"[..]));
     assert_eq!(second_kv.get("page/2").unwrap(), None, "nothing of the refused batch was written");
+    let key = OperatorKey::generate();
+    let refused = first.secrets("acme", key.clone()).unwrap().put("api-token", "late");
+    assert!(matches!(refused, Err(StoreError::Fenced { .. })), "secrets are fenced too: {refused:?}");
+    assert_eq!(second.secrets("acme", key).unwrap().get("api-token").unwrap(), None);
     second_kv.set("page/1", b"second").unwrap();
     first.bucket("other", "pages").unwrap().set("page/2", b"other tenants are not fenced").unwrap();
 
